@@ -1,0 +1,33 @@
+package bus
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics counts what workers do with messages, for /metrics.
+type Metrics struct {
+	handled  *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics registers the worker metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backbeat_jobs_handled_total", Help: "Messages handled, by step and outcome.",
+		}, []string{"step", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "backbeat_job_duration_seconds", Help: "Handler time, by step.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12),
+		}, []string{"step"}),
+	}
+	reg.MustRegister(m.handled, m.duration)
+	return m
+}
+
+func (m *Metrics) observe(step, outcome string, d time.Duration) {
+	m.handled.WithLabelValues(step, outcome).Inc()
+	m.duration.WithLabelValues(step).Observe(d.Seconds())
+}

@@ -1,0 +1,292 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
+	"github.com/backbeat/backbeat/pkg/ids"
+)
+
+// Handler is the one function a worker writes. Return nil when the job is
+// done, Permanent(err) when retrying cannot help, an error wrapping
+// ErrNotCurrent to drop a job of a stale run, and any other error to retry.
+type Handler[T proto.Message] func(ctx context.Context, m T) error
+
+// Worker turns a Handler into a JetStream consumer: it decodes, heartbeats,
+// and maps the handler's result onto Ack, NakWithDelay or TermWithReason. The
+// retry policy lives here and nowhere else.
+type Worker[T proto.Message] struct {
+	// Step names the worker in logs, metrics and StepFailed events.
+	Step string
+	// New returns an empty message to decode into.
+	New func() T
+	// Handle does the work.
+	Handle Handler[T]
+	// Pub publishes StepFailed when a job will not succeed.
+	Pub *Publisher
+	// Log is the worker's logger.
+	Log *zap.Logger
+	// Policy is the consumer's delivery policy (Topology.Policy(step)).
+	Policy Policy
+	// Escalate reports retryable errors to the coordinator at once instead of
+	// redelivering: renders move to the next pool rather than retry in place.
+	Escalate bool
+	// Name identifies this replica in StepFailed (hostname, pod).
+	Name string
+	// Metrics, when set, counts outcomes and durations.
+	Metrics *Metrics
+}
+
+// Outcomes of one delivery, as logged and counted.
+const (
+	OutcomeAck     = "ack"
+	OutcomeStale   = "stale"
+	OutcomeRetry   = "retry"
+	OutcomeTerm    = "term"
+	OutcomeDecode  = "undecodable"
+	OutcomeAborted = "shutdown"
+)
+
+// Run fetches and processes messages until ctx is done, at most concurrency at
+// a time, then waits for the handlers in flight. It fetches only when a slot is
+// free, so no message waits in a local buffer while its ack timer runs.
+func (w *Worker[T]) Run(ctx context.Context, cons jetstream.Consumer, concurrency int) error {
+	if concurrency < 1 {
+		concurrency = 1
+	}
+	slots := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case slots <- struct{}{}:
+		}
+		msg, err := FetchOne(ctx, cons, 2*time.Second)
+		if err != nil || msg == nil {
+			<-slots
+			if err != nil && ctx.Err() == nil {
+				w.log().Warn("fetch failed", zap.String("step", w.Step), zap.Error(err))
+				sleepCtx(ctx, time.Second)
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			w.Process(ctx, msg)
+		}()
+	}
+}
+
+// FetchOne pulls at most one message, waiting up to wait; it returns nil, nil
+// when none arrived.
+func FetchOne(ctx context.Context, cons jetstream.Consumer, wait time.Duration) (jetstream.Msg, error) {
+	if ctx.Err() != nil {
+		return nil, nil
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(wait))
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	for m := range batch.Messages() {
+		return m, nil
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	return nil, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (w *Worker[T]) log() *zap.Logger {
+	if w.Log == nil {
+		return zap.NewNop()
+	}
+	return w.Log
+}
+
+// Process handles one delivered message to the end: it is always acked,
+// nakked or terminated before Process returns.
+func (w *Worker[T]) Process(ctx context.Context, msg jetstream.Msg) {
+	start := time.Now()
+	var delivered uint64 = 1
+	if meta, err := msg.Metadata(); err == nil {
+		delivered = meta.NumDelivered
+	}
+	log := w.log().With(zap.String("step", w.Step), zap.String("subject", msg.Subject()), zap.Uint64("delivery", delivered))
+
+	m := w.New()
+	if err := Decode(msg.Data(), msg.Headers().Get(HeaderContentType), m); err != nil {
+		w.fail(ctx, msg, log, nil, delivered, fmt.Errorf("undecodable %s message: %w", w.Step, err), true)
+		w.observe(OutcomeDecode, start)
+		return
+	}
+	log = log.With(zap.String("video_id", getString(m, "GetVideoId")), zap.String("run_id", getString(m, "GetRunId")))
+
+	hctx := WithTraceparent(ctx, msg.Headers().Get(HeaderTraceparent))
+	hctx = WithLogger(hctx, log)
+	stop := w.heartbeat(hctx, msg, log)
+	err := w.Handle(hctx, m)
+	stop()
+
+	switch {
+	case err == nil:
+		if aerr := msg.Ack(); aerr != nil {
+			log.Warn("ack failed", zap.Error(aerr))
+		}
+		log.Info("job done", zap.Duration("took", time.Since(start)))
+		w.observe(OutcomeAck, start)
+	case errors.Is(err, ErrNotCurrent):
+		_ = msg.Ack()
+		log.Info("job dropped: run no longer current", zap.Error(err))
+		w.observe(OutcomeStale, start)
+	case ctx.Err() != nil:
+		// Shutting down: hand the job to another replica right away.
+		_ = msg.NakWithDelay(0)
+		log.Info("job released on shutdown", zap.Error(err))
+		w.observe(OutcomeAborted, start)
+	case IsPermanent(err):
+		w.fail(ctx, msg, log, m, delivered, err, true)
+		w.observe(OutcomeTerm, start)
+	case w.Escalate || (w.Policy.MaxDeliver > 0 && int(delivered) >= w.Policy.MaxDeliver):
+		w.fail(ctx, msg, log, m, delivered, err, false)
+		w.observe(OutcomeTerm, start)
+	default:
+		d := w.Policy.Delay(delivered)
+		_ = msg.NakWithDelay(d)
+		log.Warn("job failed, will retry", zap.Error(err), zap.Duration("retry_in", d))
+		w.observe(OutcomeRetry, start)
+	}
+}
+
+// fail terminates the message and tells the coordinator. The StepFailed is
+// published before the Term, so a crash in between redelivers rather than
+// loses the failure.
+func (w *Worker[T]) fail(ctx context.Context, msg jetstream.Msg, log *zap.Logger, m proto.Message, delivered uint64, cause error, permanent bool) {
+	sf := &backbeatv1.StepFailed{Step: w.Step, Reason: cause.Error(), Permanent: permanent, Worker: w.Name}
+	if m != nil {
+		sf.VideoId = getString(m, "GetVideoId")
+		sf.RunId = getString(m, "GetRunId")
+		sf.Pool = getString(m, "GetPool")
+		if a, ok := m.(interface{ GetAttempt() int32 }); ok {
+			sf.Attempt = a.GetAttempt()
+		}
+	}
+	if sf.VideoId == "" {
+		sf.VideoId = w.Pub.Subjects().VideoIDOf(msg.Subject())
+	}
+	var seq uint64
+	if meta, err := msg.Metadata(); err == nil {
+		seq = meta.Sequence.Stream
+	}
+	if ids.ValidateVideoID(sf.VideoId) == nil && w.Pub != nil {
+		id := "failed:" + w.Step + ":" + strconv.FormatUint(seq, 10)
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err := w.Pub.Publish(pctx, w.Pub.Subjects().Event(sf.VideoId, KindStepFailed), sf, id)
+		cancel()
+		if err != nil {
+			// Leave the message for redelivery rather than lose the failure.
+			_ = msg.NakWithDelay(w.Policy.Delay(delivered))
+			log.Error("could not report step failure; will redeliver", zap.Error(err), zap.NamedError("cause", cause))
+			return
+		}
+	}
+	reason := cause.Error()
+	if len(reason) > 200 {
+		reason = reason[:200]
+	}
+	_ = msg.TermWithReason(reason)
+	log.Error("job failed for good", zap.Error(cause), zap.Bool("permanent", permanent))
+}
+
+// heartbeat tells the server the job is still being worked on, a third of the
+// ack wait apart, until stop is called.
+func (w *Worker[T]) heartbeat(ctx context.Context, msg jetstream.Msg, log *zap.Logger) (stop func()) {
+	every := w.Policy.AckWait / 3
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := msg.InProgress(); err != nil {
+					log.Warn("heartbeat failed", zap.Error(err))
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+func (w *Worker[T]) observe(outcome string, start time.Time) {
+	if w.Metrics != nil {
+		w.Metrics.observe(w.Step, outcome, time.Since(start))
+	}
+}
+
+func getString(m proto.Message, method string) string {
+	switch method {
+	case "GetVideoId":
+		if v, ok := m.(interface{ GetVideoId() string }); ok {
+			return v.GetVideoId()
+		}
+	case "GetRunId":
+		if v, ok := m.(interface{ GetRunId() string }); ok {
+			return v.GetRunId()
+		}
+	case "GetPool":
+		if v, ok := m.(interface{ GetPool() string }); ok {
+			return v.GetPool()
+		}
+	}
+	return ""
+}
+
+type logKey struct{}
+
+// WithLogger puts a logger (already carrying video_id, run_id, step) in ctx.
+func WithLogger(ctx context.Context, l *zap.Logger) context.Context {
+	return context.WithValue(ctx, logKey{}, l)
+}
+
+// Logger returns the logger in ctx, or fallback when there is none.
+func Logger(ctx context.Context, fallback *zap.Logger) *zap.Logger {
+	if l, ok := ctx.Value(logKey{}).(*zap.Logger); ok {
+		return l
+	}
+	if fallback == nil {
+		return zap.NewNop()
+	}
+	return fallback
+}

@@ -1,0 +1,130 @@
+// Package telemetry gives every service the same operational surface:
+// /healthz (the process is alive), /readyz (its dependencies answer) and
+// /metrics (Prometheus), on one mux the service may add its own routes to.
+package telemetry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+)
+
+// Check reports whether one dependency is usable; nil means ready.
+type Check func(ctx context.Context) error
+
+// Server is a service's HTTP surface.
+type Server struct {
+	Mux      *http.ServeMux
+	Registry *prometheus.Registry
+	log      *zap.Logger
+
+	mu     sync.Mutex
+	checks map[string]Check
+	srv    *http.Server
+	ln     net.Listener
+}
+
+// New builds the mux with the three standard routes and a registry holding
+// the Go and process collectors.
+func New(service string, log *zap.Logger) *Server {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Server{Mux: http.NewServeMux(), Registry: reg, log: log, checks: map[string]Check{}}
+	s.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": service})
+	})
+	s.Mux.HandleFunc("GET /readyz", s.readyz)
+	s.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return s
+}
+
+// AddCheck registers a readiness check under name.
+func (s *Server) AddCheck(name string, c Check) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks[name] = c
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	names := make([]string, 0, len(s.checks))
+	for n := range s.checks {
+		names = append(names, n)
+	}
+	checks := make(map[string]Check, len(s.checks))
+	for n, c := range s.checks {
+		checks[n] = c
+	}
+	s.mu.Unlock()
+	sort.Strings(names)
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	out := map[string]string{}
+	code := http.StatusOK
+	for _, n := range names {
+		if err := checks[n](ctx); err != nil {
+			out[n] = err.Error()
+			code = http.StatusServiceUnavailable
+		} else {
+			out[n] = "ok"
+		}
+	}
+	writeJSON(w, code, out)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Listen binds addr (":0" picks a port) without serving yet.
+func (s *Server) Listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound address, after Listen.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Serve serves until ctx is done, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.ln == nil {
+		return errors.New("telemetry: Serve before Listen")
+	}
+	s.srv = &http.Server{Handler: s.Mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.srv.Shutdown(sctx)
+		return nil
+	}
+}
