@@ -12,8 +12,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
-	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 	"github.com/backbeat/backbeat/pkg/ids"
+	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
 
 // Handler is the one function a worker writes. Return nil when the job is
