@@ -60,6 +60,11 @@ const (
 // a time, then waits for the handlers in flight. It fetches only when a slot is
 // free, so no message waits in a local buffer while its ack timer runs.
 func (w *Worker[T]) Run(ctx context.Context, cons jetstream.Consumer, concurrency int) error {
+	return runLoop(ctx, cons, concurrency, w.log(), w.Step, w.Process)
+}
+
+// runLoop is the fetch loop shared by Worker and Router.
+func runLoop(ctx context.Context, cons jetstream.Consumer, concurrency int, log *zap.Logger, step string, process func(context.Context, jetstream.Msg)) error {
 	if concurrency < 1 {
 		concurrency = 1
 	}
@@ -76,7 +81,7 @@ func (w *Worker[T]) Run(ctx context.Context, cons jetstream.Consumer, concurrenc
 		if err != nil || msg == nil {
 			<-slots
 			if err != nil && ctx.Err() == nil {
-				w.log().Warn("fetch failed", zap.String("step", w.Step), zap.Error(err))
+				log.Warn("fetch failed", zap.String("step", step), zap.Error(err))
 				sleepCtx(ctx, time.Second)
 			}
 			continue
@@ -85,7 +90,7 @@ func (w *Worker[T]) Run(ctx context.Context, cons jetstream.Consumer, concurrenc
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			w.Process(ctx, msg)
+			process(ctx, msg)
 		}()
 	}
 }
@@ -128,16 +133,42 @@ func (w *Worker[T]) log() *zap.Logger {
 // Process handles one delivered message to the end: it is always acked,
 // nakked or terminated before Process returns.
 func (w *Worker[T]) Process(ctx context.Context, msg jetstream.Msg) {
+	w.processor().process(ctx, msg, func(data []byte, ct string) (proto.Message, error) {
+		m := w.New()
+		return m, Decode(data, ct, m)
+	}, func(ctx context.Context, m proto.Message) error {
+		return w.Handle(ctx, m.(T))
+	})
+}
+
+func (w *Worker[T]) processor() *processor {
+	return &processor{step: w.Step, pub: w.Pub, log: w.log(), policy: w.Policy, escalate: w.Escalate, name: w.Name, metrics: w.Metrics}
+}
+
+// processor holds the ack policy shared by Worker and Router.
+type processor struct {
+	step     string
+	pub      *Publisher
+	log      *zap.Logger
+	policy   Policy
+	escalate bool
+	name     string
+	metrics  *Metrics
+}
+
+func (w *processor) process(ctx context.Context, msg jetstream.Msg,
+	decode func(data []byte, contentType string) (proto.Message, error),
+	handle func(ctx context.Context, m proto.Message) error) {
 	start := time.Now()
 	var delivered uint64 = 1
 	if meta, err := msg.Metadata(); err == nil {
 		delivered = meta.NumDelivered
 	}
-	log := w.log().With(zap.String("step", w.Step), zap.String("subject", msg.Subject()), zap.Uint64("delivery", delivered))
+	log := w.log.With(zap.String("step", w.step), zap.String("subject", msg.Subject()), zap.Uint64("delivery", delivered))
 
-	m := w.New()
-	if err := Decode(msg.Data(), msg.Headers().Get(HeaderContentType), m); err != nil {
-		w.fail(ctx, msg, log, nil, delivered, fmt.Errorf("undecodable %s message: %w", w.Step, err), true)
+	m, err := decode(msg.Data(), msg.Headers().Get(HeaderContentType))
+	if err != nil {
+		w.fail(ctx, msg, log, nil, delivered, fmt.Errorf("undecodable %s message: %w", w.step, err), true)
 		w.observe(OutcomeDecode, start)
 		return
 	}
@@ -145,8 +176,9 @@ func (w *Worker[T]) Process(ctx context.Context, msg jetstream.Msg) {
 
 	hctx := WithTraceparent(ctx, msg.Headers().Get(HeaderTraceparent))
 	hctx = WithLogger(hctx, log)
+	hctx = withDelivery(hctx, msg)
 	stop := w.heartbeat(hctx, msg, log)
-	err := w.Handle(hctx, m)
+	err = handle(hctx, m)
 	stop()
 
 	switch {
@@ -154,27 +186,27 @@ func (w *Worker[T]) Process(ctx context.Context, msg jetstream.Msg) {
 		if aerr := msg.Ack(); aerr != nil {
 			log.Warn("ack failed", zap.Error(aerr))
 		}
-		log.Info("job done", zap.Duration("took", time.Since(start)))
+		log.Info("message handled", zap.Duration("took", time.Since(start)))
 		w.observe(OutcomeAck, start)
 	case errors.Is(err, ErrNotCurrent):
 		_ = msg.Ack()
-		log.Info("job dropped: run no longer current", zap.Error(err))
+		log.Info("message dropped: run no longer current", zap.Error(err))
 		w.observe(OutcomeStale, start)
 	case ctx.Err() != nil:
 		// Shutting down: hand the job to another replica right away.
 		_ = msg.NakWithDelay(0)
-		log.Info("job released on shutdown", zap.Error(err))
+		log.Info("message released on shutdown", zap.Error(err))
 		w.observe(OutcomeAborted, start)
 	case IsPermanent(err):
 		w.fail(ctx, msg, log, m, delivered, err, true)
 		w.observe(OutcomeTerm, start)
-	case w.Escalate || (w.Policy.MaxDeliver > 0 && int(delivered) >= w.Policy.MaxDeliver):
+	case w.escalate || (w.policy.MaxDeliver > 0 && int(delivered) >= w.policy.MaxDeliver):
 		w.fail(ctx, msg, log, m, delivered, err, false)
 		w.observe(OutcomeTerm, start)
 	default:
-		d := w.Policy.Delay(delivered)
+		d := w.policy.Delay(delivered)
 		_ = msg.NakWithDelay(d)
-		log.Warn("job failed, will retry", zap.Error(err), zap.Duration("retry_in", d))
+		log.Warn("handler failed, will retry", zap.Error(err), zap.Duration("retry_in", d))
 		w.observe(OutcomeRetry, start)
 	}
 }
@@ -182,8 +214,8 @@ func (w *Worker[T]) Process(ctx context.Context, msg jetstream.Msg) {
 // fail terminates the message and tells the coordinator. The StepFailed is
 // published before the Term, so a crash in between redelivers rather than
 // loses the failure.
-func (w *Worker[T]) fail(ctx context.Context, msg jetstream.Msg, log *zap.Logger, m proto.Message, delivered uint64, cause error, permanent bool) {
-	sf := &backbeatv1.StepFailed{Step: w.Step, Reason: cause.Error(), Permanent: permanent, Worker: w.Name}
+func (w *processor) fail(ctx context.Context, msg jetstream.Msg, log *zap.Logger, m proto.Message, delivered uint64, cause error, permanent bool) {
+	sf := &backbeatv1.StepFailed{Step: w.step, Reason: cause.Error(), Permanent: permanent, Worker: w.name}
 	if m != nil {
 		sf.VideoId = getString(m, "GetVideoId")
 		sf.RunId = getString(m, "GetRunId")
@@ -192,23 +224,25 @@ func (w *Worker[T]) fail(ctx context.Context, msg jetstream.Msg, log *zap.Logger
 			sf.Attempt = a.GetAttempt()
 		}
 	}
-	if sf.VideoId == "" {
-		sf.VideoId = w.Pub.Subjects().VideoIDOf(msg.Subject())
-	}
 	var seq uint64
 	if meta, err := msg.Metadata(); err == nil {
 		seq = meta.Sequence.Stream
 	}
-	if ids.ValidateVideoID(sf.VideoId) == nil && w.Pub != nil {
-		id := "failed:" + w.Step + ":" + strconv.FormatUint(seq, 10)
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		err := w.Pub.Publish(pctx, w.Pub.Subjects().Event(sf.VideoId, KindStepFailed), sf, id)
-		cancel()
-		if err != nil {
-			// Leave the message for redelivery rather than lose the failure.
-			_ = msg.NakWithDelay(w.Policy.Delay(delivered))
-			log.Error("could not report step failure; will redeliver", zap.Error(err), zap.NamedError("cause", cause))
-			return
+	if w.pub != nil {
+		if sf.VideoId == "" {
+			sf.VideoId = w.pub.Subjects().VideoIDOf(msg.Subject())
+		}
+		if ids.ValidateVideoID(sf.VideoId) == nil {
+			id := "failed:" + w.step + ":" + strconv.FormatUint(seq, 10)
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			err := w.pub.Publish(pctx, w.pub.Subjects().Event(sf.VideoId, KindStepFailed), sf, id)
+			cancel()
+			if err != nil {
+				// Leave the message for redelivery rather than lose the failure.
+				_ = msg.NakWithDelay(w.policy.Delay(delivered))
+				log.Error("could not report step failure; will redeliver", zap.Error(err), zap.NamedError("cause", cause))
+				return
+			}
 		}
 	}
 	reason := cause.Error()
@@ -216,13 +250,13 @@ func (w *Worker[T]) fail(ctx context.Context, msg jetstream.Msg, log *zap.Logger
 		reason = reason[:200]
 	}
 	_ = msg.TermWithReason(reason)
-	log.Error("job failed for good", zap.Error(cause), zap.Bool("permanent", permanent))
+	log.Error("message failed for good", zap.Error(cause), zap.Bool("permanent", permanent))
 }
 
 // heartbeat tells the server the job is still being worked on, a third of the
 // ack wait apart, until stop is called.
-func (w *Worker[T]) heartbeat(ctx context.Context, msg jetstream.Msg, log *zap.Logger) (stop func()) {
-	every := w.Policy.AckWait / 3
+func (w *processor) heartbeat(ctx context.Context, msg jetstream.Msg, log *zap.Logger) (stop func()) {
+	every := w.policy.AckWait / 3
 	if every <= 0 {
 		every = 10 * time.Second
 	}
@@ -249,9 +283,9 @@ func (w *Worker[T]) heartbeat(ctx context.Context, msg jetstream.Msg, log *zap.L
 	return func() { close(done); wg.Wait() }
 }
 
-func (w *Worker[T]) observe(outcome string, start time.Time) {
-	if w.Metrics != nil {
-		w.Metrics.observe(w.Step, outcome, time.Since(start))
+func (w *processor) observe(outcome string, start time.Time) {
+	if w.metrics != nil {
+		w.metrics.observe(w.step, outcome, time.Since(start))
 	}
 }
 
@@ -274,6 +308,26 @@ func getString(m proto.Message, method string) string {
 }
 
 type logKey struct{}
+
+type deliveryKey struct{}
+
+func withDelivery(ctx context.Context, msg jetstream.Msg) context.Context {
+	return context.WithValue(ctx, deliveryKey{}, msg)
+}
+
+// StreamSequence is the EVENTS/JOBS stream sequence of the message being
+// handled, or 0: the coordinator keys a create without request id by it.
+func StreamSequence(ctx context.Context) uint64 {
+	msg, ok := ctx.Value(deliveryKey{}).(jetstream.Msg)
+	if !ok {
+		return 0
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return 0
+	}
+	return meta.Sequence.Stream
+}
 
 // WithLogger puts a logger (already carrying video_id, run_id, step) in ctx.
 func WithLogger(ctx context.Context, l *zap.Logger) context.Context {

@@ -1,0 +1,81 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+)
+
+// Router is a Worker for a consumer that carries several message kinds (the
+// coordinator's view of EVENTS): it picks the handler by the event kind at the
+// end of the subject, with the same ack policy as Worker.
+type Router struct {
+	Step    string
+	Pub     *Publisher
+	Log     *zap.Logger
+	Policy  Policy
+	Name    string
+	Metrics *Metrics
+
+	routes map[string]route
+}
+
+type route struct {
+	decode func(data []byte, ct string) (proto.Message, error)
+	handle func(ctx context.Context, m proto.Message) error
+}
+
+// Route registers the handler of one event kind (KindVideoCreate, …).
+func Route[T proto.Message](r *Router, kind string, newT func() T, h Handler[T]) {
+	if r.routes == nil {
+		r.routes = map[string]route{}
+	}
+	r.routes[kind] = route{
+		decode: func(data []byte, ct string) (proto.Message, error) {
+			m := newT()
+			return m, Decode(data, ct, m)
+		},
+		handle: func(ctx context.Context, m proto.Message) error { return h(ctx, m.(T)) },
+	}
+}
+
+func (r *Router) processor() *processor {
+	log := r.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &processor{step: r.Step, pub: r.Pub, log: log, policy: r.Policy, name: r.Name, metrics: r.Metrics}
+}
+
+// kindOf returns the event kind of an EVENTS subject: <p>.events.<vid>.<kind…>.
+func kindOf(subject string) string {
+	parts := strings.SplitN(subject, ".", 4)
+	if len(parts) < 4 {
+		return ""
+	}
+	return parts[3]
+}
+
+// Process handles one message; a kind without a route is terminated.
+func (r *Router) Process(ctx context.Context, msg jetstream.Msg) {
+	kind := kindOf(msg.Subject())
+	rt, ok := r.routes[kind]
+	if !ok {
+		rt = route{
+			decode: func([]byte, string) (proto.Message, error) {
+				return nil, fmt.Errorf("no handler for event kind %q", kind)
+			},
+		}
+	}
+	r.processor().process(ctx, msg, rt.decode, rt.handle)
+}
+
+// Run fetches and processes messages until ctx is done, at most concurrency at
+// a time.
+func (r *Router) Run(ctx context.Context, cons jetstream.Consumer, concurrency int) error {
+	return runLoop(ctx, cons, concurrency, r.processor().log, r.Step, r.Process)
+}
