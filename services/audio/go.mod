@@ -1,6 +1,6 @@
 module github.com/backbeat/backbeat/services/audio
 
-go 1.26
+go 1.26.0
 
 replace github.com/backbeat/backbeat/proto => ../../proto
 replace github.com/backbeat/backbeat/pkg => ../../pkg

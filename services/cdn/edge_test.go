@@ -1,0 +1,265 @@
+package cdn
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/backbeat/backbeat/pkg/blob"
+)
+
+// edgeBundle is what the edge tests share.
+type edgeBundle struct {
+	store *blob.Local
+	edge  *Edge
+	srv   *httptest.Server
+}
+
+func setupEdge(t *testing.T, maxBytes int64) *edgeBundle {
+	t.Helper()
+	store, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	edge, err := NewEdge(EdgeConfig{CacheDir: t.TempDir(), CacheMaxBytes: maxBytes}, store, zaptest.NewLogger(t))
+	require.NoError(t, err)
+	srv := httptest.NewServer(edge)
+	t.Cleanup(srv.Close)
+	return &edgeBundle{store: store, edge: edge, srv: srv}
+}
+
+func (b *edgeBundle) put(t *testing.T, key string, data []byte) {
+	t.Helper()
+	_, err := b.store.Put(context.Background(), key, bytes.NewReader(data), int64(len(data)), "")
+	require.NoError(t, err)
+}
+
+func (b *edgeBundle) do(t *testing.T, method, path string, hdr map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, b.srv.URL+path, nil)
+	require.NoError(t, err)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := b.srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, body
+}
+
+func payload(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	return b
+}
+
+func TestEdgeServesObjectThenHits(t *testing.T) {
+	t.Parallel()
+	b := setupEdge(t, 1<<20)
+	data := payload(10000)
+	b.put(t, "videos/v1.mp4", data)
+
+	resp, body := b.do(t, http.MethodGet, "/videos/v1.mp4", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, data, body)
+	require.Equal(t, "video/mp4", resp.Header.Get("Content-Type"))
+	require.Equal(t, "MISS", resp.Header.Get("X-Cache"))
+	require.Equal(t, "public, no-cache", resp.Header.Get("Cache-Control"))
+	require.Equal(t, "bytes", resp.Header.Get("Accept-Ranges"))
+	require.NotEmpty(t, resp.Header.Get("ETag"))
+	require.True(t, strings.HasPrefix(resp.Header.Get("ETag"), `"`))
+
+	resp, body = b.do(t, http.MethodGet, "/videos/v1.mp4", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, data, body)
+	require.Equal(t, "HIT", resp.Header.Get("X-Cache"))
+
+	n, size := b.edge.CacheStats()
+	require.Equal(t, 1, n)
+	require.Equal(t, int64(len(data)), size)
+}
+
+func TestEdgeRangeConditionalAndHead(t *testing.T) {
+	t.Parallel()
+	b := setupEdge(t, 1<<20)
+	data := payload(5000)
+	b.put(t, "videos/v2.mp4", data)
+
+	resp, body := b.do(t, http.MethodGet, "/videos/v2.mp4", map[string]string{"Range": "bytes=100-199"})
+	require.Equal(t, http.StatusPartialContent, resp.StatusCode)
+	require.Equal(t, data[100:200], body)
+	require.Equal(t, "bytes 100-199/5000", resp.Header.Get("Content-Range"))
+	etag := resp.Header.Get("ETag")
+	require.NotEmpty(t, etag)
+
+	resp, body = b.do(t, http.MethodGet, "/videos/v2.mp4", map[string]string{"If-None-Match": etag})
+	require.Equal(t, http.StatusNotModified, resp.StatusCode)
+	require.Empty(t, body)
+
+	// If-Range with the current ETag honours the range; with an old one it
+	// sends the whole (new) object.
+	resp, body = b.do(t, http.MethodGet, "/videos/v2.mp4", map[string]string{"Range": "bytes=0-9", "If-Range": etag})
+	require.Equal(t, http.StatusPartialContent, resp.StatusCode)
+	require.Equal(t, data[:10], body)
+	resp, body = b.do(t, http.MethodGet, "/videos/v2.mp4", map[string]string{"Range": "bytes=0-9", "If-Range": `"old"`})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, data, body)
+
+	resp, body = b.do(t, http.MethodHead, "/videos/v2.mp4", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Empty(t, body)
+	require.Equal(t, "5000", resp.Header.Get("Content-Length"))
+	require.Equal(t, etag, resp.Header.Get("ETag"))
+}
+
+func TestEdgeRefusesPrivateAndBadPaths(t *testing.T) {
+	t.Parallel()
+	b := setupEdge(t, 1<<20)
+	b.put(t, "uploads/v3/track.mp3", payload(10))
+	b.put(t, "analysis/v3.json", payload(10))
+
+	for _, p := range []string{
+		"/uploads/v3/track.mp3",
+		"/uploads/x",
+		"/analysis/v3.json",
+		"/videos/../uploads/v3/track.mp3",
+		"/videos/../x",
+		"/videos/",
+		"/videos//x.mp4",
+		"/videos/a%20b.mp4",
+		"/",
+	} {
+		resp, _ := b.do(t, http.MethodGet, p, nil)
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, p)
+	}
+	resp, _ := b.do(t, http.MethodGet, "/videos/missing.mp4", nil)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	resp, _ = b.do(t, http.MethodPost, "/videos/missing.mp4", nil)
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+}
+
+func TestEdgeContentTypes(t *testing.T) {
+	t.Parallel()
+	b := setupEdge(t, 1<<20)
+	for key, want := range map[string]string{
+		"thumbnails/v4.jpg":        "image/jpeg",
+		"thumbnails/v4-square.jpg": "image/jpeg",
+		"audio/v4.mp3":             "audio/mpeg",
+		"audio/v4.m4a":             "audio/mp4",
+	} {
+		b.put(t, key, payload(64))
+		resp, _ := b.do(t, http.MethodGet, "/"+key, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, key)
+		require.Equal(t, want, resp.Header.Get("Content-Type"), key)
+	}
+}
+
+func TestEdgeEvictsLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
+	b := setupEdge(t, 2500)
+	for i := range 3 {
+		b.put(t, fmt.Sprintf("videos/e%d.mp4", i), payload(1000))
+	}
+	b.do(t, http.MethodGet, "/videos/e0.mp4", nil)
+	b.do(t, http.MethodGet, "/videos/e1.mp4", nil)
+	b.do(t, http.MethodGet, "/videos/e0.mp4", nil) // e1 is now the least recent
+	b.do(t, http.MethodGet, "/videos/e2.mp4", nil) // evicts e1
+	n, size := b.edge.CacheStats()
+	require.Equal(t, 2, n)
+	require.Equal(t, int64(2000), size)
+	resp, _ := b.do(t, http.MethodGet, "/videos/e0.mp4", nil)
+	require.Equal(t, "HIT", resp.Header.Get("X-Cache"))
+	resp, _ = b.do(t, http.MethodGet, "/videos/e1.mp4", nil)
+	require.Equal(t, "MISS", resp.Header.Get("X-Cache"))
+
+	// Larger than the whole cache: served, never kept.
+	big := payload(4000)
+	b.put(t, "videos/big.mp4", big)
+	resp, body := b.do(t, http.MethodGet, "/videos/big.mp4", map[string]string{"Range": "bytes=3990-"})
+	require.Equal(t, http.StatusPartialContent, resp.StatusCode)
+	require.Equal(t, big[3990:], body)
+	resp, _ = b.do(t, http.MethodGet, "/videos/big.mp4", nil)
+	require.Equal(t, "MISS", resp.Header.Get("X-Cache"))
+}
+
+// countingStore counts downloads so the test can see concurrent misses share one.
+type countingStore struct {
+	*blob.Local
+	mu      sync.Mutex
+	gets    int
+	delay   time.Duration
+	started chan struct{} // closed when the first download starts, if set
+}
+
+func (s *countingStore) GetFile(ctx context.Context, key, path string) (blob.Info, error) {
+	s.mu.Lock()
+	s.gets++
+	if s.gets == 1 && s.started != nil {
+		close(s.started)
+	}
+	s.mu.Unlock()
+	time.Sleep(s.delay)
+	return s.Local.GetFile(ctx, key, path)
+}
+
+func TestEdgeConcurrentMissesFetchOnce(t *testing.T) {
+	t.Parallel()
+	local, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	store := &countingStore{Local: local, delay: 200 * time.Millisecond}
+	data := payload(3000)
+	_, err = local.Put(context.Background(), "videos/c.mp4", bytes.NewReader(data), int64(len(data)), "video/mp4")
+	require.NoError(t, err)
+	edge, err := NewEdge(EdgeConfig{CacheDir: t.TempDir(), CacheMaxBytes: 1 << 20}, store, zaptest.NewLogger(t))
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			rec := httptest.NewRecorder()
+			edge.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/videos/c.mp4", nil))
+			if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), data) {
+				t.Errorf("concurrent GET: status %d, %d bytes", rec.Code, rec.Body.Len())
+			}
+		})
+	}
+	wg.Wait()
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	require.Equal(t, 1, store.gets)
+}
+
+func TestEdgePurgeDuringFetchIsNotCached(t *testing.T) {
+	t.Parallel()
+	local, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	store := &countingStore{Local: local, delay: 300 * time.Millisecond, started: make(chan struct{})}
+	_, err = local.Put(context.Background(), "videos/p.mp4", strings.NewReader("old"), 3, "")
+	require.NoError(t, err)
+	edge, err := NewEdge(EdgeConfig{CacheDir: t.TempDir(), CacheMaxBytes: 1 << 20}, store, zaptest.NewLogger(t))
+	require.NoError(t, err)
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rec := httptest.NewRecorder()
+		edge.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/videos/p.mp4", nil))
+	}()
+	<-store.started
+	edge.Purge("videos/p.mp4")
+	<-done
+	n, _ := edge.CacheStats()
+	require.Zero(t, n, "bytes fetched before a purge must not be cached after it")
+}

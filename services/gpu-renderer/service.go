@@ -1,0 +1,345 @@
+package renderer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/jpeg" // cover art formats
+	_ "image/png"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+	_ "golang.org/x/image/webp"
+
+	"github.com/backbeat/backbeat/pkg/analysis"
+	"github.com/backbeat/backbeat/pkg/blob"
+	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/ids"
+	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
+)
+
+// maxCoverPixels bounds a cover's decoded size, so a hostile image cannot
+// exhaust the renderer's memory (a 8000×8000 RGBA is 256 MB).
+const maxCoverPixels = 50_000_000
+
+// maxCoverBytes bounds the cover file read into memory.
+const maxCoverBytes = 32 << 20
+
+// Config is the renderer's own configuration; main fills it from the
+// environment. Zero values get the defaults documented per field.
+type Config struct {
+	// Pool this instance serves (gpu, cpu, …); it reads render-<pool>-<prio>.
+	Pool string
+	// Worker names this instance in progress and RenderDone (default: hostname).
+	Worker string
+	// Concurrency is the number of renders at once (default 1); each render
+	// uses Encoding.Concurrency frame workers.
+	Concurrency int
+	// TempDir holds per-render working files (default os.TempDir()).
+	TempDir string
+	// ProgressInterval between RenderProgress messages (default and maximum 2s).
+	ProgressInterval time.Duration
+	// StarveEvery makes every Nth fetch start from the low priority, so a
+	// steady stream of high jobs cannot starve low ones forever (default 4).
+	StarveEvery int
+	// PollInterval is the pause when no consumer has a job (default 250ms).
+	PollInterval time.Duration
+	// Scale shrinks every frame size (tests); 0 means 1. Sizes stay even.
+	Scale float64
+	// BeforeFrame is a test seam called before each frame is drawn: return an
+	// error to fail the render there, or block on ctx to hang it.
+	BeforeFrame func(ctx context.Context, frame int) error
+	// Templates to render from (default Builtin()).
+	Templates *Templates
+}
+
+func (c *Config) setDefaults() error {
+	if c.Pool == "" {
+		return errors.New("renderer config: pool is required")
+	}
+	if err := ids.ValidateVideoID(c.Pool); err != nil { // same charset rules as a subject token
+		return fmt.Errorf("renderer config: pool: %w", err)
+	}
+	if c.Worker == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			h = "renderer"
+		}
+		c.Worker = h
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 1
+	}
+	if c.TempDir == "" {
+		c.TempDir = os.TempDir()
+	}
+	if c.ProgressInterval <= 0 || c.ProgressInterval > 2*time.Second {
+		c.ProgressInterval = 2 * time.Second
+	}
+	if c.StarveEvery <= 0 {
+		c.StarveEvery = 4
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 250 * time.Millisecond
+	}
+	if c.Scale == 0 {
+		c.Scale = 1
+	}
+	if c.Scale < 0 || c.Scale > 1 {
+		return fmt.Errorf("renderer config: scale %v out of (0,1]", c.Scale)
+	}
+	if c.Templates == nil {
+		c.Templates = Builtin()
+	}
+	return nil
+}
+
+// Deps are the connections the service uses, built in main (or a test).
+type Deps struct {
+	Blob blob.Store
+	Pub  *bus.Publisher
+	Runs *bus.Runs
+	Log  *zap.Logger
+	// Policy is the render consumers' delivery policy (Topology.Policy(StepRender)).
+	Policy bus.Policy
+	// Metrics, when set, counts job outcomes for /metrics.
+	Metrics *bus.Metrics
+}
+
+// Service renders RenderJobs of one pool.
+type Service struct {
+	cfg  Config
+	deps Deps
+	r    *Renderer
+	log  *zap.Logger
+}
+
+// New checks the configuration and dependencies.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if deps.Blob == nil || deps.Pub == nil || deps.Runs == nil {
+		return nil, errors.New("renderer: Blob, Pub and Runs are required")
+	}
+	if deps.Log == nil {
+		deps.Log = zap.NewNop()
+	}
+	log := deps.Log.With(zap.String("step", bus.StepRender), zap.String("pool", cfg.Pool))
+	return &Service{cfg: cfg, deps: deps, r: NewRenderer(log, cfg.BeforeFrame), log: log}, nil
+}
+
+// layoutOf maps the proto format to a layout name.
+func layoutOf(f backbeatv1.Format) (string, error) {
+	switch f {
+	case backbeatv1.Format_FORMAT_SQUARE:
+		return LayoutSquare, nil
+	case backbeatv1.Format_FORMAT_PORTRAIT:
+		return LayoutPortrait, nil
+	case backbeatv1.Format_FORMAT_LANDSCAPE:
+		return LayoutLandscape, nil
+	}
+	return "", fmt.Errorf("%w %v", ErrUnknownFormat, f)
+}
+
+// checkJob refuses what no retry can fix, before any download.
+func (s *Service) checkJob(job *backbeatv1.RenderJob) (*Template, string, error) {
+	if err := ids.ValidateVideoID(job.GetVideoId()); err != nil {
+		return nil, "", err
+	}
+	if job.GetRunId() == "" {
+		return nil, "", errors.New("render job without run id")
+	}
+	for what, key := range map[string]string{"audio": job.GetAudioKey(), "analysis": job.GetAnalysisKey(), "output": job.GetOutputKey()} {
+		if err := ids.ValidKey(key); err != nil {
+			return nil, "", fmt.Errorf("%s key: %w", what, err)
+		}
+	}
+	if k := job.GetCoverKey(); k != "" {
+		if err := ids.ValidKey(k); err != nil {
+			return nil, "", fmt.Errorf("cover key: %w", err)
+		}
+	}
+	tpl, err := s.cfg.Templates.Lookup(job.GetTemplate())
+	if err != nil {
+		return nil, "", err
+	}
+	layout, err := layoutOf(job.GetFormat())
+	if err != nil {
+		return nil, "", err
+	}
+	return tpl, layout, nil
+}
+
+// Handle renders one attempt: it guards the run, downloads the inputs,
+// renders with progress, uploads the MP4 and publishes RenderDone. Errors in
+// the job are permanent; a run that stops being current kills ffmpeg and
+// returns an error wrapping bus.ErrNotCurrent within a second.
+func (s *Service) Handle(ctx context.Context, job *backbeatv1.RenderJob) error {
+	tpl, layout, err := s.checkJob(job)
+	if err != nil {
+		return bus.Permanent(fmt.Errorf("render job: %w", err))
+	}
+	vid, run, attempt := job.GetVideoId(), job.GetRunId(), job.GetAttempt()
+	log := bus.Logger(ctx, s.log).With(zap.String("video_id", vid), zap.String("run_id", run),
+		zap.Int32("attempt", attempt), zap.String("step", bus.StepRender))
+
+	gctx, release, err := s.deps.Runs.Guard(ctx, vid, run, attempt)
+	if err != nil {
+		return fmt.Errorf("guard run: %w", err)
+	}
+	defer release()
+
+	res, err := s.render(gctx, job, tpl, layout, log)
+	if err != nil {
+		if IsInvalid(err) {
+			return bus.Permanent(err)
+		}
+		return bus.Cause(gctx, err)
+	}
+	done := &backbeatv1.RenderDone{
+		VideoId: vid, RunId: run, Attempt: attempt, VideoKey: job.GetOutputKey(),
+		RenderSeconds: res.Elapsed.Seconds(), Frames: int64(res.Frames), Encoder: res.Encoder,
+		Pool: s.cfg.Pool, Worker: s.cfg.Worker,
+	}
+	subj := s.deps.Pub.Subjects().Event(vid, bus.KindRenderDone)
+	if err := s.deps.Pub.Publish(gctx, subj, done, bus.MsgID(run, bus.StepRender, attempt, bus.KindRenderDone)); err != nil {
+		return bus.Cause(gctx, fmt.Errorf("publish render done: %w", err))
+	}
+	log.Info("render done", zap.Int("frames", res.Frames), zap.String("encoder", res.Encoder),
+		zap.Duration("took", res.Elapsed))
+	return nil
+}
+
+// render downloads, renders and uploads; the caller publishes the result.
+func (s *Service) render(ctx context.Context, job *backbeatv1.RenderJob, tpl *Template, layout string, log *zap.Logger) (Result, error) {
+	dir, err := os.MkdirTemp(s.cfg.TempDir, "render-"+job.GetVideoId()+"-")
+	if err != nil {
+		return Result{}, fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+
+	in, err := s.fetchInputs(ctx, job, dir)
+	if err != nil {
+		return Result{}, err
+	}
+	enc := job.GetEncoding()
+	e := Encoding{
+		CRF: int(enc.GetCrf()), Preset: enc.GetPreset(), FPS: int(enc.GetFps()), HDR: enc.GetHdr(),
+		Encoder: enc.GetEncoder(), Concurrency: int(enc.GetConcurrency()),
+	}
+	if e.FPS == 0 {
+		e.FPS = in.an.FPS
+	}
+	dur := job.GetDurationSeconds()
+	if dur <= 0 {
+		dur = in.an.Duration
+	}
+	w, h, err := FrameSize(layout)
+	if err != nil {
+		return Result{}, errInvalid(err)
+	}
+	rj := Job{
+		Scene: SceneInput{
+			Template: tpl, Layout: layout, Width: evenScale(w, s.cfg.Scale), Height: evenScale(h, s.cfg.Scale),
+			Analysis: in.an, Cover: in.cover, Title: job.GetTitle(), Artist: job.GetArtist(),
+			Settings: job.GetTemplateSettings(), Watermark: job.GetWatermark(),
+		},
+		Encoding: e, Duration: dur, AudioPath: in.audio, OutPath: filepath.Join(dir, "out.mp4"),
+	}
+	total := int64(FrameCount(dur, max(e.FPS, 1)))
+	prog := newProgressReporter(s, job, total, log)
+	stop := prog.start(ctx)
+	res, err := s.r.Render(ctx, rj, prog.set)
+	stop(err == nil)
+	if err != nil {
+		return Result{}, fmt.Errorf("render: %w", err)
+	}
+	if _, err := s.deps.Blob.PutFile(ctx, job.GetOutputKey(), rj.OutPath, "video/mp4"); err != nil {
+		return Result{}, fmt.Errorf("upload %s: %w", job.GetOutputKey(), err)
+	}
+	return res, nil
+}
+
+// evenScale scales a full frame dimension and keeps it even for 4:2:0.
+func evenScale(v int, scale float64) int {
+	if scale == 1 {
+		return v
+	}
+	return max(16, int(math.Round(float64(v)*scale/2))*2)
+}
+
+type inputs struct {
+	audio string
+	an    *analysis.Analysis
+	cover image.Image
+}
+
+// fetchInputs downloads the audio, analysis and cover. A missing or broken
+// object is permanent: the audio step's outputs do not appear later.
+func (s *Service) fetchInputs(ctx context.Context, job *backbeatv1.RenderJob, dir string) (inputs, error) {
+	var in inputs
+	in.audio = filepath.Join(dir, "audio"+filepath.Ext(job.GetAudioKey()))
+	if _, err := s.deps.Blob.GetFile(ctx, job.GetAudioKey(), in.audio); err != nil {
+		return in, blobErr("audio", err)
+	}
+	rc, _, err := s.deps.Blob.Get(ctx, job.GetAnalysisKey())
+	if err != nil {
+		return in, blobErr("analysis", err)
+	}
+	in.an, err = analysis.Decode(rc)
+	_ = rc.Close()
+	if err != nil {
+		return in, errInvalid(err)
+	}
+	if key := job.GetCoverKey(); key != "" {
+		rc, _, err := s.deps.Blob.Get(ctx, key)
+		if err != nil {
+			return in, blobErr("cover", err)
+		}
+		in.cover, err = decodeCover(rc)
+		_ = rc.Close()
+		if err != nil {
+			return in, errInvalid(err)
+		}
+	}
+	return in, nil
+}
+
+func blobErr(what string, err error) error {
+	err = fmt.Errorf("download %s: %w", what, err)
+	if errors.Is(err, blob.ErrNotFound) {
+		return errInvalid(err)
+	}
+	return err
+}
+
+// decodeCover reads a JPEG, PNG or WebP (at most maxCoverBytes), refusing
+// absurd dimensions before decoding.
+func decodeCover(r io.Reader) (image.Image, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxCoverBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("cover: read: %w", err)
+	}
+	if len(data) > maxCoverBytes {
+		return nil, fmt.Errorf("cover: larger than %d bytes", maxCoverBytes)
+	}
+	cfg, _, err := image.DecodeConfig(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("cover: %w", err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width*cfg.Height > maxCoverPixels {
+		return nil, fmt.Errorf("cover: %dx%d is too large", cfg.Width, cfg.Height)
+	}
+	img, _, err := image.Decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("cover: %w", err)
+	}
+	return img, nil
+}

@@ -1,0 +1,141 @@
+package renderer
+
+import (
+	"encoding/binary"
+	"image"
+	"math"
+)
+
+// RGBA → planar YUV 4:2:0 conversion done in Go, inside the parallel frame
+// workers, so that ffmpeg receives frames already in the encoder's pixel
+// format and spends its single input thread on encoding only.
+
+// yuvFrameSize is the byte size of one planar 4:2:0 frame.
+func yuvFrameSize(w, h int, hdr bool) int {
+	n := w*h + 2*(w/2)*(h/2)
+	if hdr {
+		return 2 * n
+	}
+	return n
+}
+
+// BT.709 limited-range coefficients in 16.16 fixed point, for 8-bit R'G'B'.
+var bt709 = func() (c struct{ yr, yg, yb, ur, ug, ub, vr, vg, vb int32 }) {
+	const kr, kb = 0.2126, 0.0722
+	const kg = 1 - kr - kb
+	f := func(v float64) int32 { return int32(math.Round(v * 65536)) }
+	ys, cs := 219.0/255, 224.0/255
+	c.yr, c.yg, c.yb = f(ys*kr), f(ys*kg), f(ys*kb)
+	c.ur, c.ug, c.ub = f(-cs*kr/(2*(1-kb))), f(-cs*kg/(2*(1-kb))), f(cs*0.5)
+	c.vr, c.vg, c.vb = f(cs*0.5), f(-cs*kg/(2*(1-kr))), f(-cs*kb/(2*(1-kr)))
+	return c
+}()
+
+// toYUV420 converts src (opaque, even size) to 8-bit BT.709 limited-range
+// yuv420p in dst. Chroma is the mean of each 2×2 block.
+func toYUV420(dst []byte, src *image.RGBA) {
+	w, h := src.Rect.Dx(), src.Rect.Dy()
+	cw := w / 2
+	yp := dst[:w*h]
+	up := dst[w*h : w*h+cw*(h/2)]
+	vp := dst[w*h+cw*(h/2) : w*h+2*cw*(h/2)]
+	c := &bt709
+	for y := 0; y < h; y += 2 {
+		r0 := src.Pix[y*src.Stride : y*src.Stride+w*4]
+		r1 := src.Pix[(y+1)*src.Stride : (y+1)*src.Stride+w*4]
+		y0 := yp[y*w : y*w+w]
+		y1 := yp[(y+1)*w : (y+1)*w+w]
+		uo := up[(y/2)*cw : (y/2)*cw+cw]
+		vo := vp[(y/2)*cw : (y/2)*cw+cw]
+		for x := 0; x < cw; x++ {
+			i := x * 8
+			ra, ga, ba := int32(r0[i]), int32(r0[i+1]), int32(r0[i+2])
+			rb, gb, bb := int32(r0[i+4]), int32(r0[i+5]), int32(r0[i+6])
+			rc, gc, bc := int32(r1[i]), int32(r1[i+1]), int32(r1[i+2])
+			rd, gd, bd := int32(r1[i+4]), int32(r1[i+5]), int32(r1[i+6])
+			y0[2*x] = uint8((c.yr*ra+c.yg*ga+c.yb*ba+32768)>>16 + 16)
+			y0[2*x+1] = uint8((c.yr*rb+c.yg*gb+c.yb*bb+32768)>>16 + 16)
+			y1[2*x] = uint8((c.yr*rc+c.yg*gc+c.yb*bc+32768)>>16 + 16)
+			y1[2*x+1] = uint8((c.yr*rd+c.yg*gd+c.yb*bd+32768)>>16 + 16)
+			sr, sg, sb := ra+rb+rc+rd, ga+gb+gc+gd, ba+bb+bc+bd
+			// Sums of four pixels: shift by two more bits.
+			uo[x] = uint8((c.ur*sr+c.ug*sg+c.ub*sb+(1<<17))>>18 + 128)
+			vo[x] = uint8((c.vr*sr+c.vg*sg+c.vb*sb+(1<<17))>>18 + 128)
+		}
+	}
+}
+
+// HDR: the SDR frame is placed in a PQ (SMPTE ST 2084) BT.2020 container with
+// its reference white at 203 cd/m² (ITU-R BT.2408), so it looks as designed
+// on HDR displays and the 10-bit stream carries honest colour tags.
+const hdrReferenceWhite = 203.0 / 10000
+
+var (
+	// srgbToLinear maps an 8-bit sRGB value to linear light 0..1.
+	srgbToLinear = func() (t [256]float32) {
+		for i := range t {
+			v := float64(i) / 255
+			if v <= 0.04045 {
+				t[i] = float32(v / 12.92)
+			} else {
+				t[i] = float32(math.Pow((v+0.055)/1.055, 2.4))
+			}
+		}
+		return t
+	}()
+	// pqLUT maps linear SDR light (0..1 quantised to 16 bits) to the PQ signal 0..1.
+	pqLUT = func() []float32 {
+		const m1, m2 = 2610.0 / 16384, 2523.0 / 4096 * 128
+		const c1, c2, c3 = 3424.0 / 4096, 2413.0 / 4096 * 32, 2392.0 / 4096 * 32
+		t := make([]float32, 65536)
+		for i := range t {
+			l := float64(i) / 65535 * hdrReferenceWhite
+			p := math.Pow(l, m1)
+			t[i] = float32(math.Pow((c1+c2*p)/(1+c3*p), m2))
+		}
+		return t
+	}()
+)
+
+// pqFromSRGB converts one 8-bit sRGB pixel to PQ-encoded BT.2020 R'G'B'.
+func pqFromSRGB(r8, g8, b8 byte) (float32, float32, float32) {
+	r, g, b := srgbToLinear[r8], srgbToLinear[g8], srgbToLinear[b8]
+	// BT.709 → BT.2020 primaries (ITU-R BT.2087), linear light.
+	r2 := 0.6274*r + 0.3293*g + 0.0433*b
+	g2 := 0.0691*r + 0.9195*g + 0.0114*b
+	b2 := 0.0164*r + 0.0880*g + 0.8956*b
+	q := func(v float32) float32 { return pqLUT[min(int(v*65535+0.5), 65535)] }
+	return q(r2), q(g2), q(b2)
+}
+
+// toYUV420P10 converts src to 10-bit BT.2020 non-constant-luminance PQ
+// limited-range yuv420p10le (little-endian 16-bit words) in dst.
+func toYUV420P10(dst []byte, src *image.RGBA) {
+	const kr, kb = 0.2627, 0.0593
+	const kg = 1 - kr - kb
+	w, h := src.Rect.Dx(), src.Rect.Dy()
+	cw, ch := w/2, h/2
+	yOff, uOff, vOff := 0, 2*w*h, 2*w*h+2*cw*ch
+	put := func(off int, v float32, lo, hi float32) {
+		v = min(max(v, lo), hi)
+		binary.LittleEndian.PutUint16(dst[off:], uint16(v+0.5))
+	}
+	for y := 0; y < h; y += 2 {
+		for x := 0; x < cw; x++ {
+			var sr, sg, sb float32
+			for k := 0; k < 4; k++ {
+				px, py := 2*x+k%2, y+k/2
+				i := py*src.Stride + px*4
+				r, g, b := pqFromSRGB(src.Pix[i], src.Pix[i+1], src.Pix[i+2])
+				sr, sg, sb = sr+r, sg+g, sb+b
+				lum := kr*r + kg*g + kb*b
+				put(yOff+2*(py*w+px), 64+876*lum, 64, 940)
+			}
+			sr, sg, sb = sr/4, sg/4, sb/4
+			lum := kr*sr + kg*sg + kb*sb
+			ci := 2 * ((y/2)*cw + x)
+			put(uOff+ci, 512+896*(sb-lum)/(2*(1-kb)), 64, 960)
+			put(vOff+ci, 512+896*(sr-lum)/(2*(1-kr)), 64, 960)
+		}
+	}
+}
