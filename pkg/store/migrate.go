@@ -1,0 +1,72 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// migration is one versioned, forward-only change of the schema.
+type migration struct {
+	Version int
+	Name    string
+	Up      func(tx *gorm.DB) error
+}
+
+// migrations are applied in order, each in its own transaction, and recorded
+// in schema_migrations. Never edit an applied one: add the next version.
+var migrations = []migration{
+	{1, "initial schema", func(tx *gorm.DB) error {
+		// Version 1 is the models as first released; later versions must
+		// spell out their own changes rather than re-run AutoMigrate.
+		return tx.AutoMigrate(&User{}, &Video{}, &Run{}, &Step{}, &LedgerEntry{}, &APIKey{})
+	}},
+}
+
+type schemaMigration struct {
+	Version   int `gorm:"primaryKey;autoIncrement:false"`
+	Name      string
+	AppliedAt time.Time
+}
+
+func (schemaMigration) TableName() string { return "schema_migrations" }
+
+// Migrate applies every migration not yet recorded. Two processes migrating
+// at once are safe on Postgres: the version row is the lock.
+func (s *Store) Migrate(ctx context.Context) error {
+	db := s.DB.WithContext(ctx)
+	if err := db.AutoMigrate(&schemaMigration{}); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for _, m := range migrations {
+		var n int64
+		if err := db.Model(&schemaMigration{}).Where("version = ?", m.Version).Count(&n).Error; err != nil {
+			return fmt.Errorf("read schema_migrations: %w", err)
+		}
+		if n > 0 {
+			continue
+		}
+		err := db.Transaction(func(tx *gorm.DB) error {
+			if err := tx.Create(&schemaMigration{Version: m.Version, Name: m.Name, AppliedAt: time.Now().UTC()}).Error; err != nil {
+				return fmt.Errorf("record: %w", err)
+			}
+			return m.Up(tx)
+		})
+		if err != nil {
+			return fmt.Errorf("migration %d (%s): %w", m.Version, m.Name, err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion is the highest applied migration.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.DB.WithContext(ctx).Model(&schemaMigration{}).Select("COALESCE(MAX(version), 0)").Scan(&v).Error
+	if err != nil {
+		return 0, fmt.Errorf("schema version: %w", err)
+	}
+	return v, nil
+}

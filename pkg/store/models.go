@@ -1,0 +1,125 @@
+// Package store is the coordinator's database: users and their credits,
+// videos, runs, the steps timeline and the credit ledger, on Postgres in
+// production and SQLite for `backbeat dev`, through gorm.
+package store
+
+import "time"
+
+// Video statuses (the user-visible state).
+const (
+	StatusPending    = "pending"
+	StatusProcessing = "processing"
+	StatusReady      = "ready"
+	StatusError      = "error"
+	StatusStalled    = "stalled"
+	StatusCancelled  = "cancelled"
+)
+
+// InFlight are the statuses of a run that still holds credits and may move on.
+var InFlight = []string{StatusPending, StatusProcessing, StatusStalled}
+
+// Run stages inside pending/processing, so an event is applied only in the
+// stage it belongs to.
+const (
+	StageAudio  = "audio"
+	StageRender = "render"
+	StageCDN    = "cdn"
+	StageDone   = "done"
+)
+
+// Ledger entry kinds.
+const (
+	LedgerHold   = "hold"
+	LedgerRefund = "refund"
+	LedgerGrant  = "grant"
+)
+
+// User owns credits and picks a bundle.
+type User struct {
+	ID        string `gorm:"primaryKey;size:64"`
+	Balance   int64  `gorm:"not null;default:0"`
+	Bundle    string `gorm:"size:32;not null;default:free"`
+	Email     string `gorm:"size:255"`
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Video is what the app shows: the status and results of the current run.
+type Video struct {
+	ID                 string `gorm:"primaryKey;size:64"`
+	UserID             string `gorm:"size:64;index;not null"`
+	RunID              string `gorm:"size:64"`
+	Status             string `gorm:"size:16;index;not null"`
+	Reason             string `gorm:"size:1024"`
+	VideoURL           string `gorm:"size:1024"`
+	ThumbnailURL       string `gorm:"size:1024"`
+	SquareThumbnailURL string `gorm:"size:1024"`
+	MP3URL             string `gorm:"size:1024"`
+	RenderSeconds      float64
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+}
+
+// Run is one attempt to produce a video from one create event. CreateKey is
+// unique, so handling the same create twice never makes a second run.
+type Run struct {
+	ID        string `gorm:"primaryKey;size:64"`
+	VideoID   string `gorm:"size:64;index;not null"`
+	UserID    string `gorm:"size:64;not null"`
+	CreateKey string `gorm:"size:128;uniqueIndex;not null"`
+	Status    string `gorm:"size:16;index;not null"`
+	Stage     string `gorm:"size:16;not null"`
+	Reason    string `gorm:"size:1024"`
+	Bundle    string `gorm:"size:32;not null"`
+	Units     int64  `gorm:"not null"`
+	// Attempt is the current render attempt (0 before the render).
+	Attempt int32
+	Pool    string `gorm:"size:32"`
+	// Spec is the VideoCreate as protojson.
+	Spec          string `gorm:"type:text"`
+	AudioKey      string `gorm:"size:512"`
+	MP3Key        string `gorm:"size:512"`
+	AnalysisKey   string `gorm:"size:512"`
+	Duration      float64
+	VideoKey      string `gorm:"size:512"`
+	RenderSeconds float64
+	// RenderStartedAt is when the current attempt was queued; the stall
+	// watchdog measures from it until progress arrives.
+	RenderStartedAt *time.Time
+	FinishedAt      *time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// Step is one line of a run's timeline.
+type Step struct {
+	ID        uint   `gorm:"primaryKey"`
+	RunID     string `gorm:"size:64;not null;uniqueIndex:idx_step_run_name_attempt"`
+	VideoID   string `gorm:"size:64;not null;index"`
+	Name      string `gorm:"size:32;not null;uniqueIndex:idx_step_run_name_attempt"`
+	Attempt   int32  `gorm:"not null;uniqueIndex:idx_step_run_name_attempt"`
+	Pool      string `gorm:"size:32"`
+	StartedAt time.Time
+	EndedAt   *time.Time
+	Output    string `gorm:"size:2048"`
+	Error     string `gorm:"size:2048"`
+}
+
+// LedgerEntry is one movement of credits. (RunID, Kind) is unique: one hold
+// and at most one refund per run, whatever is redelivered or replayed.
+type LedgerEntry struct {
+	ID        uint   `gorm:"primaryKey"`
+	RunID     string `gorm:"size:64;not null;uniqueIndex:idx_ledger_run_kind"`
+	Kind      string `gorm:"size:16;not null;uniqueIndex:idx_ledger_run_kind"`
+	UserID    string `gorm:"size:64;not null;index"`
+	Amount    int64  `gorm:"not null"`
+	CreatedAt time.Time
+}
+
+// APIKey authenticates an app against the API; only a hash is stored.
+type APIKey struct {
+	Hash      string `gorm:"primaryKey;size:64"`
+	UserID    string `gorm:"size:64;not null;index"`
+	Name      string `gorm:"size:64"`
+	CreatedAt time.Time
+}
