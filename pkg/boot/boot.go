@@ -1,0 +1,118 @@
+// Package boot wires what every Backbeat service process shares: the
+// environment, the JSON logger, NATS and the topology, object storage, and the
+// /healthz, /readyz, /metrics server. A service's main only adds its own part.
+package boot
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/backbeat/backbeat/pkg/blob"
+	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/config"
+	"github.com/backbeat/backbeat/pkg/logging"
+	"github.com/backbeat/backbeat/pkg/telemetry"
+)
+
+// Process is one running service's shared parts.
+type Process struct {
+	Name    string
+	Env     *config.Env
+	Common  config.Common
+	Log     *zap.Logger
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	Topo    bus.Topology
+	Pub     *bus.Publisher
+	Runs    *bus.Runs
+	Blob    blob.Store
+	HTTP    *telemetry.Server
+	Metrics *bus.Metrics
+}
+
+// Start reads the common configuration, connects, ensures the topology and
+// binds the HTTP server. Service-specific settings are read from p.Env by the
+// caller before calling p.Env.Err().
+func Start(ctx context.Context, name string) (*Process, error) {
+	env := config.NewEnv("BACKBEAT_")
+	common := config.LoadCommon(env)
+	if err := env.Err(); err != nil {
+		return nil, err
+	}
+	log, err := logging.New(name, common.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	nc, js, err := bus.Connect(common.NATSURL, common.NATSCreds, name, log)
+	if err != nil {
+		return nil, err
+	}
+	topo := bus.DefaultTopology(common.Prefix, common.Pools)
+	topo.Replicas = common.Replicas
+	if err := topo.Ensure(ctx, js); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	runs, err := bus.OpenRuns(ctx, js)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	store, err := blob.Open(ctx, common.BlobURL)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("object storage: %w", err)
+	}
+	tel := telemetry.New(name, log)
+	tel.AddCheck("nats", bus.Ready(nc, js))
+	tel.AddCheck("blob", store.Ping)
+	if err := tel.Listen(common.HTTPAddr); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &Process{Name: name, Env: env, Common: common, Log: log, NC: nc, JS: js, Topo: topo,
+		Pub: bus.NewPublisher(js, topo.Subjects), Runs: runs, Blob: store, HTTP: tel,
+		Metrics: bus.NewMetrics(tel.Registry)}, nil
+}
+
+// Serve serves HTTP and runs the service until ctx is done, then drains NATS.
+func (p *Process) Serve(ctx context.Context, run func(ctx context.Context) error) error {
+	go func() { _ = p.HTTP.Serve(ctx) }()
+	p.Log.Info("started", zap.String("addr", p.HTTP.Addr()))
+	err := run(ctx)
+	_ = p.NC.Drain()
+	p.Log.Info("stopped", zap.Error(err))
+	return err
+}
+
+// Main runs a service with a context cancelled by SIGINT/SIGTERM and exits
+// non-zero on error. It is the whole body of a service's main().
+func Main(name string, wire func(ctx context.Context, p *Process) (func(ctx context.Context) error, error)) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err := func() error {
+		p, err := Start(ctx, name)
+		if err != nil {
+			return err
+		}
+		run, err := wire(ctx, p)
+		if err != nil {
+			return err
+		}
+		if err := p.Env.Err(); err != nil {
+			return err
+		}
+		return p.Serve(ctx, run)
+	}()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}

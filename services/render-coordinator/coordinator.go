@@ -1,0 +1,160 @@
+// Package coordinator is Backbeat's render-coordinator: it owns the state of
+// every video and run, the credits ledger and the steps timeline, turns events
+// into jobs, moves failed renders to the next pool, refunds what fails or is
+// cancelled, and marks renders that stop making progress as stalled.
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/backbeat/backbeat/pkg/alert"
+	"github.com/backbeat/backbeat/pkg/blob"
+	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/store"
+	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
+)
+
+// Config is the coordinator's behaviour; zero values get defaults in New.
+type Config struct {
+	// Bundles by name; DefaultBundles() when nil.
+	Bundles map[string]Bundle
+	// StallTimeout: a render with no progress for this long is stalled.
+	StallTimeout time.Duration
+	// StallCheckEvery is the watchdog's period (default StallTimeout/4).
+	StallCheckEvery time.Duration
+	// EdgeBaseURL prefixes public object keys in the URLs given to users.
+	EdgeBaseURL string
+	// NotifyWebhook receives the user notifications (optional: log only).
+	NotifyWebhook string
+	// Concurrency of event handling.
+	Concurrency int
+	// Name of this replica, for logs.
+	Name string
+}
+
+// Deps are the parts the coordinator talks to.
+type Deps struct {
+	Store   *store.Store
+	Pub     *bus.Publisher
+	Runs    *bus.Runs
+	Blob    blob.Store
+	Alerts  *alert.Sender
+	Log     *zap.Logger
+	Topo    bus.Topology
+	Metrics *bus.Metrics
+}
+
+// Service is the coordinator.
+type Service struct {
+	cfg   Config
+	db    *store.Store
+	pub   *bus.Publisher
+	subj  bus.Subjects
+	runs  *bus.Runs
+	blob  blob.Store
+	alert *alert.Sender
+	log   *zap.Logger
+	topo  bus.Topology
+	met   *bus.Metrics
+
+	marksMu sync.Mutex
+	marks   map[string]progressMark
+}
+
+// New validates the configuration and builds the coordinator.
+func New(cfg Config, d Deps) (*Service, error) {
+	if d.Store == nil || d.Pub == nil || d.Runs == nil || d.Blob == nil {
+		return nil, errors.New("coordinator: store, publisher, runs and blob are required")
+	}
+	if cfg.Bundles == nil {
+		cfg.Bundles = DefaultBundles()
+	}
+	for name, b := range cfg.Bundles {
+		if err := b.Validate(); err != nil {
+			return nil, fmt.Errorf("bundle %s: %w", name, err)
+		}
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = 2 * time.Minute
+	}
+	if cfg.StallCheckEvery <= 0 {
+		cfg.StallCheckEvery = cfg.StallTimeout / 4
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	cfg.EdgeBaseURL = strings.TrimRight(cfg.EdgeBaseURL, "/")
+	log := d.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	al := d.Alerts
+	if al == nil {
+		al = alert.New("", log)
+	}
+	return &Service{cfg: cfg, db: d.Store, pub: d.Pub, subj: d.Pub.Subjects(), runs: d.Runs, blob: d.Blob,
+		alert: al, log: log, topo: d.Topo, met: d.Metrics, marks: map[string]progressMark{}}, nil
+}
+
+// Router returns the EVENTS router with a handler per event kind.
+func (s *Service) Router() *bus.Router {
+	r := &bus.Router{Step: "coordinator", Pub: s.pub, Log: s.log, Policy: bus.Policy{
+		AckWait: 30 * time.Second, MaxDeliver: 10,
+		Backoff: []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second},
+	}, Name: s.cfg.Name, Metrics: s.met}
+	bus.Route(r, bus.KindVideoCreate, func() *backbeatv1.VideoCreate { return &backbeatv1.VideoCreate{} }, s.onCreate)
+	bus.Route(r, bus.KindVideoCancel, func() *backbeatv1.VideoCancel { return &backbeatv1.VideoCancel{} }, s.onCancel)
+	bus.Route(r, bus.KindVideoRecover, func() *backbeatv1.VideoRecover { return &backbeatv1.VideoRecover{} }, s.onRecover)
+	bus.Route(r, bus.KindAudioDone, func() *backbeatv1.AudioDone { return &backbeatv1.AudioDone{} }, s.onAudioDone)
+	bus.Route(r, bus.KindRenderDone, func() *backbeatv1.RenderDone { return &backbeatv1.RenderDone{} }, s.onRenderDone)
+	bus.Route(r, bus.KindCDNDone, func() *backbeatv1.CdnDone { return &backbeatv1.CdnDone{} }, s.onCDNDone)
+	bus.Route(r, bus.KindThumbnailDone, func() *backbeatv1.ThumbnailDone { return &backbeatv1.ThumbnailDone{} }, s.onThumbnailDone)
+	bus.Route(r, bus.KindNotifyDone, func() *backbeatv1.NotifyDone { return &backbeatv1.NotifyDone{} }, s.onNotifyDone)
+	bus.Route(r, bus.KindStepFailed, func() *backbeatv1.StepFailed { return &backbeatv1.StepFailed{} }, s.onStepFailed)
+	return r
+}
+
+// Run consumes EVENTS, runs the notifier and the stall watchdog until ctx is
+// done.
+func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
+	cons, err := bus.Consumer(ctx, js, bus.StreamEvents, bus.ConsumerCoordinator)
+	if err != nil {
+		return err
+	}
+	notifyCons, err := bus.Consumer(ctx, js, bus.StreamJobs, bus.StepNotify)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Add(3)
+	go func() { defer wg.Done(); errc <- s.Router().Run(ctx, cons, s.cfg.Concurrency) }()
+	go func() { defer wg.Done(); errc <- s.notifier().Run(ctx, notifyCons, 2) }()
+	go func() { defer wg.Done(); s.watchdog(ctx, js); errc <- nil }()
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// url is the public URL of an object key on the edge.
+func (s *Service) url(key string) string {
+	if key == "" {
+		return ""
+	}
+	return s.cfg.EdgeBaseURL + "/" + key
+}
+
+func (s *Service) logFor(ctx context.Context) *zap.Logger { return bus.Logger(ctx, s.log) }

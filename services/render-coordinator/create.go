@@ -1,0 +1,205 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protojson"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/store"
+	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
+)
+
+// createKey identifies a create for idempotency: the app's request id, or the
+// stream sequence of the event when it has none.
+func createKey(ctx context.Context, m *backbeatv1.VideoCreate) string {
+	if m.RequestId != "" {
+		return "req:" + m.VideoId + ":" + m.RequestId
+	}
+	return "seq:" + strconv.FormatUint(bus.StreamSequence(ctx), 10)
+}
+
+// validateCreate returns the reason a create cannot be rendered, or "".
+func validateCreate(m *backbeatv1.VideoCreate, b Bundle) string {
+	switch {
+	case m.StartSeconds < 0:
+		return fmt.Sprintf("region start %.3fs is negative", m.StartSeconds)
+	case m.EndSeconds <= m.StartSeconds:
+		return fmt.Sprintf("region end %.3fs must be after its start %.3fs", m.EndSeconds, m.StartSeconds)
+	case m.EndSeconds-m.StartSeconds > b.MaxRegionSeconds+1e-6:
+		return fmt.Sprintf("region of %.1fs is longer than the %s bundle allows (%.0fs)", m.EndSeconds-m.StartSeconds, b.Name, b.MaxRegionSeconds)
+	case m.Format == backbeatv1.Format_FORMAT_UNSPECIFIED:
+		return "format is required (square, portrait or landscape)"
+	case m.Template == "":
+		return "template is required"
+	case m.AudioKey == "" && m.AudioUrl == "":
+		return "audio_key or audio_url is required"
+	case m.AudioKey != "" && m.AudioUrl != "":
+		return "give audio_key or audio_url, not both"
+	}
+	if m.AudioKey != "" {
+		if err := ids.ValidKey(m.AudioKey); err != nil || !strings.HasPrefix(m.AudioKey, ids.UploadPrefix(m.VideoId)) {
+			return fmt.Sprintf("audio_key %q must be an upload of this video (%s…)", m.AudioKey, ids.UploadPrefix(m.VideoId))
+		}
+	}
+	if m.AudioUrl != "" && !strings.HasPrefix(m.AudioUrl, "https://") {
+		return fmt.Sprintf("audio_url %q must be https", m.AudioUrl)
+	}
+	if m.CoverKey != "" {
+		if err := ids.ValidKey(m.CoverKey); err != nil || !strings.HasPrefix(m.CoverKey, ids.UploadPrefix(m.VideoId)) {
+			return fmt.Sprintf("cover_key %q must be an upload of this video (%s…)", m.CoverKey, ids.UploadPrefix(m.VideoId))
+		}
+	}
+	if len(m.Title) > 200 || len(m.Artist) > 200 {
+		return "title and artist must be at most 200 bytes"
+	}
+	return ""
+}
+
+// onCreate starts a run: one per create event, whatever is redelivered. A run
+// in flight for the same video is superseded (cancelled and refunded) in the
+// same transaction that holds the new run's credits.
+func (s *Service) onCreate(ctx context.Context, m *backbeatv1.VideoCreate) error {
+	if err := ids.ValidateVideoID(m.VideoId); err != nil {
+		return bus.Permanent(err)
+	}
+	if err := ids.ValidateUserID(m.UserId); err != nil {
+		return bus.Permanent(err)
+	}
+	log := s.logFor(ctx)
+	key := createKey(ctx, m)
+	spec, err := protojson.Marshal(m)
+	if err != nil {
+		return bus.Permanent(fmt.Errorf("encode spec: %w", err))
+	}
+	now := time.Now().UTC()
+	var (
+		created    store.Run
+		superseded *store.Run
+		duplicate  *store.Run
+	)
+	err = s.db.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var existing store.Run
+		err := tx.Where("create_key = ?", key).First(&existing).Error
+		if err == nil {
+			duplicate = &existing
+			return nil
+		}
+		if !errors.Is(err, gorm.ErrRecordNotFound) {
+			return fmt.Errorf("look up create: %w", err)
+		}
+		var user store.User
+		userErr := tx.Where("id = ?", m.UserId).First(&user).Error
+		if userErr != nil && !errors.Is(userErr, gorm.ErrRecordNotFound) {
+			return fmt.Errorf("look up user: %w", userErr)
+		}
+		// The video row is the per-video lock.
+		if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&store.Video{ID: m.VideoId, UserID: m.UserId, Status: store.StatusPending}).Error; err != nil {
+			return fmt.Errorf("create video: %w", err)
+		}
+		var video store.Video
+		if err := s.db.ForUpdate(tx).Where("id = ?", m.VideoId).First(&video).Error; err != nil {
+			return fmt.Errorf("lock video: %w", err)
+		}
+		if video.UserID != m.UserId {
+			return bus.Permanentf("video %s belongs to another user", m.VideoId)
+		}
+		b := s.bundle(user.Bundle)
+		run := store.Run{ID: ids.NewRunID(), VideoID: m.VideoId, UserID: m.UserId, CreateKey: key,
+			Status: store.StatusPending, Stage: store.StageAudio, Bundle: b.Name, Spec: string(spec)}
+		reason := ""
+		if errors.Is(userErr, gorm.ErrRecordNotFound) {
+			reason = fmt.Sprintf("unknown user %q", m.UserId)
+		} else {
+			reason = validateCreate(m, b)
+		}
+		if reason == "" {
+			run.Units = b.Units(m.EndSeconds - m.StartSeconds)
+		}
+		// Supersede the run in flight, if any.
+		if video.RunID != "" {
+			var old store.Run
+			if err := tx.Where("id = ?", video.RunID).First(&old).Error; err == nil && inFlight(old.Status) {
+				why := "superseded by a new request (run " + run.ID + ")"
+				if _, err := s.finish(tx, &old, store.StatusCancelled, why, now); err != nil {
+					return err
+				}
+				superseded = &old
+			}
+		}
+		if reason == "" {
+			if err := store.Hold(tx, run.ID, m.UserId, run.Units); err != nil {
+				if !errors.Is(err, store.ErrInsufficientCredits) {
+					return err
+				}
+				reason = fmt.Sprintf("insufficient credits: this video costs %d units, the balance is %d", run.Units, user.Balance)
+			}
+		}
+		if reason != "" {
+			run.Status, run.Stage, run.Reason, run.FinishedAt = store.StatusError, store.StageDone, reason, &now
+		}
+		if err := tx.Create(&run).Error; err != nil {
+			return fmt.Errorf("create run: %w", err)
+		}
+		out := fmt.Sprintf("held %d units (%s bundle)", run.Units, b.Name)
+		if reason != "" {
+			out = ""
+		}
+		if err := instantStep(tx, run, "accepted", out, reason, now); err != nil {
+			return err
+		}
+		if reason == "" {
+			if err := startStep(tx, run, bus.StepAudio, 0, "", now); err != nil {
+				return err
+			}
+		}
+		upd := map[string]any{"run_id": run.ID, "status": run.Status, "reason": run.Reason, "video_url": "",
+			"thumbnail_url": "", "square_thumbnail_url": "", "mp3_url": "", "render_seconds": 0}
+		if err := tx.Model(&store.Video{}).Where("id = ?", m.VideoId).Updates(upd).Error; err != nil {
+			return fmt.Errorf("update video: %w", err)
+		}
+		created = run
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if duplicate != nil {
+		log.Info("create already handled", zap.String("run_id", duplicate.ID), zap.String("create_key", key))
+		// Re-emit only if that run is still the current one.
+		if v, err := s.db.GetVideo(ctx, duplicate.VideoID); err == nil && v.RunID == duplicate.ID {
+			return s.emit(ctx, *duplicate)
+		}
+		return nil
+	}
+	if superseded != nil {
+		log.Info("run superseded", zap.String("old_run_id", superseded.ID), zap.String("new_run_id", created.ID))
+		if err := s.announce(ctx, *superseded); err != nil {
+			return err
+		}
+	}
+	if created.Status == store.StatusError {
+		log.Warn("create refused", zap.String("run_id", created.ID), zap.String("reason", created.Reason))
+	} else {
+		log.Info("run started", zap.String("run_id", created.ID), zap.Int64("units", created.Units))
+	}
+	return s.emit(ctx, created)
+}
+
+func inFlight(status string) bool {
+	for _, st := range store.InFlight {
+		if st == status {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,178 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	"gorm.io/gorm"
+
+	"github.com/backbeat/backbeat/pkg/alert"
+	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/store"
+	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
+)
+
+// onStepFailed decides what a failed step means for its run: a render moves
+// to the next pool while attempts remain; audio and permanent render failures
+// end the run with a refund; cdn failures still make the video ready;
+// thumbnail and notify failures are recorded and alerted only.
+func (s *Service) onStepFailed(ctx context.Context, m *backbeatv1.StepFailed) error {
+	log := s.logFor(ctx)
+	if m.RunId == "" {
+		// An undecodable message: nobody can say which run it belonged to.
+		s.alert.Send(alert.Alert{Kind: "message_rejected", VideoID: m.VideoId, Step: m.Step, Reason: m.Reason})
+		return nil
+	}
+	switch m.Step {
+	case bus.StepCDN:
+		return s.ready(ctx, m.VideoId, m.RunId, "", "purge failed: "+m.Reason)
+	case bus.StepThumbnail, bus.StepNotify:
+		s.alert.Send(alert.Alert{Kind: "step_failed", VideoID: m.VideoId, RunID: m.RunId, Step: m.Step, Reason: m.Reason})
+		return s.endAfterReady(ctx, m.VideoId, m.RunId, m.Step, "", m.Reason)
+	case bus.StepRender:
+		return s.renderFailed(ctx, m)
+	}
+	reason := fmt.Sprintf("%s failed: %s", m.Step, m.Reason)
+	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
+		if m.Step == bus.StepAudio && run.Stage != store.StageAudio {
+			return errNoChange
+		}
+		_, err := s.finish(tx, run, store.StatusError, reason, time.Now().UTC())
+		return err
+	}, nil)
+	if changed {
+		log.Warn("run failed", zap.String("run_id", run.ID), zap.String("reason", reason))
+		s.alert.Send(alert.Alert{Kind: "run_failed", VideoID: run.VideoID, RunID: run.ID, Step: m.Step, Reason: reason})
+	}
+	return err
+}
+
+// renderFailed retries a render on the next pool of the bundle, or ends the
+// run when the error is permanent or the attempts are spent.
+func (s *Service) renderFailed(ctx context.Context, m *backbeatv1.StepFailed) error {
+	var (
+		retried bool
+		reason  string
+	)
+	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
+		if run.Stage != store.StageRender || run.Attempt != m.Attempt || run.Status != store.StatusProcessing {
+			return errNoChange
+		}
+		now := time.Now().UTC()
+		b := s.bundle(run.Bundle)
+		if err := endStep(tx, run.ID, bus.StepRender, run.Attempt, "", m.Reason, now); err != nil {
+			return err
+		}
+		if !m.Permanent && run.Attempt < b.Attempts() {
+			next := run.Attempt + 1
+			err := advance(tx, run, []string{store.StatusProcessing}, store.StageRender, map[string]any{
+				"attempt": next, "pool": b.PoolFor(next), "render_started_at": now,
+			})
+			if err != nil {
+				return err
+			}
+			retried = true
+			return startStep(tx, *run, bus.StepRender, next, run.Pool, now)
+		}
+		reason = fmt.Sprintf("render failed on attempt %d (%s pool): %s", run.Attempt, run.Pool, m.Reason)
+		if !m.Permanent {
+			reason = fmt.Sprintf("render failed after %d attempts; last on the %s pool: %s", run.Attempt, run.Pool, m.Reason)
+		}
+		_, err := s.finish(tx, run, store.StatusError, reason, now)
+		return err
+	}, func(r store.Run) bool {
+		return r.Status == store.StatusProcessing && r.Stage == store.StageRender && r.Attempt == m.Attempt+1
+	})
+	if changed && retried {
+		s.logFor(ctx).Warn("render retried on the next pool", zap.Int32("attempt", run.Attempt), zap.String("pool", run.Pool), zap.String("cause", m.Reason))
+	} else if changed {
+		s.alert.Send(alert.Alert{Kind: "run_failed", VideoID: run.VideoID, RunID: run.ID, Step: bus.StepRender, Reason: reason})
+	}
+	return err
+}
+
+// onCancel cancels the current (or named) run, refunds it and removes a video
+// object it may have uploaded.
+func (s *Service) onCancel(ctx context.Context, m *backbeatv1.VideoCancel) error {
+	if err := ids.ValidateVideoID(m.VideoId); err != nil {
+		return bus.Permanent(err)
+	}
+	runID := m.RunId
+	if runID == "" {
+		v, err := s.db.GetVideo(ctx, m.VideoId)
+		if err != nil {
+			s.logFor(ctx).Info("cancel of an unknown video ignored", zap.Error(err))
+			return nil
+		}
+		runID = v.RunID
+	}
+	reason := "cancelled"
+	if m.Reason != "" {
+		reason = "cancelled: " + m.Reason
+	}
+	var rendered bool
+	changed, run, err := s.apply(ctx, m.VideoId, runID, func(tx *gorm.DB, run *store.Run) error {
+		rendered = run.VideoKey != ""
+		_, err := s.finish(tx, run, store.StatusCancelled, reason, time.Now().UTC())
+		return err
+	}, nil)
+	if err != nil {
+		return err
+	}
+	if changed {
+		s.logFor(ctx).Info("run cancelled", zap.String("run_id", run.ID))
+		if rendered {
+			// The render had already uploaded: take it down and purge the edges.
+			if err := s.blob.Delete(ctx, ids.VideoKey(run.VideoID)); err != nil {
+				return fmt.Errorf("delete cancelled video: %w", err)
+			}
+			job := &backbeatv1.CdnJob{VideoId: run.VideoID, RunId: run.ID, Paths: []string{ids.VideoKey(run.VideoID)}}
+			if err := s.pub.Publish(ctx, s.subj.CDNJob(run.VideoID), job, bus.MsgID(run.ID, bus.StepCDN, 0, "cancel")); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// onRecover requeues a stalled render as a new attempt on the bundle's pool
+// for that attempt.
+func (s *Service) onRecover(ctx context.Context, m *backbeatv1.VideoRecover) error {
+	if err := ids.ValidateVideoID(m.VideoId); err != nil {
+		return bus.Permanent(err)
+	}
+	runID := m.RunId
+	if runID == "" {
+		v, err := s.db.GetVideo(ctx, m.VideoId)
+		if err != nil {
+			return nil
+		}
+		runID = v.RunID
+	}
+	changed, run, err := s.apply(ctx, m.VideoId, runID, func(tx *gorm.DB, run *store.Run) error {
+		now := time.Now().UTC()
+		b := s.bundle(run.Bundle)
+		next := run.Attempt + 1
+		err := advance(tx, run, []string{store.StatusStalled}, store.StageRender, map[string]any{
+			"status": store.StatusProcessing, "attempt": next, "pool": b.PoolFor(next), "render_started_at": now, "reason": "",
+		})
+		if err != nil {
+			return err
+		}
+		if err := instantStep(tx, *run, "recovered", fmt.Sprintf("requeued as attempt %d on %s", next, run.Pool), "", now); err != nil {
+			return err
+		}
+		return startStep(tx, *run, bus.StepRender, next, run.Pool, now)
+	}, nil)
+	if changed {
+		s.logFor(ctx).Info("stalled render requeued", zap.String("run_id", run.ID), zap.Int32("attempt", run.Attempt))
+	}
+	return err
+}
+
+func (s *Service) alertStep(run store.Run, step, reason string) {
+	s.alert.Send(alert.Alert{Kind: "step_failed", VideoID: run.VideoID, RunID: run.ID, Step: step, Reason: reason})
+}

@@ -1,0 +1,146 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"gorm.io/gorm"
+
+	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/store"
+	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
+)
+
+// onAudioDone moves a run from audio to its first render attempt.
+func (s *Service) onAudioDone(ctx context.Context, m *backbeatv1.AudioDone) error {
+	_, _, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
+		for _, k := range []string{m.AudioKey, m.AnalysisKey} {
+			if ids.ValidKey(k) != nil {
+				return bus.Permanentf("audio.done carries an invalid key %q", k)
+			}
+		}
+		now := time.Now().UTC()
+		b := s.bundle(run.Bundle)
+		err := advance(tx, run, []string{store.StatusPending}, store.StageAudio, map[string]any{
+			"status": store.StatusProcessing, "stage": store.StageRender, "attempt": 1, "pool": b.PoolFor(1),
+			"audio_key": m.AudioKey, "mp3_key": m.Mp3Key, "analysis_key": m.AnalysisKey, "duration": m.DurationSeconds,
+			"render_started_at": now,
+		})
+		if err != nil {
+			return err
+		}
+		out := fmt.Sprintf("%s, %s (%.3fs)", m.AudioKey, m.AnalysisKey, m.DurationSeconds)
+		if err := endStep(tx, run.ID, bus.StepAudio, 0, out, "", now); err != nil {
+			return err
+		}
+		if m.Mp3Key != "" {
+			if err := tx.Model(&store.Video{}).Where("id = ? AND run_id = ?", run.VideoID, run.ID).Update("mp3_url", s.url(m.Mp3Key)).Error; err != nil {
+				return fmt.Errorf("set mp3 url: %w", err)
+			}
+		}
+		return startStep(tx, *run, bus.StepRender, 1, run.Pool, now)
+	}, func(r store.Run) bool {
+		return r.Status == store.StatusProcessing && r.Stage == store.StageRender && r.Attempt == 1
+	})
+	return err
+}
+
+// onRenderDone records the render and asks every edge to purge the paths.
+func (s *Service) onRenderDone(ctx context.Context, m *backbeatv1.RenderDone) error {
+	_, _, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
+		if run.Attempt != m.Attempt {
+			return errNoChange
+		}
+		if ids.ValidKey(m.VideoKey) != nil {
+			return bus.Permanentf("render.done carries an invalid key %q", m.VideoKey)
+		}
+		now := time.Now().UTC()
+		err := advance(tx, run, []string{store.StatusProcessing}, store.StageRender, map[string]any{
+			"stage": store.StageCDN, "video_key": m.VideoKey, "render_seconds": m.RenderSeconds,
+		})
+		if err != nil {
+			return err
+		}
+		out := fmt.Sprintf("%s: %d frames in %.2fs with %s on %s", m.VideoKey, m.Frames, m.RenderSeconds, m.Encoder, m.Worker)
+		if err := endStep(tx, run.ID, bus.StepRender, m.Attempt, out, "", now); err != nil {
+			return err
+		}
+		return startStep(tx, *run, bus.StepCDN, 0, "", now)
+	}, func(r store.Run) bool {
+		return r.Status == store.StatusProcessing && r.Stage == store.StageCDN && r.Attempt == m.Attempt
+	})
+	return err
+}
+
+// onCDNDone makes the video ready. Purge errors are recorded, never fatal.
+func (s *Service) onCDNDone(ctx context.Context, m *backbeatv1.CdnDone) error {
+	errText := strings.Join(m.Errors, "; ")
+	return s.ready(ctx, m.VideoId, m.RunId, strings.Join(m.PurgedPaths, ", "), errText)
+}
+
+// ready closes the cdn step and marks the run and video ready.
+func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr string) error {
+	changed, run, err := s.apply(ctx, videoID, runID, func(tx *gorm.DB, run *store.Run) error {
+		now := time.Now().UTC()
+		err := advance(tx, run, []string{store.StatusProcessing}, store.StageCDN, map[string]any{
+			"status": store.StatusReady, "stage": store.StageDone, "finished_at": now, "reason": "",
+		})
+		if err != nil {
+			return err
+		}
+		if err := endStep(tx, run.ID, bus.StepCDN, 0, cdnOutput, cdnErr, now); err != nil {
+			return err
+		}
+		vid := run.VideoID
+		err = tx.Model(&store.Video{}).Where("id = ? AND run_id = ?", vid, run.ID).Updates(map[string]any{
+			"video_url": s.url(run.VideoKey), "thumbnail_url": s.url(ids.ThumbnailKey(vid)),
+			"square_thumbnail_url": s.url(ids.SquareThumbnailKey(vid)), "render_seconds": run.RenderSeconds,
+		}).Error
+		if err != nil {
+			return fmt.Errorf("set video urls: %w", err)
+		}
+		if err := instantStep(tx, *run, store.StatusReady, s.url(run.VideoKey), "", now); err != nil {
+			return err
+		}
+		if err := startStep(tx, *run, bus.StepThumbnail, 0, "", now); err != nil {
+			return err
+		}
+		return startStep(tx, *run, bus.StepNotify, 0, "", now)
+	}, func(r store.Run) bool { return r.Status == store.StatusReady })
+	if changed {
+		s.logFor(ctx).Info("video ready", zap.String("run_id", run.ID), zap.Float64("render_seconds", run.RenderSeconds))
+		if cdnErr != "" {
+			s.alertStep(run, bus.StepCDN, cdnErr)
+		}
+	}
+	return err
+}
+
+// onThumbnailDone records the thumbnails on the timeline.
+func (s *Service) onThumbnailDone(ctx context.Context, m *backbeatv1.ThumbnailDone) error {
+	return s.endAfterReady(ctx, m.VideoId, m.RunId, bus.StepThumbnail, m.ThumbnailKey+", "+m.SquareThumbnailKey, "")
+}
+
+// onNotifyDone records the notification on the timeline.
+func (s *Service) onNotifyDone(ctx context.Context, m *backbeatv1.NotifyDone) error {
+	return s.endAfterReady(ctx, m.VideoId, m.RunId, bus.StepNotify, m.Channel, "")
+}
+
+// endAfterReady closes a step that runs after the run finished; it never
+// changes the run's status.
+func (s *Service) endAfterReady(ctx context.Context, videoID, runID, step, output, errText string) error {
+	return s.db.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		run, err := s.loadRun(ctx, tx, videoID, runID)
+		if err == errNoChange {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return endStep(tx, run.ID, step, 0, output, errText, time.Now().UTC())
+	})
+}
