@@ -1,0 +1,74 @@
+# Backbeat: one entry point for developers and CI. Every module is listed in
+# go.work; loops over modules use `go list -m`, so a new module needs no edit here.
+#
+#   make run              install, build, make a demo song, render it end to end
+#   make test             start Postgres + MinIO, go test -race every module
+#   make lint             gofmt, go vet, staticcheck on every module
+#   make generate         regenerate proto/ Go code with buf
+#   make check-generated  fail if the committed generated code is stale
+#   make build            binaries into ./bin
+#   make bench            run scripts/bench/*.sh
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+TOOLS := $(ROOT)/.cache/bin
+export PATH := $(TOOLS):$(PATH)
+
+# Main packages: the CLI and each service's cmd/<name>.
+CMDS := $(patsubst %/,./%,$(dir $(wildcard cmd/backbeat/main.go))) $(patsubst %/,./%,$(sort $(dir $(wildcard services/*/cmd/*/main.go))))
+DEMO_SONG := .data/demo.wav
+
+.PHONY: help install-deps services-start services-stop run demo-song test lint generate check-generated build bench clean
+
+help:
+	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
+
+install-deps:
+	scripts/install-deps.sh
+
+services-start:
+	scripts/services.sh start
+
+services-stop:
+	scripts/services.sh stop
+
+$(DEMO_SONG): scripts/demo-song.sh
+	scripts/demo-song.sh $@ 40
+
+demo-song: $(DEMO_SONG)
+
+run: install-deps build demo-song
+	go run ./cmd/backbeat demo $(DEMO_SONG)
+
+test: install-deps services-start
+	scripts/test-all.sh
+
+lint:
+	scripts/lint.sh
+
+generate:
+	cd proto && buf generate
+
+check-generated: generate
+	@if ! git diff --exit-code -- proto/ || [[ -n "$$(git status --porcelain --untracked-files=all -- proto/)" ]]; then \
+		git status --short -- proto/; \
+		echo "check-generated: proto/ differs from the committed code: run 'make generate' and commit" >&2; \
+		exit 1; \
+	fi
+	@echo "check-generated: ok"
+
+build:
+	@mkdir -p bin
+	go build -trimpath -o bin/ $(CMDS)
+	@ls bin
+
+bench:
+	@shopt -s nullglob; scripts=(scripts/bench/*.sh); \
+	if (( $${#scripts[@]} == 0 )); then echo "bench: no scripts in scripts/bench"; exit 0; fi; \
+	for s in "$${scripts[@]}"; do echo "==> $$s"; bash "$$s"; done
+
+clean:
+	rm -rf bin .cache/test

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# lint.sh checks every module of go.work: gofmt -l must print nothing, then
+# go vet and staticcheck (from ./.cache/bin, see install-deps.sh) must pass.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export PATH="$ROOT/.cache/bin:$PATH"
+command -v staticcheck >/dev/null || {
+	echo "lint: staticcheck missing: run scripts/install-deps.sh" >&2
+	exit 1
+}
+
+status=0
+mapfile -t dirs < <(go list -m -f '{{.Dir}}')
+
+unformatted=$(gofmt -l "${dirs[@]}")
+if [[ -n $unformatted ]]; then
+	echo "gofmt: these files need formatting (gofmt -w):" >&2
+	echo "$unformatted" >&2
+	status=1
+fi
+
+for dir in "${dirs[@]}"; do
+	rel=${dir#"$ROOT"/}
+	echo "==> vet + staticcheck $rel"
+	(cd "$dir" && go vet ./...) || status=1
+	(cd "$dir" && staticcheck ./...) || status=1
+done
+
+if ((status)); then
+	echo "lint: FAIL" >&2
+else
+	echo "lint: ok"
+fi
+exit "$status"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# test-all.sh runs `go test -race` in every module of go.work against the real
+# services (scripts/services.sh must have started them; `make test` does), and
+# ends with one summary made of go test's own result lines, then ok or FAIL.
+#
+#   scripts/test-all.sh [extra go test flags...]
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+eval "$("$ROOT/scripts/services.sh" env)"
+export PATH="$ROOT/.cache/bin:$PATH"
+
+TIMEOUT=${TEST_TIMEOUT:-20m}
+LOGS="$ROOT/.cache/test"
+mkdir -p "$LOGS"
+
+failed=()
+summary=()
+while IFS= read -r dir; do
+	rel=${dir#"$ROOT"/}
+	log="$LOGS/$(echo "$rel" | tr / _).log"
+	printf '==> go test %s\n' "$rel"
+	# -json would hide the familiar output; tee keeps it live and saved.
+	if (cd "$dir" && go test -race -count=1 -timeout "$TIMEOUT" "$@" ./... 2>&1) | tee "$log"; then
+		:
+	else
+		failed+=("$rel")
+	fi
+	# A package result line: ok / FAIL / ? <pkg>; keep them for the summary.
+	while IFS= read -r line; do summary+=("$line"); done < <(grep -E '^(ok|FAIL|\?)[[:space:]]' "$log" || true)
+done < <(go list -m -f '{{.Dir}}')
+
+printf '\n==> summary (logs in %s)\n' "${LOGS#"$ROOT"/}"
+printf '%s\n' "${summary[@]}"
+if ((${#failed[@]})); then
+	printf 'FAIL: modules %s\n' "${failed[*]}"
+	echo FAIL
+	exit 1
+fi
+echo ok
