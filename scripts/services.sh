@@ -56,8 +56,10 @@ start_postgres() {
 	fi
 	local conf="/etc/postgresql/$PG_VERSION/$PG_CLUSTER/postgresql.conf"
 	if ! grep -Eq "^listen_addresses *= *'127.0.0.1'" "$conf" || ! grep -Eq "^port *= *$PG_PORT\b" "$conf"; then
-		pg_conftool "$PG_VERSION" "$PG_CLUSTER" set listen_addresses 127.0.0.1
-		pg_conftool "$PG_VERSION" "$PG_CLUSTER" set port "$PG_PORT"
+		# pg_conftool writes 127.0.0.1 unquoted (Postgres then refuses to
+		# start) or triple-quoted, so edit the file directly.
+		sed -i -E '/^(listen_addresses|port)[[:space:]]*=/d' "$conf"
+		printf "listen_addresses = '127.0.0.1'\nport = %s\n" "$PG_PORT" >>"$conf"
 		if pg_running; then pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" restart; fi
 	fi
 	if pg_running; then

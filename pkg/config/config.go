@@ -141,7 +141,7 @@ func LoadCommon(e *Env) Common {
 		NATSURL:     e.String("NATS_URL", "nats://127.0.0.1:4222"),
 		NATSCreds:   e.String("NATS_CREDS", ""),
 		Prefix:      e.String("PREFIX", "backbeat"),
-		BlobURL:     e.String("BLOB_URL", "file://./.data/blob"),
+		BlobURL:     e.String("BLOB_URL", ".data/blob"),
 		DatabaseURL: e.String("DATABASE_URL", ""),
 		HTTPAddr:    e.String("HTTP_ADDR", ":8080"),
 		LogLevel:    e.String("LOG_LEVEL", "info"),

@@ -95,8 +95,6 @@ func (s *Service) announce(ctx context.Context, run store.Run) error {
 		Status: statusProto(run.Status), Reason: run.Reason, RenderSeconds: run.RenderSeconds}
 	if run.Status == store.StatusReady {
 		ev.VideoUrl = s.url(run.VideoKey)
-		ev.ThumbnailUrl = s.url(ids.ThumbnailKey(run.VideoID))
-		ev.SquareThumbnailUrl = s.url(ids.SquareThumbnailKey(run.VideoID))
 	}
 	id := bus.MsgID(run.ID, "status", run.Attempt, run.Status+"."+run.Stage)
 	return s.pub.Publish(ctx, s.subj.Event(run.VideoID, bus.KindVideoStatus), ev, id)

@@ -97,8 +97,7 @@ func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr s
 		}
 		vid := run.VideoID
 		err = tx.Model(&store.Video{}).Where("id = ? AND run_id = ?", vid, run.ID).Updates(map[string]any{
-			"video_url": s.url(run.VideoKey), "thumbnail_url": s.url(ids.ThumbnailKey(vid)),
-			"square_thumbnail_url": s.url(ids.SquareThumbnailKey(vid)), "render_seconds": run.RenderSeconds,
+			"video_url": s.url(run.VideoKey), "render_seconds": run.RenderSeconds,
 		}).Error
 		if err != nil {
 			return fmt.Errorf("set video urls: %w", err)
@@ -120,9 +119,22 @@ func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr s
 	return err
 }
 
-// onThumbnailDone records the thumbnails on the timeline.
+// onThumbnailDone records the thumbnails on the timeline and, only now that
+// they exist, gives their URLs to the video.
 func (s *Service) onThumbnailDone(ctx context.Context, m *backbeatv1.ThumbnailDone) error {
-	return s.endAfterReady(ctx, m.VideoId, m.RunId, bus.StepThumbnail, m.ThumbnailKey+", "+m.SquareThumbnailKey, "")
+	if ids.ValidKey(m.ThumbnailKey) != nil || ids.ValidKey(m.SquareThumbnailKey) != nil {
+		return bus.Permanentf("thumbnail.done carries invalid keys %q, %q", m.ThumbnailKey, m.SquareThumbnailKey)
+	}
+	if err := s.endAfterReady(ctx, m.VideoId, m.RunId, bus.StepThumbnail, m.ThumbnailKey+", "+m.SquareThumbnailKey, ""); err != nil {
+		return err
+	}
+	err := s.db.DB.WithContext(ctx).Model(&store.Video{}).
+		Where("id = ? AND run_id = ? AND status = ?", m.VideoId, m.RunId, store.StatusReady).
+		Updates(map[string]any{"thumbnail_url": s.url(m.ThumbnailKey), "square_thumbnail_url": s.url(m.SquareThumbnailKey)}).Error
+	if err != nil {
+		return fmt.Errorf("set thumbnail urls: %w", err)
+	}
+	return nil
 }
 
 // onNotifyDone records the notification on the timeline.

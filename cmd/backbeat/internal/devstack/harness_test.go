@@ -1,0 +1,363 @@
+package devstack
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/testenv"
+	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
+	coordinator "github.com/backbeat/backbeat/services/render-coordinator"
+)
+
+// testBundle renders fast: ultrafast preset, two pools, cheap units.
+func testBundles() map[string]coordinator.Bundle {
+	return map[string]coordinator.Bundle{
+		"test": {Name: "test", CRF: 23, Preset: "ultrafast", FPS: 30, Priority: bus.PrioNormal, Pools: []string{"gpu", "cpu"},
+			MaxRegionSeconds: 60, Concurrency: 2, UnitSeconds: 10, Encoder: "libx264"},
+		"free": coordinator.DefaultBundles()["free"],
+	}
+}
+
+// faults lets a test make a pool's renderer fail or hang at a frame.
+type faults struct {
+	mu sync.Mutex
+	fn map[string]func(ctx context.Context, frame int) error
+}
+
+func (f *faults) set(pool string, fn func(ctx context.Context, frame int) error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fn[pool] = fn
+}
+
+func (f *faults) hook(pool string) func(ctx context.Context, frame int) error {
+	return func(ctx context.Context, frame int) error {
+		f.mu.Lock()
+		fn := f.fn[pool]
+		f.mu.Unlock()
+		if fn == nil {
+			return nil
+		}
+		return fn(ctx, frame)
+	}
+}
+
+// alertSink is a chat webhook that records what it receives.
+type alertSink struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	got []map[string]any
+}
+
+func (a *alertSink) all() []map[string]any {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]map[string]any(nil), a.got...)
+}
+
+// syncBuffer collects the JSON logs of every service.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) Sync() error { return nil }
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type e2e struct {
+	t      *testing.T
+	st     *Stack
+	faults *faults
+	alerts *alertSink
+	logs   *syncBuffer
+	tone   string
+	client *http.Client
+	seq    atomic.Int32
+}
+
+// setup starts a whole stack on Postgres, MinIO, an embedded JetStream server
+// and ffmpeg, with a dev user on the test bundle.
+func setup(t *testing.T, mod func(*Options)) *e2e {
+	t.Helper()
+	testenv.RequireFFmpeg(t)
+	e := &e2e{t: t, faults: &faults{fn: map[string]func(context.Context, int) error{}}, alerts: &alertSink{},
+		logs: &syncBuffer{}, client: &http.Client{Timeout: 60 * time.Second}}
+	e.alerts.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		e.alerts.mu.Lock()
+		e.alerts.got = append(e.alerts.got, m)
+		e.alerts.mu.Unlock()
+	}))
+	t.Cleanup(e.alerts.srv.Close)
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	log := zap.New(zapcore.NewCore(enc, e.logs, zap.DebugLevel))
+	opts := Options{
+		Dir: t.TempDir(), NATSPort: -1, HTTPAddr: "127.0.0.1:0",
+		DatabaseURL: testenv.Postgres(t), Blob: testenv.MinIO(t),
+		Bundles: testBundles(), DevBundle: "test", DevBalance: 100,
+		StallTimeout: time.Minute, AlertWebhook: e.alerts.srv.URL, Log: log,
+		Renderer: func(pool string, cfg *renderer.Config) { cfg.BeforeFrame = e.faults.hook(pool) },
+		Policies: map[string]bus.Policy{
+			bus.StepAudio:     {AckWait: 10 * time.Second, MaxDeliver: 2, Backoff: []time.Duration{200 * time.Millisecond}},
+			bus.StepThumbnail: {AckWait: 10 * time.Second, MaxDeliver: 2, Backoff: []time.Duration{200 * time.Millisecond}},
+		},
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := Start(ctx, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		st.Stop()
+		if t.Failed() {
+			t.Logf("service logs:\n%s", tail(e.logs.String(), 60))
+		}
+	})
+	e.st = st
+	e.tone = testenv.Tone(t, t.TempDir(), 8)
+	return e
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (e *e2e) vid(name string) string {
+	return fmt.Sprintf("%s-%d-%d", name, time.Now().UnixNano()%1_000_000, e.seq.Add(1))
+}
+
+// do sends an API request with the dev key and decodes a JSON answer.
+func (e *e2e) do(method, path string, body io.Reader, contentType string, out any) int {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.st.BaseURL+path, body)
+	require.NoError(e.t, err)
+	req.Header.Set("Authorization", "Bearer "+e.st.APIKey)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := e.client.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	if out != nil && resp.StatusCode < 300 {
+		require.NoError(e.t, json.Unmarshal(b, out), "body: %s", b)
+	}
+	if resp.StatusCode >= 300 && out == nil {
+		e.t.Logf("%s %s → %d %s", method, path, resp.StatusCode, b)
+	}
+	return resp.StatusCode
+}
+
+func (e *e2e) upload(vid, kind, path string) string {
+	e.t.Helper()
+	f, err := os.Open(path)
+	require.NoError(e.t, err)
+	defer f.Close()
+	var out struct {
+		Key string `json:"key"`
+	}
+	code := e.do(http.MethodPost, "/v1/uploads?video_id="+vid+"&kind="+kind, f, "application/octet-stream", &out)
+	require.Equal(e.t, http.StatusCreated/100, code/100, "upload answered %d", code)
+	return out.Key
+}
+
+type createReq struct {
+	VideoID          string            `json:"video_id"`
+	AudioKey         string            `json:"audio_key,omitempty"`
+	StartSeconds     float64           `json:"start_seconds"`
+	EndSeconds       float64           `json:"end_seconds"`
+	Template         string            `json:"template"`
+	TemplateSettings map[string]string `json:"template_settings,omitempty"`
+	Format           string            `json:"format"`
+	Title            string            `json:"title,omitempty"`
+	Artist           string            `json:"artist,omitempty"`
+	RequestID        string            `json:"request_id,omitempty"`
+}
+
+func (e *e2e) create(r createReq) {
+	e.t.Helper()
+	code := e.do(http.MethodPost, "/v1/videos", jsonBody(e.t, r), "application/json", &struct{}{})
+	require.Equal(e.t, 2, code/100, "create answered %d", code)
+}
+
+// submit uploads the test tone and creates a video of region [start, end).
+func (e *e2e) submit(vid string, start, end float64, format string) {
+	e.t.Helper()
+	key := e.upload(vid, "audio", e.tone)
+	e.create(createReq{VideoID: vid, AudioKey: key, StartSeconds: start, EndSeconds: end, Template: "spectrum",
+		Format: format, Title: "Test Tone", Artist: "Backbeat"})
+}
+
+func jsonBody(t *testing.T, v any) io.Reader {
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return bytes.NewReader(b)
+}
+
+type stepView struct {
+	Name      string     `json:"name"`
+	Attempt   int32      `json:"attempt"`
+	Pool      string     `json:"pool"`
+	StartedAt time.Time  `json:"started_at"`
+	EndedAt   *time.Time `json:"ended_at"`
+	Output    string     `json:"output"`
+	Error     string     `json:"error"`
+}
+
+type videoView struct {
+	VideoID            string     `json:"video_id"`
+	Status             string     `json:"status"`
+	Reason             string     `json:"reason"`
+	RunID              string     `json:"run_id"`
+	Attempt            int32      `json:"attempt"`
+	Pool               string     `json:"pool"`
+	VideoURL           string     `json:"video_url"`
+	ThumbnailURL       string     `json:"thumbnail_url"`
+	SquareThumbnailURL string     `json:"square_thumbnail_url"`
+	RenderSeconds      float64    `json:"render_seconds"`
+	Steps              []stepView `json:"steps"`
+	Progress           *struct {
+		FramesDone int64   `json:"frames_done"`
+		Percent    float64 `json:"percent"`
+	} `json:"progress"`
+}
+
+func (e *e2e) status(vid string) (videoView, int) {
+	e.t.Helper()
+	var v videoView
+	code := e.do(http.MethodGet, "/v1/videos/"+vid, nil, "", &v)
+	return v, code
+}
+
+// wait polls until cond holds, failing with the last view after timeout.
+func (e *e2e) wait(vid string, timeout time.Duration, what string, cond func(v videoView) bool) videoView {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var v videoView
+	for time.Now().Before(deadline) {
+		var code int
+		v, code = e.status(vid)
+		if code == http.StatusOK && cond(v) {
+			return v
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	e.t.Fatalf("video %s: %s not reached in %s; last: %+v", vid, what, timeout, v)
+	return v
+}
+
+func (e *e2e) waitStatus(vid string, want string) videoView {
+	e.t.Helper()
+	return e.wait(vid, 3*time.Minute, "status "+want, func(v videoView) bool {
+		if v.Status == want {
+			return true
+		}
+		terminal := v.Status == "ready" || v.Status == "error" || v.Status == "cancelled"
+		if terminal && v.Status != want {
+			e.t.Fatalf("video %s ended %s (%s), want %s", vid, v.Status, v.Reason, want)
+		}
+		return false
+	})
+}
+
+func (e *e2e) balance() int64 {
+	e.t.Helper()
+	var me struct {
+		Balance int64 `json:"balance"`
+	}
+	require.Equal(e.t, http.StatusOK, e.do(http.MethodGet, "/v1/me", nil, "", &me))
+	return me.Balance
+}
+
+// fetch downloads a URL from the edge into dir and returns its path, its
+// sha256 and the response headers.
+func (e *e2e) fetch(url, dir string) (string, string, http.Header) {
+	e.t.Helper()
+	resp, err := e.client.Get(url)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	require.Equal(e.t, http.StatusOK, resp.StatusCode, "GET %s", url)
+	path := filepath.Join(dir, filepath.Base(url))
+	f, err := os.Create(path)
+	require.NoError(e.t, err)
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(f, h), resp.Body)
+	require.NoError(e.t, err)
+	require.NoError(e.t, f.Close())
+	return path, hex.EncodeToString(h.Sum(nil)), resp.Header
+}
+
+func stepsNamed(v videoView, name string) []stepView {
+	var out []stepView
+	for _, s := range v.Steps {
+		if s.Name == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// ffmpegPIDs lists running ffmpeg processes working for a video.
+func ffmpegPIDs(vid string) []string {
+	var pids []string
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, d := range dirs {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		cmd := string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+		if strings.Contains(cmd, "ffmpeg") && strings.Contains(cmd, "render-"+vid+"-") {
+			pids = append(pids, filepath.Base(filepath.Dir(d)))
+		}
+	}
+	return pids
+}
+
+func alive(pid string) bool {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return false
+	}
+	// A zombie (state Z) has exited.
+	fields := strings.Fields(string(b))
+	return len(fields) > 2 && fields[2] != "Z"
+}

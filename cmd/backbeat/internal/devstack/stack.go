@@ -1,0 +1,279 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/backbeat/backbeat/pkg/alert"
+	"github.com/backbeat/backbeat/pkg/blob"
+	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/store"
+	"github.com/backbeat/backbeat/pkg/telemetry"
+	"github.com/backbeat/backbeat/services/api"
+	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
+	coordinator "github.com/backbeat/backbeat/services/render-coordinator"
+)
+
+// Options configure a stack; zero values are the `backbeat dev` defaults.
+type Options struct {
+	// Dir holds NATS data, the SQLite database and the blob folder.
+	Dir string
+	// NATSPort of the embedded server; -1 picks a free port.
+	NATSPort int
+	// HTTPAddr serves the API and the edge.
+	HTTPAddr string
+	// DatabaseURL overrides the SQLite database (e.g. Postgres in tests).
+	DatabaseURL string
+	// Blob overrides the local blob folder (e.g. MinIO in tests).
+	Blob blob.Store
+	// Pools get one renderer each.
+	Pools []string
+	// Bundles override the coordinator's defaults.
+	Bundles map[string]coordinator.Bundle
+	// StallTimeout of the coordinator's watchdog.
+	StallTimeout time.Duration
+	// AlertWebhook receives alerts.
+	AlertWebhook string
+	// Renderer adjusts a pool's renderer config (tests inject faults here).
+	Renderer func(pool string, cfg *renderer.Config)
+	// Policies override delivery policies per step (tests shorten them).
+	Policies map[string]bus.Policy
+	// Log receives every service's JSON logs.
+	Log *zap.Logger
+	// APIKey for the dev user; read from Dir/api-key or minted when empty.
+	APIKey string
+	// DevBalance and DevBundle of the seeded dev user.
+	DevBalance int64
+	DevBundle  string
+}
+
+// DevUser is the user the dev stack seeds.
+const DevUser = "dev"
+
+// Stack is every Backbeat service running in one process.
+type Stack struct {
+	Opts        Options
+	NATS        *server.Server
+	NC          *nats.Conn
+	JS          jetstream.JetStream
+	Topo        bus.Topology
+	Store       *store.Store
+	Blob        blob.Store
+	Coordinator *coordinator.Service
+	// BaseURL serves the API (/v1/…) and the edge (/videos/…, /thumbnails/…).
+	BaseURL string
+	APIKey  string
+	// Health maps each service to the base URL of its /healthz, /readyz, /metrics.
+	Health map[string]string
+
+	log    *zap.Logger
+	alerts *alert.Sender
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	svcs   map[string]*running
+	wg     sync.WaitGroup
+}
+
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (o *Options) defaults() {
+	if o.Dir == "" {
+		o.Dir = ".data/dev"
+	}
+	if o.NATSPort == 0 {
+		o.NATSPort = 4222
+	}
+	if o.HTTPAddr == "" {
+		o.HTTPAddr = "127.0.0.1:8080"
+	}
+	if o.DatabaseURL == "" {
+		o.DatabaseURL = "sqlite://" + filepath.Join(o.Dir, "backbeat.db")
+	}
+	if len(o.Pools) == 0 {
+		o.Pools = []string{"gpu", "cpu"}
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = 2 * time.Minute
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	if o.DevBalance == 0 {
+		o.DevBalance = 1000
+	}
+	if o.DevBundle == "" {
+		o.DevBundle = "pro"
+	}
+}
+
+// Start brings up NATS, the database, storage and every service.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	opts.defaults()
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	s := &Stack{Opts: opts, log: opts.Log, svcs: map[string]*running{}, Health: map[string]string{}}
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	if err := s.startNATS(); err != nil {
+		return nil, err
+	}
+	s.Topo = bus.DefaultTopology(bus.DefaultPrefix, opts.Pools)
+	for k, p := range opts.Policies {
+		s.Topo.Policies[k] = p
+	}
+	if err := s.Topo.Ensure(ctx, s.JS); err != nil {
+		return nil, err
+	}
+	if s.Store, err = store.Open(ctx, opts.DatabaseURL); err != nil {
+		return nil, err
+	}
+	s.Blob = opts.Blob
+	if s.Blob == nil {
+		if s.Blob, err = blob.NewLocal(filepath.Join(opts.Dir, "blob")); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.seed(ctx); err != nil {
+		return nil, err
+	}
+	s.alerts = alert.New(opts.AlertWebhook, opts.Log.With(zap.String("service", "render-coordinator")))
+	if err := s.startServices(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) startNATS() error {
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "backbeat-dev", Host: "127.0.0.1", Port: s.Opts.NATSPort, JetStream: true,
+		StoreDir: filepath.Join(s.Opts.Dir, "nats"), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		return fmt.Errorf("embedded nats-server: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(15 * time.Second) {
+		ns.Shutdown()
+		return errors.New("embedded nats-server not ready after 15s")
+	}
+	s.NATS = ns
+	s.NC, err = nats.Connect(ns.ClientURL(), nats.Name("backbeat-dev"))
+	if err != nil {
+		return fmt.Errorf("connect embedded nats: %w", err)
+	}
+	s.JS, err = jetstream.New(s.NC)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	return nil
+}
+
+// seed creates the dev user and its API key.
+func (s *Stack) seed(ctx context.Context) error {
+	if err := s.Store.UpsertUser(ctx, store.User{ID: DevUser, Balance: s.Opts.DevBalance, Bundle: s.Opts.DevBundle}); err != nil {
+		return err
+	}
+	key := s.Opts.APIKey
+	keyFile := filepath.Join(s.Opts.Dir, "api-key")
+	if key == "" {
+		if b, err := os.ReadFile(keyFile); err == nil {
+			key = strings.TrimSpace(string(b))
+		}
+	}
+	if key == "" {
+		key = api.NewKey()
+	}
+	if err := api.AddAPIKey(ctx, s.Store, DevUser, "dev", key); err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write api key: %w", err)
+	}
+	s.APIKey = key
+	return nil
+}
+
+// Stop stops every service, then NATS.
+func (s *Stack) Stop() {
+	s.cancel()
+	s.wg.Wait()
+	if s.alerts != nil {
+		s.alerts.Close()
+	}
+	if s.NC != nil {
+		s.NC.Close()
+	}
+	if s.NATS != nil {
+		s.NATS.Shutdown()
+		s.NATS.WaitForShutdown()
+	}
+	if s.Store != nil {
+		_ = s.Store.Close()
+	}
+}
+
+// logger returns the shared logger tagged with a service name.
+func (s *Stack) logger(name string) *zap.Logger { return s.log.With(zap.String("service", name)) }
+
+// spawn runs a service loop under its own cancel, so tests can stop one
+// service (a renderer that "dies") while the rest go on.
+func (s *Stack) spawn(name string, run func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	r := &running{cancel: cancel, done: make(chan struct{})}
+	s.mu.Lock()
+	s.svcs[name] = r
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(r.done)
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			s.logger(name).Error("service stopped with an error", zap.Error(err))
+		}
+	}()
+}
+
+// StopService stops one service loop and waits for it to leave.
+func (s *Stack) StopService(name string) {
+	s.mu.Lock()
+	r := s.svcs[name]
+	delete(s.svcs, name)
+	s.mu.Unlock()
+	if r != nil {
+		r.cancel()
+		<-r.done
+	}
+}
+
+// telemetryFor starts a service's own /healthz, /readyz, /metrics server.
+func (s *Stack) telemetryFor(name string) (*telemetry.Server, error) {
+	tel := telemetry.New(name, s.logger(name))
+	tel.AddCheck("nats", bus.Ready(s.NC, s.JS))
+	tel.AddCheck("blob", s.Blob.Ping)
+	if err := tel.Listen("127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	s.Health[name] = "http://" + tel.Addr()
+	s.spawn(name+"-http", tel.Serve)
+	return tel, nil
+}

@@ -1,0 +1,49 @@
+// Command backbeat runs the whole pipeline locally (`backbeat dev`) and is
+// the client of a running one: submit, watch, status, cancel, recover, and
+// for operators replay and dlq.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/cli"
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/devstack"
+)
+
+var commands = map[string]func(context.Context, cli.Env, []string) error{
+	"dev":     func(ctx context.Context, _ cli.Env, args []string) error { return devstack.Main(ctx, args) },
+	"submit":  cli.Submit,
+	"watch":   cli.Watch,
+	"status":  cli.Status,
+	"cancel":  cli.Cancel,
+	"recover": cli.Recover,
+	"replay":  cli.Replay,
+	"dlq":     cli.DLQ,
+}
+
+func main() {
+	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
+		fmt.Fprintln(os.Stderr, "usage: backbeat dev|submit|watch|status|cancel|recover|replay|dlq [flags] (-h: a command's flags)")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := commands[os.Args[1]](ctx, cli.DefaultEnv(), os.Args[2:])
+	stop()
+	var exit cli.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		os.Exit(exit.Code)
+	case errors.Is(err, cli.ErrUsage):
+		fmt.Fprintln(os.Stderr, "backbeat:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "backbeat:", err)
+		os.Exit(1)
+	}
+}

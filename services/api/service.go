@@ -1,0 +1,219 @@
+// Package api is Backbeat's app-facing HTTP gateway: apps upload a track and a
+// cover, ask for a video, cancel it and follow it. It turns requests into
+// events on the bus and reads state from the coordinator's database; it never
+// changes a video itself, so the coordinator stays the single writer of state.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/backbeat/backbeat/pkg/blob"
+	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/store"
+	"github.com/backbeat/backbeat/pkg/telemetry"
+)
+
+// Default upload limits: a long lossless track fits in 100 MiB, a cover in 10.
+const (
+	DefaultMaxAudioBytes = 100 << 20
+	DefaultMaxCoverBytes = 10 << 20
+)
+
+// Config is what the API is told by its environment.
+type Config struct {
+	// AdminKey authenticates operators (user creation, recover). Empty
+	// disables the admin endpoints.
+	AdminKey string
+	// MaxAudioBytes and MaxCoverBytes bound uploads (413 beyond); zero means
+	// the defaults.
+	MaxAudioBytes int64
+	MaxCoverBytes int64
+	// OwnersMayRecover lets users recover their own stalled videos, not only
+	// operators: for `backbeat dev`, where the dev user is the operator.
+	OwnersMayRecover bool
+	// RequestTimeout bounds the work of one non-upload request.
+	RequestTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxAudioBytes == 0 {
+		c.MaxAudioBytes = DefaultMaxAudioBytes
+	}
+	if c.MaxCoverBytes == 0 {
+		c.MaxCoverBytes = DefaultMaxCoverBytes
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 15 * time.Second
+	}
+}
+
+func (c Config) validate() error {
+	if c.AdminKey != "" && len(c.AdminKey) < 16 {
+		return errors.New("api: admin key must be at least 16 characters")
+	}
+	if c.MaxAudioBytes < 0 || c.MaxCoverBytes < 0 {
+		return errors.New("api: upload limits must not be negative")
+	}
+	return nil
+}
+
+// Deps are the parts the API talks to.
+type Deps struct {
+	Store *store.Store
+	Blob  blob.Store
+	Pub   *bus.Publisher
+	// JS reads the PROGRESS stream; defaults to Pub.JetStream().
+	JS  jetstream.JetStream
+	Log *zap.Logger
+	// Telemetry is the mux the routes are mounted on; New makes one when nil.
+	Telemetry *telemetry.Server
+}
+
+// Service is the HTTP gateway.
+type Service struct {
+	cfg      Config
+	store    *store.Store
+	blob     blob.Store
+	pub      *bus.Publisher
+	js       jetstream.JetStream
+	log      *zap.Logger
+	tel      *telemetry.Server
+	requests *prometheus.CounterVec
+	progress progressReader
+}
+
+// New checks the configuration, mounts the routes on the telemetry mux and
+// registers the readiness checks of the database, NATS and storage.
+func New(cfg Config, deps Deps) (*Service, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if deps.Store == nil || deps.Blob == nil || deps.Pub == nil {
+		return nil, errors.New("api: Store, Blob and Pub are required")
+	}
+	if deps.JS == nil {
+		deps.JS = deps.Pub.JetStream()
+	}
+	if deps.Log == nil {
+		deps.Log = zap.NewNop()
+	}
+	if deps.Telemetry == nil {
+		deps.Telemetry = telemetry.New("api", deps.Log)
+	}
+	s := &Service{
+		cfg: cfg, store: deps.Store, blob: deps.Blob, pub: deps.Pub, js: deps.JS,
+		log: deps.Log, tel: deps.Telemetry,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backbeat_api_requests_total",
+			Help: "HTTP API requests by route and status code.",
+		}, []string{"route", "code"}),
+	}
+	s.progress = progressReader{js: deps.JS, subj: deps.Pub.Subjects()}
+	if err := s.tel.Registry.Register(s.requests); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, fmt.Errorf("api: register metrics: %w", err)
+		}
+		s.requests = are.ExistingCollector.(*prometheus.CounterVec)
+	}
+	s.tel.AddCheck("database", s.store.Ping)
+	s.tel.AddCheck("blob", s.blob.Ping)
+	s.tel.AddCheck("nats", func(ctx context.Context) error {
+		if _, err := s.js.AccountInfo(ctx); err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		return nil
+	})
+	s.routes()
+	return s, nil
+}
+
+// routes mounts every /v1 endpoint; the telemetry routes are already there.
+func (s *Service) routes() {
+	m := s.tel.Mux
+	m.Handle("POST /v1/uploads", s.wrap("upload", false, s.upload))
+	m.Handle("POST /v1/videos", s.wrap("create", true, s.createVideo))
+	m.Handle("GET /v1/videos/{id}", s.wrap("status", true, s.getVideo))
+	m.Handle("POST /v1/videos/{id}/cancel", s.wrap("cancel", true, s.cancelVideo))
+	m.Handle("POST /v1/videos/{id}/recover", s.wrap("recover", true, s.recoverVideo))
+	m.Handle("GET /v1/me", s.wrap("me", true, s.me))
+	m.Handle("POST /v1/admin/users", s.wrap("admin_users", true, s.createUser))
+}
+
+// Handler serves the API, /healthz, /readyz and /metrics.
+func (s *Service) Handler() http.Handler { return s.tel.Mux }
+
+// Serve listens on addr and serves until ctx is done, then drains.
+func (s *Service) Serve(ctx context.Context, addr string) error {
+	if err := s.tel.Listen(addr); err != nil {
+		return err
+	}
+	s.log.Info("api listening", zap.String("addr", s.tel.Addr()))
+	return s.tel.Serve(ctx)
+}
+
+// handlerFunc is an endpoint that knows its caller; it returns an error to
+// be written as JSON (see httpError) or nil after writing its own response.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, c caller) error
+
+// wrap authenticates, bounds the request's time when timed is set (uploads
+// run as long as the body takes), recovers panics, counts and logs.
+func (s *Service) wrap(route string, timed bool, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("api panic", zap.String("route", route), zap.Any("panic", p), zap.Stack("stack"))
+				writeError(rec, errorf(http.StatusInternalServerError, "internal error"))
+			}
+			s.requests.WithLabelValues(route, fmt.Sprint(rec.code)).Inc()
+			s.log.Debug("api request", zap.String("route", route), zap.String("method", r.Method),
+				zap.String("path", r.URL.Path), zap.Int("code", rec.code), zap.Duration("took", time.Since(start)))
+		}()
+		if timed {
+			ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+		c, err := s.authenticate(r)
+		if err == nil {
+			err = h(rec, r, c)
+		}
+		if err != nil {
+			var he *httpError
+			if !errors.As(err, &he) || he.code >= 500 {
+				s.log.Error("api request failed", zap.String("route", route), zap.String("path", r.URL.Path), zap.Error(err))
+			}
+			writeError(rec, err)
+		}
+	})
+}
+
+// statusRecorder remembers the status code for metrics and logs.
+type statusRecorder struct {
+	http.ResponseWriter
+	code    int
+	written bool
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if !r.written {
+		r.code, r.written = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	r.written = true
+	return r.ResponseWriter.Write(b)
+}

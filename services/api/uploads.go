@@ -1,0 +1,164 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/store"
+)
+
+// Upload kinds.
+const (
+	KindAudio = "audio"
+	KindCover = "cover"
+)
+
+// UploadResponse is POST /v1/uploads: the key to name in the create.
+type UploadResponse struct {
+	Key         string `json:"key"`
+	Size        int64  `json:"size"`
+	ContentType string `json:"content_type"`
+}
+
+// UploadKey is where an upload of a kind and extension is stored.
+func UploadKey(videoID, kind, ext string) string {
+	return ids.UploadPrefix(videoID) + kind + "." + ext
+}
+
+// sniffAudio names the container of an audio file from its first bytes, or
+// returns "" for anything that is obviously not audio. It is a cheap early
+// refusal; the audio service still probes the file for real.
+func sniffAudio(head []byte) (ext, contentType string) {
+	switch {
+	case bytes.HasPrefix(head, []byte("ID3")):
+		return "mp3", "audio/mpeg"
+	case bytes.HasPrefix(head, []byte("fLaC")):
+		return "flac", "audio/flac"
+	case bytes.HasPrefix(head, []byte("OggS")):
+		return "ogg", "audio/ogg"
+	case len(head) >= 12 && string(head[:4]) == "RIFF" && string(head[8:12]) == "WAVE":
+		return "wav", "audio/wav"
+	case len(head) >= 12 && string(head[:4]) == "FORM" && (string(head[8:12]) == "AIFF" || string(head[8:12]) == "AIFC"):
+		return "aiff", "audio/aiff"
+	case len(head) >= 8 && string(head[4:8]) == "ftyp":
+		return "m4a", "audio/mp4"
+	case len(head) >= 2 && head[0] == 0xFF && head[1]&0xE0 == 0xE0:
+		// MPEG frame sync: layer bits 00 are ADTS AAC, anything else MPEG audio.
+		if head[1]&0x06 == 0 {
+			return "aac", "audio/aac"
+		}
+		return "mp3", "audio/mpeg"
+	}
+	return "", ""
+}
+
+// sniffImage accepts the cover formats the renderer decodes.
+func sniffImage(head []byte) (ext, contentType string) {
+	switch ct := http.DetectContentType(head); ct {
+	case "image/jpeg":
+		return "jpg", ct
+	case "image/png":
+		return "png", ct
+	case "image/webp":
+		return "webp", ct
+	}
+	return "", ""
+}
+
+// errTooLarge is returned by limitedReader past its limit.
+var errTooLarge = errors.New("upload too large")
+
+// limitedReader fails once more than n bytes have been read, and remembers
+// it, so a too-large body is a 413 whatever the store wraps the error in.
+type limitedReader struct {
+	r        io.Reader
+	n        int64
+	exceeded bool
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	if l.n < 0 {
+		l.exceeded = true
+		return n, errTooLarge
+	}
+	return n, err
+}
+
+// upload stores the raw request body as the audio or cover of a video.
+func (s *Service) upload(w http.ResponseWriter, r *http.Request, c caller) error {
+	q := r.URL.Query()
+	vid, kind := q.Get("video_id"), q.Get("kind")
+	if err := ids.ValidateVideoID(vid); err != nil {
+		return badRequest("%v", err)
+	}
+	limit := s.cfg.MaxAudioBytes
+	sniff := sniffAudio
+	switch kind {
+	case KindAudio:
+	case KindCover:
+		limit, sniff = s.cfg.MaxCoverBytes, sniffImage
+	default:
+		return badRequest("kind must be %q or %q, not %q", KindAudio, KindCover, kind)
+	}
+	if r.ContentLength > limit {
+		return errorf(http.StatusRequestEntityTooLarge, "%s upload of %d bytes is over the limit of %d", kind, r.ContentLength, limit)
+	}
+	ctx := r.Context()
+	if err := s.checkVideoFree(r, c, vid); err != nil {
+		return err
+	}
+	body := &limitedReader{r: r.Body, n: limit}
+	head := make([]byte, 512)
+	n, err := io.ReadFull(body, head)
+	switch {
+	case body.exceeded:
+		return errorf(http.StatusRequestEntityTooLarge, "%s upload is over the limit of %d bytes", kind, limit)
+	case errors.Is(err, io.EOF):
+		return badRequest("empty upload: send the file as the request body")
+	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("read upload: %v", err)
+	}
+	head = head[:n]
+	ext, ct := sniff(head)
+	if ext == "" {
+		return badRequest("the %s upload is not a supported format (looks like %s)", kind,
+			strings.SplitN(http.DetectContentType(head), ";", 2)[0])
+	}
+	key := UploadKey(vid, kind, ext)
+	size := r.ContentLength
+	if size < 0 {
+		size = -1
+	}
+	info, err := s.blob.Put(ctx, key, io.MultiReader(bytes.NewReader(head), body), size, ct)
+	if body.exceeded {
+		return errorf(http.StatusRequestEntityTooLarge, "%s upload is over the limit of %d bytes", kind, limit)
+	}
+	if err != nil {
+		return fmt.Errorf("store upload %s: %w", key, err)
+	}
+	writeJSON(w, http.StatusCreated, UploadResponse{Key: key, Size: info.Size, ContentType: ct})
+	return nil
+}
+
+// checkVideoFree refuses a video id that already belongs to someone else, so
+// one user cannot overwrite another's uploads or supersede their video.
+func (s *Service) checkVideoFree(r *http.Request, c caller, vid string) error {
+	v, err := s.store.GetVideo(r.Context(), vid)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !c.owns(v.UserID) {
+		return errorf(http.StatusConflict, "video id %s is taken: choose another", vid)
+	}
+	return nil
+}
