@@ -24,11 +24,12 @@ var commands = map[string]func(context.Context, cli.Env, []string) error{
 	"recover": cli.Recover,
 	"replay":  cli.Replay,
 	"dlq":     cli.DLQ,
+	"demo":    cli.Demo,
 }
 
 func main() {
 	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: backbeat dev|submit|watch|status|cancel|recover|replay|dlq [flags] (-h: a command's flags)")
+		fmt.Fprintln(os.Stderr, "usage: backbeat dev|demo|submit|watch|status|cancel|recover|replay|dlq [flags] (-h: a command's flags)")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

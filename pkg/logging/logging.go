@@ -12,6 +12,16 @@ import (
 
 // New returns a JSON logger at level ("debug", "info", "warn", "error").
 func New(service, level string) (*zap.Logger, error) {
+	return build(service, level, "stderr")
+}
+
+// NewFile is New writing to a file instead of stderr, for `backbeat demo`,
+// whose terminal shows a progress bar.
+func NewFile(service, level, path string) (*zap.Logger, error) {
+	return build(service, level, path)
+}
+
+func build(service, level, path string) (*zap.Logger, error) {
 	lvl := zapcore.InfoLevel
 	if level != "" {
 		if err := lvl.Set(level); err != nil {
@@ -23,6 +33,7 @@ func New(service, level string) (*zap.Logger, error) {
 	cfg.EncoderConfig.TimeKey = "ts"
 	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	cfg.Sampling = nil
+	cfg.OutputPaths = []string{path}
 	l, err := cfg.Build()
 	if err != nil {
 		return nil, fmt.Errorf("build logger: %w", err)

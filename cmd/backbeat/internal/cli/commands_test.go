@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,22 +97,27 @@ func TestSubmitUploadsAndPublishes(t *testing.T) {
 }
 
 // coordinate plays the coordinator for one video: it waits for the create,
-// then moves the video through render progress to ready with thumbnails.
-func coordinate(t *testing.T, e *apitest.Env, vid string) {
+// then moves the video through render progress to ready with thumbnails,
+// each change only once the client has shown the previous one (seen), so the
+// test does not depend on how fast the machine polls.
+func coordinate(t *testing.T, e *apitest.Env, vid string, seen func(string) bool) {
 	t.Helper()
+	shown := func(what string) {
+		require.Eventually(t, func() bool { return seen(what) }, 10*time.Second, 5*time.Millisecond, "client shows %q", what)
+	}
 	subj := e.Pub.Subjects().Event(vid, bus.KindVideoCreate)
 	require.Eventually(t, func() bool { return len(e.Events(t, subj)) == 1 }, 10*time.Second, 10*time.Millisecond)
-	time.Sleep(100 * time.Millisecond) // let the watcher see the not-yet-created video
+	shown("queued") // the watcher saw the not-yet-created video
 	now := time.Now().UTC()
 	e.SeedVideo(t, store.Video{ID: vid, UserID: e.UserID, RunID: "r1", Status: store.StatusPending}, store.StageAudio,
 		store.Step{Name: "audio", Attempt: 1, StartedAt: now})
-	time.Sleep(100 * time.Millisecond)
+	shown("preparing audio")
 	e.SetVideo(t, vid, map[string]any{"status": store.StatusProcessing})
 	require.NoError(t, e.Store.DB.Model(&store.Run{}).Where("id = ?", "r1").Update("stage", store.StageRender).Error)
 	for _, pct := range []float64{20, 60} {
 		e.PublishProgress(t, vid, &backbeatv1.RenderProgress{VideoId: vid, RunId: "r1", Attempt: 1,
 			FramesDone: int64(pct), FramesTotal: 100, Percent: pct, Pool: "cpu"})
-		time.Sleep(100 * time.Millisecond)
+		shown(fmt.Sprintf("frames %d/100", int(pct)))
 	}
 	e.SetVideo(t, vid, map[string]any{"status": store.StatusReady, "video_url": "https://cdn.example/videos/" + vid + ".mp4"})
 	time.Sleep(100 * time.Millisecond)
@@ -128,7 +134,7 @@ func TestSubmitWaitShowsProgressUntilReady(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		coordinate(t, b.api, "vw1")
+		coordinate(t, b.api, "vw1", func(s string) bool { return strings.Contains(b.stderr.String(), s) })
 	}()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
