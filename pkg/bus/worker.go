@@ -315,12 +315,22 @@ func withDelivery(ctx context.Context, msg jetstream.Msg) context.Context {
 	return context.WithValue(ctx, deliveryKey{}, msg)
 }
 
-// StreamSequence is the EVENTS/JOBS stream sequence of the message being
-// handled, or 0: the coordinator keys a create without request id by it.
-func StreamSequence(ctx context.Context) uint64 {
+// HeaderReplayOf carries, on a re-published event, the stream sequence of the
+// original, so that a replay is recognised as the same event.
+const HeaderReplayOf = "Backbeat-Replay-Of"
+
+// OriginalSequence is the stream sequence of the event being handled, or of
+// the original when it is a replay (HeaderReplayOf); 0 outside a handler.
+// The coordinator keys a create without request id by it.
+func OriginalSequence(ctx context.Context) uint64 {
 	msg, ok := ctx.Value(deliveryKey{}).(jetstream.Msg)
 	if !ok {
 		return 0
+	}
+	if h := msg.Headers().Get(HeaderReplayOf); h != "" {
+		if n, err := strconv.ParseUint(h, 10, 64); err == nil {
+			return n
+		}
 	}
 	meta, err := msg.Metadata()
 	if err != nil {

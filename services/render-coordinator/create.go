@@ -20,12 +20,12 @@ import (
 )
 
 // createKey identifies a create for idempotency: the app's request id, or the
-// stream sequence of the event when it has none.
+// stream sequence of the (original, when replayed) event when it has none.
 func createKey(ctx context.Context, m *backbeatv1.VideoCreate) string {
 	if m.RequestId != "" {
 		return "req:" + m.VideoId + ":" + m.RequestId
 	}
-	return "seq:" + strconv.FormatUint(bus.StreamSequence(ctx), 10)
+	return "seq:" + strconv.FormatUint(bus.OriginalSequence(ctx), 10)
 }
 
 // validateCreate returns the reason a create cannot be rendered, or "".

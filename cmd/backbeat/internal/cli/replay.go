@@ -15,7 +15,7 @@ import (
 )
 
 // HeaderReplayOf marks a republished event with the stream sequence of the original.
-const HeaderReplayOf = "Backbeat-Replay-Of"
+const HeaderReplayOf = bus.HeaderReplayOf
 
 // Replay republishes a video's EVENTS history, oldest first, so operators can
 // see the pipeline handle it idempotently (no second run, no balance change):
