@@ -1,71 +1,34 @@
-// Command api serves Backbeat's HTTP API: uploads, video creation,
-// cancellation and status, with /healthz, /readyz and /metrics beside it.
+// Command api is the gateway for apps: uploads, create, cancel, recover and
+// status, authenticated by API key; see package api.
 package main
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/backbeat/backbeat/pkg/blob"
-	"github.com/backbeat/backbeat/pkg/bus"
-	"github.com/backbeat/backbeat/pkg/config"
-	"github.com/backbeat/backbeat/pkg/logging"
+	"github.com/backbeat/backbeat/pkg/boot"
 	"github.com/backbeat/backbeat/pkg/store"
 	"github.com/backbeat/backbeat/services/api"
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "api:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	env := config.NewEnv("BACKBEAT_")
-	common := config.LoadCommon(env)
-	dsn := env.Required("DATABASE_URL")
-	cfg := api.Config{
-		AdminKey:      env.String("API_ADMIN_KEY", ""),
-		MaxAudioBytes: int64(env.Int("API_MAX_AUDIO_BYTES", api.DefaultMaxAudioBytes)),
-		MaxCoverBytes: int64(env.Int("API_MAX_COVER_BYTES", api.DefaultMaxCoverBytes)),
-		// Dev setups only: users may recover their own stalled videos.
-		OwnersMayRecover: env.Bool("API_OWNERS_MAY_RECOVER", false),
-	}
-	if err := env.Err(); err != nil {
-		return err
-	}
-	log, err := logging.New("api", common.LogLevel)
-	if err != nil {
-		return err
-	}
-	nc, js, err := bus.Connect(common.NATSURL, common.NATSCreds, "api", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	topo := bus.DefaultTopology(common.Prefix, common.Pools)
-	topo.Replicas = common.Replicas
-	if err := topo.Ensure(ctx, js); err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	objects, err := blob.Open(ctx, common.BlobURL)
-	if err != nil {
-		return err
-	}
-	svc, err := api.New(cfg, api.Deps{Store: st, Blob: objects, Pub: bus.NewPublisher(js, topo.Subjects), JS: js, Log: log})
-	if err != nil {
-		return err
-	}
-	return svc.Serve(ctx, common.HTTPAddr)
+	boot.Main("api", func(ctx context.Context, p *boot.Process) (func(context.Context) error, error) {
+		cfg := api.Config{
+			AdminKey:      p.Env.String("API_ADMIN_KEY", ""),
+			MaxAudioBytes: int64(p.Env.Int("API_MAX_AUDIO_BYTES", api.DefaultMaxAudioBytes)),
+			MaxCoverBytes: int64(p.Env.Int("API_MAX_COVER_BYTES", api.DefaultMaxCoverBytes)),
+			// Dev setups only: users may recover their own stalled videos.
+			OwnersMayRecover: p.Env.Bool("API_OWNERS_MAY_RECOVER", false),
+		}
+		st, err := store.Open(ctx, p.Env.Required("DATABASE_URL"))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := api.New(cfg, api.Deps{Store: st, Blob: p.Blob, Pub: p.Pub, JS: p.JS, Log: p.Log, Telemetry: p.HTTP}); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error {
+			<-ctx.Done()
+			return st.Close()
+		}, nil
+	})
 }

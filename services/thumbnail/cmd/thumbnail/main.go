@@ -1,84 +1,34 @@
-// Command thumbnail handles ThumbnailJobs: it picks a representative frame
-// of each ready video and writes it full-size and as a centre-cropped square.
+// Command thumbnail picks a representative frame of each ready video and
+// writes it full size and centre-cropped square; see package thumbnail.
 package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"go.uber.org/zap"
-
-	"github.com/backbeat/backbeat/pkg/blob"
+	"github.com/backbeat/backbeat/pkg/boot"
 	"github.com/backbeat/backbeat/pkg/bus"
-	"github.com/backbeat/backbeat/pkg/config"
-	"github.com/backbeat/backbeat/pkg/logging"
 	"github.com/backbeat/backbeat/pkg/media"
-	"github.com/backbeat/backbeat/pkg/telemetry"
 	"github.com/backbeat/backbeat/services/thumbnail"
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "thumbnail:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	env := config.NewEnv("BACKBEAT_")
-	common := config.LoadCommon(env)
-	cfg := thumbnail.Config{
-		Frames:      env.Int("THUMBNAIL_FRAMES", thumbnail.DefaultFrames),
-		TempDir:     env.String("THUMBNAIL_TEMP_DIR", ""),
-		Concurrency: env.Int("THUMBNAIL_CONCURRENCY", 1),
-		WorkerName:  env.String("WORKER_NAME", os.Getenv("HOSTNAME")),
-	}
-	if err := env.Err(); err != nil {
-		return err
-	}
-	if err := media.Available(); err != nil {
-		return err
-	}
-	log, err := logging.New("thumbnail", common.LogLevel)
-	if err != nil {
-		return err
-	}
-	nc, js, err := bus.Connect(common.NATSURL, common.NATSCreds, "thumbnail", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	topo := bus.DefaultTopology(common.Prefix, common.Pools)
-	topo.Replicas = common.Replicas
-	if err := topo.Ensure(ctx, js); err != nil {
-		return err
-	}
-	store, err := blob.Open(ctx, common.BlobURL)
-	if err != nil {
-		return err
-	}
-	runs, err := bus.OpenRuns(ctx, js)
-	if err != nil {
-		return err
-	}
-	tel := telemetry.New("thumbnail", log)
-	cfg.Policy = topo.Policy(bus.StepThumbnail)
-	svc, err := thumbnail.New(cfg, thumbnail.Deps{Store: store, Runs: runs, Log: log,
-		Pub: bus.NewPublisher(js, topo.Subjects), Metrics: bus.NewMetrics(tel.Registry)})
-	if err != nil {
-		return err
-	}
-	tel.AddCheck("nats", bus.Ready(nc, js))
-	tel.AddCheck("blob", store.Ping)
-	if err := tel.Listen(common.HTTPAddr); err != nil {
-		return err
-	}
-	go func() { _ = tel.Serve(ctx) }()
-	log.Info("thumbnail started", zap.String("addr", tel.Addr()))
-	return svc.Run(ctx, js)
+	boot.Main("thumbnail", func(ctx context.Context, p *boot.Process) (func(context.Context) error, error) {
+		cfg := thumbnail.Config{
+			Frames:      p.Env.Int("THUMBNAIL_FRAMES", thumbnail.DefaultFrames),
+			TempDir:     p.Env.String("THUMBNAIL_TEMP_DIR", ""),
+			Concurrency: p.Env.Int("THUMBNAIL_CONCURRENCY", 1),
+			WorkerName:  p.Env.String("WORKER_NAME", os.Getenv("HOSTNAME")),
+			Policy:      p.Topo.Policy(bus.StepThumbnail),
+		}
+		if err := media.Available(); err != nil {
+			return nil, err
+		}
+		svc, err := thumbnail.New(cfg, thumbnail.Deps{Store: p.Blob, Runs: p.Runs, Pub: p.Pub, Log: p.Log, Metrics: p.Metrics})
+		if err != nil {
+			return nil, err
+		}
+		p.HTTP.AddCheck("ffmpeg", func(context.Context) error { return media.Available() })
+		return func(ctx context.Context) error { return svc.Run(ctx, p.JS) }, nil
+	})
 }
