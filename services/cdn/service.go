@@ -138,17 +138,16 @@ func (s *Service) Edge() *Edge { return s.edge }
 // bucket) and on the external CDN, then publishes CdnDone. Purge failures are
 // recorded in CdnDone.errors and never returned: a stale cache must not fail
 // a video that rendered. Only a job that cannot even be reported (bad video
-// id) is permanent, and only a failure to publish CdnDone is retried.
+// id) is permanent, and only a failure to publish CdnDone is retried. Jobs of
+// runs that are no longer current are purged too: their bytes must go.
 func (s *Service) Handle(ctx context.Context, job *backbeatv1.CdnJob) error {
 	vid, run := job.GetVideoId(), job.GetRunId()
 	if err := ids.ValidateVideoID(vid); err != nil {
 		return bus.Permanent(fmt.Errorf("cdn job: %w", err))
 	}
-	gctx, cancel, err := s.deps.Runs.Guard(ctx, vid, run, 0)
-	if err != nil {
-		return fmt.Errorf("cdn job: %w", err)
-	}
-	defer cancel()
+	// No run guard: purging is idempotent and always safe, and the purge
+	// that follows a cancel belongs to a run that is, by then, not current.
+	gctx := ctx
 	log := bus.Logger(ctx, s.log).With(zap.String("video_id", vid), zap.String("run_id", run), zap.String("step", bus.StepCDN))
 
 	done := &backbeatv1.CdnDone{VideoId: vid, RunId: run}

@@ -189,13 +189,15 @@ func TestHandleExternalFailureNeverFailsTheVideo(t *testing.T) {
 	require.Contains(t, done.GetErrors()[1], "status 502")
 }
 
-func TestHandleDropsJobOfStaleRun(t *testing.T) {
+func TestHandlePurgesForStaleRunsToo(t *testing.T) {
 	t.Parallel()
 	b := setupService(t)
 	s := b.newService(t, Config{})
 	b.activeRun(t, "vid3", "newer")
+	// A cancelled run's purge comes after its run stopped being current.
 	err := s.Handle(context.Background(), &backbeatv1.CdnJob{VideoId: "vid3", RunId: "older", Paths: []string{"videos/vid3.mp4"}})
-	require.ErrorIs(t, err, bus.ErrNotCurrent)
+	require.NoError(t, err)
+	require.Equal(t, []string{"videos/vid3.mp4"}, b.cdnDone(t, "vid3").GetPurgedPaths())
 
 	err = s.Handle(context.Background(), &backbeatv1.CdnJob{VideoId: "../x", RunId: "r"})
 	require.True(t, bus.IsPermanent(err))
