@@ -13,6 +13,7 @@ import (
 
 	"github.com/backbeat/backbeat/cmd/backbeat/internal/cli"
 	"github.com/backbeat/backbeat/cmd/backbeat/internal/devstack"
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/frame"
 )
 
 var commands = map[string]func(context.Context, cli.Env, []string) error{
@@ -25,11 +26,12 @@ var commands = map[string]func(context.Context, cli.Env, []string) error{
 	"replay":  cli.Replay,
 	"dlq":     cli.DLQ,
 	"demo":    cli.Demo,
+	"frame":   func(ctx context.Context, _ cli.Env, args []string) error { return frame.Main(ctx, args) },
 }
 
 func main() {
 	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: backbeat dev|demo|submit|watch|status|cancel|recover|replay|dlq [flags] (-h: a command's flags)")
+		fmt.Fprintln(os.Stderr, "usage: backbeat dev|demo|frame|submit|watch|status|cancel|recover|replay|dlq [flags] (-h: a command's flags)")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -3,15 +3,11 @@ package renderer
 import (
 	"fmt"
 	"image"
-	"image/color"
 	"math"
+	"sync"
 
 	"github.com/backbeat/backbeat/pkg/analysis"
 )
-
-// pulseLevels is how many pre-scaled sizes of the cover exist; a frame picks
-// the nearest one, so the pulse costs a blend, not a resample, per frame.
-const pulseLevels = 9
 
 // SceneInput is everything a frame depends on besides its number.
 type SceneInput struct {
@@ -24,10 +20,11 @@ type SceneInput struct {
 	// FPS of the video and Frames in it.
 	FPS    int
 	Frames int
-	// Analysis drives the bars and the pulse; frame N reads the analysis frame
-	// at the same time position.
+	// Analysis drives the layers; frame N reads the analysis frame at the
+	// same time position.
 	Analysis *analysis.Analysis
-	// Cover is the decoded cover art, or nil for a gradient and no thumbnail.
+	// Cover is the decoded cover art, or nil (cover layers are skipped and
+	// "no_cover" layers drawn).
 	Cover         image.Image
 	Title, Artist string
 	// Settings override the template's default settings.
@@ -35,23 +32,29 @@ type SceneInput struct {
 	Watermark bool
 }
 
-// Scene is the immutable per-render state: the static layer (background,
-// text, progress track) and pre-scaled covers. Compose only reads it, so any
+// drawer is a layer drawn for every frame. draw must only touch pixels
+// inside its box and read nothing but the scene and n.
+type drawer interface {
+	draw(dst *image.RGBA, n int)
+}
+
+// Scene is the immutable per-render state: the static base (every layer that
+// does not move and is not above a moving one, drawn once), the per-frame
+// layers, and the rectangles those can touch. Compose only reads it, so any
 // number of goroutines may compose frames of one scene at once.
 type Scene struct {
-	w, h     int
-	fps      int
-	frames   int
-	an       *analysis.Analysis
-	tpl      *Template
-	st       settings
-	static   *image.RGBA
-	covers   []*image.RGBA // by pulse level, nil without cover
-	coverBox image.Rectangle
-	bars     image.Rectangle
-	barRows  []color.RGBA // bar colour by absolute row
-	progress image.Rectangle
-	nbars    int // distinct levels (half the bars when mirrored)
+	w, h   int
+	fps    int
+	frames int
+	an     *analysis.Analysis
+	static *image.RGBA
+	layers []drawer
+	// dirty are the even-aligned rectangles per-frame layers draw in; the
+	// rest of every frame equals the static base.
+	dirty []image.Rectangle
+	// staticYUV caches the base converted to 8-bit (0) and 10-bit (1) YUV.
+	yuvOnce [2]sync.Once
+	yuv     [2][]byte
 }
 
 // NewScene validates the input and prepares everything that does not change
@@ -60,22 +63,15 @@ func NewScene(in SceneInput) (*Scene, error) {
 	if in.Template == nil {
 		return nil, fmt.Errorf("scene: no template")
 	}
-	layout, ok := in.Template.Layouts[in.Layout]
-	if !ok {
-		return nil, fmt.Errorf("template %s: %w %q", in.Template.Name, ErrUnknownFormat, in.Layout)
-	}
-	if in.Cover == nil && layout.WithoutCover != nil {
-		layout = *layout.WithoutCover
-	}
 	w, h, err := FrameSize(in.Layout)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("template %s: %w", in.Template.Name, err)
 	}
 	if in.Width != 0 || in.Height != 0 {
 		w, h = in.Width, in.Height
 	}
-	if w < 16 || h < 16 || w%2 != 0 || h%2 != 0 {
-		return nil, fmt.Errorf("scene: frame size %dx%d must be even and at least 16", w, h)
+	if w < 16 || h < 16 || w%2 != 0 || h%2 != 0 || w > 8192 || h > 8192 {
+		return nil, fmt.Errorf("scene: frame size %dx%d must be even and 16..8192", w, h)
 	}
 	if in.FPS <= 0 || in.Frames <= 0 {
 		return nil, fmt.Errorf("scene: fps %d and frames %d must be positive", in.FPS, in.Frames)
@@ -86,19 +82,94 @@ func NewScene(in SceneInput) (*Scene, error) {
 	if err := in.Analysis.Validate(); err != nil {
 		return nil, err
 	}
-	st, err := parseSettings(in.Template.Settings, in.Settings)
+	pal, err := newPalette(in.Template, in.Settings)
 	if err != nil {
 		return nil, err
 	}
-	s := &Scene{w: w, h: h, fps: in.FPS, frames: in.Frames, an: in.Analysis, tpl: in.Template, st: st}
-	s.nbars = in.Template.Bars.Count
-	if in.Template.Bars.Mirror {
-		s.nbars = (s.nbars + 1) / 2
+	s := &Scene{w: w, h: h, fps: in.FPS, frames: in.Frames, an: in.Analysis}
+	s.static = image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := 3; i < len(s.static.Pix); i += 4 {
+		s.static.Pix[i] = 255 // opaque black under everything
 	}
-	if err := s.buildStatic(in, layout); err != nil {
+	if err := s.build(in, pal); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// build draws static layers into the base, or into sprites when they sit
+// above a per-frame layer they overlap (order matters there), and prepares
+// the per-frame layers.
+func (s *Scene) build(in SceneInput, pal *palette) error {
+	var live []image.Rectangle // boxes drawn per frame so far
+	hasWatermark := false
+	full := image.Rect(0, 0, s.w, s.h)
+	add := func(i int, l *Layer) error {
+		kind, dynamic := l.kind()
+		rect := full
+		if kind != "background" {
+			rect = s.px(l.Box.For(in.Layout))
+		}
+		if !dynamic {
+			var dst *image.RGBA
+			below := false
+			for _, r := range live {
+				below = below || r.Overlaps(rect)
+			}
+			if below {
+				dst = image.NewRGBA(rect) // transparent sprite blended per frame
+			} else {
+				dst = s.static
+			}
+			if err := s.drawStatic(dst, rect, in, pal, l); err != nil {
+				return fmt.Errorf("layers[%d].%s: %w", i, kind, err)
+			}
+			if below {
+				s.layers = append(s.layers, sprite{img: dst})
+				live = append(live, rect)
+			}
+			return nil
+		}
+		d, err := s.newDrawer(rect, in, pal, l)
+		if err != nil {
+			return fmt.Errorf("layers[%d].%s: %w", i, kind, err)
+		}
+		if d != nil {
+			s.layers = append(s.layers, d)
+			live = append(live, rect)
+		}
+		return nil
+	}
+	for i := range in.Template.Layers {
+		l := &in.Template.Layers[i]
+		if (l.When == "cover" && in.Cover == nil) || (l.When == "no_cover" && in.Cover != nil) {
+			continue
+		}
+		if l.Watermark != nil {
+			hasWatermark = true
+			if !in.Watermark {
+				continue
+			}
+		}
+		if err := add(i, l); err != nil {
+			return err
+		}
+	}
+	if in.Watermark && !hasWatermark {
+		if err := add(len(in.Template.Layers), defaultWatermark()); err != nil {
+			return err
+		}
+	}
+	s.dirty = mergeRects(live, full)
+	return nil
+}
+
+// defaultWatermark is the watermark of templates that place none: small,
+// right-aligned on the bottom edge of the safe area.
+func defaultWatermark() *Layer {
+	b := func(w, h float64) *Box { return &Box{X: 0.95 - w, Y: 0.95 - h, W: w, H: h} }
+	return &Layer{Box: &Placement{Square: b(0.4, 0.024), Portrait: b(0.4, 0.0135), Landscape: b(0.25, 0.024)},
+		Watermark: &WatermarkLayer{Align: "right"}}
 }
 
 // px converts a fractional box to pixels.
@@ -111,60 +182,31 @@ func (s *Scene) px(b *Box) image.Rectangle {
 		int(math.Round((b.X+b.W)*fw)), int(math.Round((b.Y+b.H)*fh)))
 }
 
-func (s *Scene) buildStatic(in SceneInput, l Layout) error {
-	if in.Cover != nil {
-		s.static = backdrop(in.Cover, s.w, s.h, in.Template.Background)
-	} else {
-		s.static = image.NewRGBA(image.Rect(0, 0, s.w, s.h))
-		fillGradient(s.static, s.st.bgTop, s.st.bgBottom)
-	}
-	if in.Cover != nil && l.Cover != nil {
-		s.coverBox = s.px(l.Cover)
-		side := min(s.coverBox.Dx(), s.coverBox.Dy())
-		base := float64(side) / (1 + s.st.coverPulse)
-		s.covers = make([]*image.RGBA, pulseLevels)
-		for k := range s.covers {
-			sz := int(math.Round(base * (1 + s.st.coverPulse*float64(k)/(pulseLevels-1))))
-			sz = max(2, min(sz, side))
-			img := scaleImage(in.Cover, sz, sz)
-			roundCorners(img, float64(sz)*0.06)
-			s.covers[k] = img
+// mergeRects aligns rectangles outward to even coordinates (4:2:0 chroma
+// covers 2×2 blocks) and merges overlapping ones, so each dirty pixel is
+// converted once.
+func mergeRects(rs []image.Rectangle, frame image.Rectangle) []image.Rectangle {
+	var out []image.Rectangle
+	for _, r := range rs {
+		r = image.Rect(r.Min.X&^1, r.Min.Y&^1, (r.Max.X+1)&^1, (r.Max.Y+1)&^1).Intersect(frame)
+		if !r.Empty() {
+			out = append(out, r)
 		}
 	}
-	align := l.Align
-	if err := drawTextLine(s.static, s.px(l.Title), in.Title, "bold", s.st.text, align); err != nil {
-		return fmt.Errorf("draw title: %w", err)
-	}
-	if err := drawTextLine(s.static, s.px(l.Artist), in.Artist, "regular", s.st.text, align); err != nil {
-		return fmt.Errorf("draw artist: %w", err)
-	}
-	if in.Watermark {
-		// Sized by the short edge so it is equally discreet in every format,
-		// right-aligned on the bottom edge of the safe area.
-		mh := int(math.Round(0.024 * float64(min(s.w, s.h))))
-		right := int(math.Round((1 - SafeMargin) * float64(s.w)))
-		bottom := int(math.Round((1 - SafeMargin) * float64(s.h)))
-		wm := image.Rect(s.w/2, bottom-mh, right, bottom)
-		if err := drawTextLine(s.static, wm, "made with Backbeat", "bold", color.RGBA{R: 255, G: 255, B: 255, A: 255}, "right"); err != nil {
-			return fmt.Errorf("draw watermark: %w", err)
+	for merged := true; merged; {
+		merged = false
+		for i := 0; i < len(out) && !merged; i++ {
+			for j := i + 1; j < len(out); j++ {
+				if out[i].Overlaps(out[j]) {
+					out[i] = out[i].Union(out[j])
+					out = append(out[:j], out[j+1:]...)
+					merged = true
+					break
+				}
+			}
 		}
 	}
-	if l.Progress != nil {
-		s.progress = s.px(l.Progress)
-		track := lerpRGBA(color.RGBA{R: 255, G: 255, B: 255, A: 255}, color.RGBA{A: 255}, 0.5)
-		pr := s.progress
-		fillRoundRect(s.static, float64(pr.Min.X), float64(pr.Min.Y), float64(pr.Max.X), float64(pr.Max.Y),
-			float64(pr.Dy())/2, func(int) color.RGBA { return track })
-	}
-	if l.Bars != nil {
-		s.bars = s.px(l.Bars)
-		s.barRows = make([]color.RGBA, s.h)
-		for y := s.bars.Min.Y; y < s.bars.Max.Y; y++ {
-			t := float64(s.bars.Max.Y-1-y) / float64(max(1, s.bars.Dy()-1))
-			s.barRows[y] = lerpRGBA(s.st.barBottom, s.st.barTop, t)
-		}
-	}
-	return nil
+	return out
 }
 
 // Size is the frame size in pixels.
@@ -190,100 +232,55 @@ func (s *Scene) analysisIndex(n int) int {
 // same whether it is drawn alone or in a sequence, on any goroutine.
 func (s *Scene) Compose(dst *image.RGBA, n int) {
 	copy(dst.Pix, s.static.Pix)
-	fr := s.an.Frames[s.analysisIndex(n)]
-	if s.covers != nil {
-		p := math.Min(1, math.Max(0, float64(fr.BeatPulse)))
-		img := s.covers[int(math.Round(p*(pulseLevels-1)))]
-		cx := s.coverBox.Min.X + s.coverBox.Dx()/2
-		cy := s.coverBox.Min.Y + s.coverBox.Dy()/2
-		blendOver(dst, img, cx-img.Rect.Dx()/2, cy-img.Rect.Dy()/2)
-	}
-	if !s.bars.Empty() {
-		s.drawBars(dst, n)
-	}
-	if !s.progress.Empty() {
-		pr := s.progress
-		frac := float64(n+1) / float64(s.frames)
-		x1 := float64(pr.Min.X) + math.Min(1, frac)*float64(pr.Dx())
-		fillRoundRect(dst, float64(pr.Min.X), float64(pr.Min.Y), x1, float64(pr.Max.Y),
-			float64(pr.Dy())/2, func(int) color.RGBA { return s.st.accent })
+	for _, l := range s.layers {
+		l.draw(dst, n)
 	}
 }
 
-func (s *Scene) drawBars(dst *image.RGBA, n int) {
-	lv := s.BarLevels(n)
-	b := s.tpl.Bars
-	count := b.Count
-	slot := float64(s.bars.Dx()) / float64(count)
-	bw := slot * (1 - b.Gap)
-	bottom := float64(s.bars.Max.Y)
-	boxH := float64(s.bars.Dy())
-	radius := 0.0
-	if b.Rounded {
-		radius = bw / 2
-	}
-	rowColor := func(y int) color.RGBA { return s.barRows[y] }
-	for i := 0; i < count; i++ {
-		j := i
-		if b.Mirror {
-			if i >= count/2 {
-				j = i - count/2
-			} else {
-				j = (count-1)/2 - i
-			}
+// composeYUV writes frame n as planar YUV into out, equal byte for byte to
+// converting Compose's output: the static base's YUV is copied and only the
+// dirty rectangles are composed (in work, a scratch frame) and converted.
+func (s *Scene) composeYUV(out []byte, work *image.RGBA, n int, hdr bool) {
+	copy(out, s.staticYUV(hdr))
+	for _, r := range s.dirty {
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			i := s.static.PixOffset(r.Min.X, y)
+			copy(work.Pix[i:i+4*r.Dx()], s.static.Pix[i:i+4*r.Dx()])
 		}
-		height := math.Max(b.MinHeight, lv[j]) * boxH
-		height = math.Max(height, bw) // keep a round dot when silent
-		x0 := float64(s.bars.Min.X) + float64(i)*slot + slot*b.Gap/2
-		fillRoundRect(dst, x0, bottom-height, x0+bw, bottom, radius, rowColor)
 	}
-}
-
-// BarLevels returns the smoothed bar heights (0..1) at frame n: peak-hold
-// with decay over the previous Hold frames, then a light spatial blur. It is
-// a pure function of the analysis and n.
-func (s *Scene) BarLevels(n int) []float64 {
-	b := s.tpl.Bars
-	out := make([]float64, s.nbars)
-	decay := 1.0
-	for k := 0; k <= b.Hold && n-k >= 0; k++ {
-		fr := s.an.Frames[s.analysisIndex(n-k)]
-		for j := range out {
-			v := bandLevel(fr.Spectrum, j, s.nbars) * decay
-			if v > out[j] {
-				out[j] = v
-			}
+	for _, l := range s.layers {
+		l.draw(work, n)
+	}
+	for _, r := range s.dirty {
+		if hdr {
+			toYUV420P10Rect(out, work, r)
+		} else {
+			toYUV420Rect(out, work, r)
 		}
-		decay *= b.Decay
 	}
-	sm := make([]float64, len(out))
-	for j := range out {
-		l, r := out[max(j-1, 0)], out[min(j+1, len(out)-1)]
-		sm[j] = math.Min(1, 0.25*l+0.5*out[j]+0.25*r)
-	}
-	return sm
 }
 
-// bandLevel resamples the spectrum to bar j of nbars: the mean of the bands
-// under the bar, or linear interpolation when bars outnumber bands.
-func bandLevel(spec []float32, j, nbars int) float64 {
-	nb := len(spec)
-	lo := float64(j) * float64(nb) / float64(nbars)
-	hi := float64(j+1) * float64(nb) / float64(nbars)
-	if hi-lo >= 1 {
-		sum, cnt := 0.0, 0
-		for k := int(lo); k < int(math.Ceil(hi)) && k < nb; k++ {
-			sum += float64(spec[k])
-			cnt++
+// staticYUV converts the base once per bit depth.
+func (s *Scene) staticYUV(hdr bool) []byte {
+	k := 0
+	if hdr {
+		k = 1
+	}
+	s.yuvOnce[k].Do(func() {
+		s.yuv[k] = make([]byte, yuvFrameSize(s.w, s.h, hdr))
+		if hdr {
+			toYUV420P10(s.yuv[k], s.static)
+		} else {
+			toYUV420(s.yuv[k], s.static)
 		}
-		return clamp01(sum / float64(cnt))
-	}
-	c := (lo+hi)/2 - 0.5
-	k := int(math.Floor(c))
-	t := c - float64(k)
-	a := spec[min(max(k, 0), nb-1)]
-	bb := spec[min(max(k+1, 0), nb-1)]
-	return clamp01(float64(a)*(1-t) + float64(bb)*t)
+	})
+	return s.yuv[k]
 }
 
-func clamp01(v float64) float64 { return math.Min(1, math.Max(0, v)) }
+// sprite is a static layer drawn above a per-frame layer: pre-rendered once,
+// blended every frame.
+type sprite struct{ img *image.RGBA }
+
+func (sp sprite) draw(dst *image.RGBA, _ int) {
+	blendOver(dst, sp.img, sp.img.Rect.Min.X, sp.img.Rect.Min.Y, sp.img.Rect)
+}

@@ -3,11 +3,25 @@ package renderer
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"image"
+	"image/color"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 )
+
+// builtin returns a fresh copy of a built-in template.
+func builtin(t testing.TB, name string) *Template {
+	t.Helper()
+	for _, tpl := range BuiltinTemplates() {
+		if tpl.Name == name {
+			return tpl
+		}
+	}
+	t.Fatalf("no built-in template %q", name)
+	return nil
+}
 
 func testScene(t testing.TB, tpl *Template, layout string, w, h int) *Scene {
 	t.Helper()
@@ -21,102 +35,152 @@ func testScene(t testing.TB, tpl *Template, layout string, w, h int) *Scene {
 }
 
 // TestFrameDeterminism: frame 17 drawn alone equals frame 17 drawn in a
-// sequence into a reused buffer, and its YUV bytes match too.
+// sequence into a reused buffer, from a fresh scene too; and the renderer's
+// dirty-rectangle YUV path equals converting the whole composed frame.
 func TestFrameDeterminism(t *testing.T) {
 	t.Parallel()
-	for _, tpl := range []*Template{Spectrum(), Minimal()} {
-		s := testScene(t, tpl, LayoutSquare, 240, 240)
-		alone := s.NewFrame()
-		s.Compose(alone, 17)
+	for _, tpl := range BuiltinTemplates() {
+		for _, layout := range Layouts {
+			w, h, err := FrameSize(layout)
+			require.NoError(t, err)
+			w, h = w/6&^1, h/6&^1
+			s := testScene(t, tpl, layout, w, h)
+			alone := s.NewFrame()
+			s.Compose(alone, 17)
 
-		seq := s.NewFrame()
-		var at17 []byte
-		for n := 0; n < 30; n++ {
-			s.Compose(seq, n)
-			if n == 17 {
-				at17 = append([]byte(nil), seq.Pix...)
+			seq := s.NewFrame()
+			var at17 []byte
+			for n := 0; n < 30; n++ {
+				s.Compose(seq, n)
+				if n == 17 {
+					at17 = append([]byte(nil), seq.Pix...)
+				}
 			}
-		}
-		require.Equal(t, alone.Pix, at17, tpl.Name)
+			require.Equal(t, alone.Pix, at17, "%s/%s", tpl.Name, layout)
 
-		// A fresh scene from the same inputs draws the same frame.
-		again := testScene(t, tpl, LayoutSquare, 240, 240)
-		img := again.NewFrame()
-		again.Compose(img, 17)
-		require.Equal(t, alone.Pix, img.Pix, tpl.Name)
+			again := testScene(t, tpl, layout, w, h)
+			img := again.NewFrame()
+			again.Compose(img, 17)
+			require.Equal(t, alone.Pix, img.Pix, "%s/%s", tpl.Name, layout)
 
-		a, b := make([]byte, yuvFrameSize(240, 240, false)), make([]byte, yuvFrameSize(240, 240, false))
-		toYUV420(a, alone)
-		toYUV420(b, img)
-		require.Equal(t, a, b)
-	}
-}
-
-func TestFramesDiffer(t *testing.T) {
-	t.Parallel()
-	s := testScene(t, Spectrum(), LayoutPortrait, 108, 192)
-	a, b := s.NewFrame(), s.NewFrame()
-	s.Compose(a, 0)
-	s.Compose(b, 40)
-	require.NotEqual(t, a.Pix, b.Pix, "bars, pulse and progress move")
-}
-
-// TestElementsInSafeArea: pixels outside the 5% margins are the background only.
-func TestElementsInSafeArea(t *testing.T) {
-	t.Parallel()
-	for _, tpl := range []*Template{Spectrum(), Minimal()} {
-		for _, l := range []string{LayoutSquare, LayoutPortrait, LayoutLandscape} {
-			w, h, err := FrameSize(l)
-			require.NoError(t, err)
-			w, h = w/4, h/4
-			in := SceneInput{Template: tpl, Layout: l, Width: w, Height: h, FPS: 30, Frames: 60,
-				Analysis: testAnalysis(2, 30, 32), Title: "A very long title that will not fit on one line at all", Artist: "Someone", Watermark: true}
-			bare := in
-			bare.Title, bare.Artist, bare.Watermark = "", "", false
-			bare.Template = &Template{Name: "bare", Settings: tpl.Settings, Background: tpl.Background, Bars: tpl.Bars,
-				Layouts: map[string]Layout{l: {}}}
-			full, err := NewScene(in)
-			require.NoError(t, err)
-			empty, err := NewScene(bare)
-			require.NoError(t, err)
-			a, b := full.NewFrame(), empty.NewFrame()
-			full.Compose(a, 59)
-			empty.Compose(b, 59)
-			mx, my := int(SafeMargin*float64(w)), int(SafeMargin*float64(h))
-			safe := image.Rect(mx, my, w-mx, h-my)
-			for y := 0; y < h; y++ {
-				for x := 0; x < w; x++ {
-					if (image.Point{X: x, Y: y}).In(safe) {
-						continue
+			for _, hdr := range []bool{false, true} {
+				work := s.NewFrame()
+				for _, n := range []int{0, 17, 59} {
+					want := make([]byte, yuvFrameSize(w, h, hdr))
+					got := make([]byte, len(want))
+					s.Compose(img, n)
+					if hdr {
+						toYUV420P10(want, img)
+					} else {
+						toYUV420(want, img)
 					}
-					i := y*a.Stride + x*4
-					require.Equal(t, b.Pix[i:i+4], a.Pix[i:i+4], "%s/%s pixel %d,%d outside safe area", tpl.Name, l, x, y)
+					s.composeYUV(got, work, n, hdr)
+					require.True(t, bytes.Equal(want, got), "%s/%s frame %d hdr %v: dirty-rect YUV differs", tpl.Name, layout, n, hdr)
 				}
 			}
 		}
 	}
 }
 
+func TestFramesDiffer(t *testing.T) {
+	t.Parallel()
+	for _, tpl := range BuiltinTemplates() {
+		s := testScene(t, tpl, LayoutPortrait, 108, 192)
+		a, b := s.NewFrame(), s.NewFrame()
+		s.Compose(a, 0)
+		s.Compose(b, 40)
+		require.NotEqual(t, a.Pix, b.Pix, "%s: layers move", tpl.Name)
+	}
+}
+
+// TestElementsInSafeArea: with and without cover art, in every format,
+// pixels outside the 5% margins are the background's only.
+func TestElementsInSafeArea(t *testing.T) {
+	t.Parallel()
+	for _, tpl := range BuiltinTemplates() {
+		for _, layout := range Layouts {
+			for _, withCover := range []bool{true, false} {
+				w, h, err := FrameSize(layout)
+				require.NoError(t, err)
+				w, h = w/4, h/4
+				in := SceneInput{Template: tpl, Layout: layout, Width: w, Height: h, FPS: 30, Frames: 60,
+					Analysis: testAnalysis(2, 30, 32), Title: "A very long title that will not fit on one line at all",
+					Artist: "Someone with a long name too", Watermark: true}
+				if withCover {
+					in.Cover = testCover()
+				}
+				bare := in
+				bare.Watermark = false
+				bare.Template = &Template{Name: "bare", Settings: tpl.Settings}
+				for _, l := range tpl.Layers {
+					if l.Background != nil {
+						bare.Template.Layers = append(bare.Template.Layers, l)
+					}
+				}
+				full, err := NewScene(in)
+				require.NoError(t, err)
+				empty, err := NewScene(bare)
+				require.NoError(t, err)
+				a, b := full.NewFrame(), empty.NewFrame()
+				for _, n := range []int{0, 25, 59} {
+					full.Compose(a, n)
+					empty.Compose(b, n)
+					requireSameOutside(t, a, b, fmt.Sprintf("%s/%s cover=%v frame %d", tpl.Name, layout, withCover, n))
+				}
+			}
+		}
+	}
+}
+
+func requireSameOutside(t *testing.T, a, b *image.RGBA, what string) {
+	t.Helper()
+	w, h := a.Rect.Dx(), a.Rect.Dy()
+	mx, my := int(SafeMargin*float64(w)), int(SafeMargin*float64(h))
+	safe := image.Rect(mx, my, w-mx, h-my)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			if (image.Point{X: x, Y: y}).In(safe) {
+				continue
+			}
+			i := y*a.Stride + x*4
+			if !bytes.Equal(a.Pix[i:i+4], b.Pix[i:i+4]) {
+				t.Fatalf("%s: pixel %d,%d outside the safe area was drawn", what, x, y)
+			}
+		}
+	}
+}
+
+// TestNoCoverDrawsSomething: templates with cover layers still fill the
+// frame when a video has no cover art (their no_cover layers or the rest).
+func TestNoCoverDrawsSomething(t *testing.T) {
+	t.Parallel()
+	for _, tpl := range BuiltinTemplates() {
+		s, err := NewScene(SceneInput{Template: tpl, Layout: LayoutSquare, Width: 120, Height: 120, FPS: 30, Frames: 30,
+			Analysis: testAnalysis(1, 30, 16), Title: "T", Artist: "A"})
+		require.NoError(t, err)
+		img := s.NewFrame()
+		s.Compose(img, 10)
+		require.NotEmpty(t, s.layers, tpl.Name)
+	}
+}
+
 func TestTemplateJSONRoundTrip(t *testing.T) {
 	t.Parallel()
-	b, err := json.Marshal(Spectrum())
-	require.NoError(t, err)
-	got, err := ParseTemplate(bytes.NewReader(b))
-	require.NoError(t, err)
-	require.Equal(t, Spectrum(), got)
-
-	bad := Spectrum()
-	bad.Layouts[LayoutSquare].Title.X = 0.01
-	b, err = json.Marshal(bad)
-	require.NoError(t, err)
-	_, err = ParseTemplate(bytes.NewReader(b))
-	require.ErrorContains(t, err, "safe area")
+	for _, tpl := range BuiltinTemplates() {
+		b, err := json.Marshal(tpl)
+		require.NoError(t, err)
+		got, err := ParseTemplate(bytes.NewReader(b))
+		require.NoError(t, err)
+		b2, err := json.Marshal(got)
+		require.NoError(t, err)
+		require.JSONEq(t, string(b), string(b2))
+	}
 }
 
 func TestBuiltinLookup(t *testing.T) {
 	t.Parallel()
 	r := Builtin()
-	require.Equal(t, []string{"minimal", "spectrum"}, r.Names())
+	require.Equal(t, []string{"halo", "minimal", "spectrum", "tide"}, r.Names())
 	_, err := r.Lookup("spectrum")
 	require.NoError(t, err)
 	_, err = r.Lookup("vaporwave")
@@ -125,12 +189,28 @@ func TestBuiltinLookup(t *testing.T) {
 
 func TestSettingsOverride(t *testing.T) {
 	t.Parallel()
-	st, err := parseSettings(Spectrum().Settings, map[string]string{SettingBarColor: "#00ff00", "unknown_knob": "x"})
+	tpl := builtin(t, "spectrum")
+	p, err := newPalette(tpl, map[string]string{SettingBarColor: "#00ff00", "unknown_knob": "x", SettingCoverPulse: "0.1"})
 	require.NoError(t, err)
-	require.Equal(t, uint8(255), st.barBottom.G)
-	require.Equal(t, uint8(0), st.barBottom.R)
-	_, err = parseSettings(nil, map[string]string{SettingCoverPulse: "2"})
-	require.Error(t, err)
+	c, err := p.color("$"+SettingBarColor, parseColorOrZero(""))
+	require.NoError(t, err)
+	require.Equal(t, uint8(255), c.G)
+	require.Equal(t, uint8(0), c.R)
+	require.InDelta(t, 0.1, p.coverPulse, 1e-9)
+
+	_, err = newPalette(tpl, map[string]string{SettingCoverPulse: "2"})
+	require.ErrorContains(t, err, "cover_pulse")
+	_, err = newPalette(tpl, map[string]string{SettingBarColor: "pink"})
+	require.ErrorContains(t, err, "bar_color")
+
+	_, err = NewScene(SceneInput{Template: tpl, Layout: LayoutSquare, Width: 64, Height: 64, FPS: 30, Frames: 30,
+		Analysis: testAnalysis(1, 30, 16), Settings: map[string]string{SettingBarColor: "pink"}})
+	require.ErrorContains(t, err, "bar_color")
+}
+
+func parseColorOrZero(s string) (c color.NRGBA) {
+	c, _ = parseHexColor(s)
+	return c
 }
 
 func TestYUVKnownColours(t *testing.T) {
@@ -154,38 +234,4 @@ func TestYUVKnownColours(t *testing.T) {
 	hb := make([]byte, yuvFrameSize(2, 2, true))
 	toYUV420P10(hb, img)
 	require.Equal(t, []byte{64, 0, 64, 0, 64, 0, 64, 0, 0, 2, 0, 2}, hb)
-}
-
-func benchCompose(b *testing.B, layout string) {
-	s := testScene(b, Spectrum(), layout, 0, 0)
-	img := s.NewFrame()
-	w, h := s.Size()
-	buf := make([]byte, yuvFrameSize(w, h, false))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		s.Compose(img, i%60)
-		toYUV420(buf, img)
-	}
-}
-
-// BenchmarkComposeSquare measures one 1080×1080 frame: compose and convert to YUV.
-func BenchmarkComposeSquare(b *testing.B) { benchCompose(b, LayoutSquare) }
-
-// BenchmarkComposePortrait measures one 1080×1920 frame.
-func BenchmarkComposePortrait(b *testing.B) { benchCompose(b, LayoutPortrait) }
-
-// BenchmarkComposeLandscape measures one 1920×1080 frame.
-func BenchmarkComposeLandscape(b *testing.B) { benchCompose(b, LayoutLandscape) }
-
-// BenchmarkYUV420P10Square measures the HDR conversion alone.
-func BenchmarkYUV420P10Square(b *testing.B) {
-	s := testScene(b, Spectrum(), LayoutSquare, 0, 0)
-	img := s.NewFrame()
-	s.Compose(img, 10)
-	buf := make([]byte, yuvFrameSize(1080, 1080, true))
-	b.ResetTimer()
-	for b.Loop() {
-		toYUV420P10(buf, img)
-	}
 }

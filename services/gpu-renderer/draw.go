@@ -8,34 +8,59 @@ import (
 	xdraw "golang.org/x/image/draw"
 )
 
-// Drawing primitives on *image.RGBA with origin (0,0). They write Pix directly
-// because the per-frame parts (bars, cover, progress) run for every frame of
-// every render and the generic image/draw paths are several times slower.
+// Drawing primitives on *image.RGBA. They write Pix directly and take a clip
+// rectangle, because the per-frame parts run for every frame of every render
+// (generic image/draw paths are several times slower), and because a layer
+// must never touch a pixel outside its box: the renderer converts only the
+// boxes of per-frame layers to YUV.
 
-// fillGradient paints a vertical gradient from top to bottom.
-func fillGradient(dst *image.RGBA, top, bottom color.RGBA) {
-	h := dst.Rect.Dy()
-	w := dst.Rect.Dx()
-	for y := 0; y < h; y++ {
-		t := 0.0
-		if h > 1 {
-			t = float64(y) / float64(h-1)
-		}
-		c := lerpRGBA(top, bottom, t)
-		row := dst.Pix[y*dst.Stride : y*dst.Stride+w*4]
-		for x := 0; x < w*4; x += 4 {
-			row[x], row[x+1], row[x+2], row[x+3] = c.R, c.G, c.B, 255
+// fillBackground paints a gradient (or one colour when stops has one entry)
+// over dst: linear at angle degrees (0 runs top to bottom) or radial from
+// the centre. Done once per render.
+func fillBackground(dst *image.RGBA, frame image.Rectangle, stops []color.NRGBA, angle float64, radial bool) {
+	w, h := float64(frame.Dx()), float64(frame.Dy())
+	cx, cy := w/2, h/2
+	sin, cos := math.Sincos(angle * math.Pi / 180)
+	extent := math.Abs(w*sin) + math.Abs(h*cos)
+	half := math.Hypot(cx, cy)
+	// A table of the gradient keeps the per-pixel work to a lookup.
+	const steps = 1024
+	lut := make([]color.NRGBA, steps+1)
+	for i := range lut {
+		lut[i] = gradientAt(stops, float64(i)/steps)
+	}
+	b := dst.Rect
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			px, py := float64(x)+0.5-cx, float64(y)+0.5-cy
+			var t float64
+			if radial {
+				t = math.Hypot(px, py) / half
+			} else {
+				t = (px*sin+py*cos)/extent + 0.5
+			}
+			blendPixel(dst, dst.PixOffset(x, y), lut[int(clamp01(t)*steps+0.5)], 255)
 		}
 	}
 }
 
-func lerpRGBA(a, b color.RGBA, t float64) color.RGBA {
+// gradientAt interpolates evenly spaced stops at t in 0..1.
+func gradientAt(stops []color.NRGBA, t float64) color.NRGBA {
+	if len(stops) == 1 {
+		return stops[0]
+	}
+	t = clamp01(t) * float64(len(stops)-1)
+	i := min(int(t), len(stops)-2)
+	return lerpNRGBA(stops[i], stops[i+1], t-float64(i))
+}
+
+func lerpNRGBA(a, b color.NRGBA, t float64) color.NRGBA {
 	l := func(x, y uint8) uint8 { return uint8(math.Round(float64(x) + (float64(y)-float64(x))*t)) }
-	return color.RGBA{R: l(a.R, b.R), G: l(a.G, b.G), B: l(a.B, b.B), A: 255}
+	return color.NRGBA{R: l(a.R, b.R), G: l(a.G, b.G), B: l(a.B, b.B), A: l(a.A, b.A)}
 }
 
 // coverCrop returns the centred part of src with the aspect ratio w:h, so that
-// scaling it to w×h covers the frame without distortion.
+// scaling it to w×h covers the target without distortion.
 func coverCrop(src image.Rectangle, w, h int) image.Rectangle {
 	sw, sh := src.Dx(), src.Dy()
 	if sw*h > sh*w { // source wider than target: crop the sides
@@ -48,19 +73,24 @@ func coverCrop(src image.Rectangle, w, h int) image.Rectangle {
 	return image.Rect(src.Min.X, y0, src.Max.X, y0+ch)
 }
 
-// backdrop turns the cover into a w×h background: crop to cover, shrink by
-// bg.Downscale, box-blur, scale back up (bilinear smooths the blocks) and
-// darken. Done once per render.
-func backdrop(cover image.Image, w, h int, bg Background) *image.RGBA {
-	sw := max(1, w/bg.Downscale)
-	sh := max(1, h/bg.Downscale)
-	small := image.NewRGBA(image.Rect(0, 0, sw, sh))
-	xdraw.BiLinear.Scale(small, small.Rect, cover, coverCrop(cover.Bounds(), w, h), xdraw.Src, nil)
-	boxBlur(small, bg.BlurRadius)
-	boxBlur(small, bg.BlurRadius)
+// backdrop turns an image into a w×h background: crop to cover, shrink so the
+// blur is a small box blur, blur twice (close to a Gaussian), scale back up
+// (bilinear smooths the blocks) and darken. Done once per render.
+func backdrop(img image.Image, w, h int, blur, darken float64) *image.RGBA {
 	out := image.NewRGBA(image.Rect(0, 0, w, h))
-	xdraw.BiLinear.Scale(out, out.Rect, small, small.Rect, xdraw.Src, nil)
-	mul := uint32(math.Round((1 - bg.Darken) * 256))
+	blurPx := blur * float64(min(w, h))
+	if blurPx < 1 {
+		xdraw.CatmullRom.Scale(out, out.Rect, img, coverCrop(img.Bounds(), w, h), xdraw.Src, nil)
+	} else {
+		ds := max(1, int(math.Round(blurPx/3)))
+		radius := max(1, int(math.Round(blurPx/float64(ds)/2)))
+		small := image.NewRGBA(image.Rect(0, 0, max(1, w/ds), max(1, h/ds)))
+		xdraw.BiLinear.Scale(small, small.Rect, img, coverCrop(img.Bounds(), w, h), xdraw.Src, nil)
+		boxBlur(small, radius)
+		boxBlur(small, radius)
+		xdraw.BiLinear.Scale(out, out.Rect, small, small.Rect, xdraw.Src, nil)
+	}
+	mul := uint32(math.Round((1 - darken) * 256))
 	for i := 0; i < len(out.Pix); i += 4 {
 		out.Pix[i] = uint8(uint32(out.Pix[i]) * mul >> 8)
 		out.Pix[i+1] = uint8(uint32(out.Pix[i+1]) * mul >> 8)
@@ -96,8 +126,8 @@ func boxBlur(img *image.RGBA, r int) {
 	pass(tmp, img.Pix, h, w, func(y, x int) int { return y*img.Stride + x*4 })
 }
 
-// roundCorners multiplies a premultiplied image by a rounded-rectangle mask
-// with anti-aliased edges.
+// roundCorners multiplies a premultiplied image (origin 0,0) by a
+// rounded-rectangle mask with anti-aliased edges; radius w/2 makes a circle.
 func roundCorners(img *image.RGBA, radius float64) {
 	w, h := img.Rect.Dx(), img.Rect.Dy()
 	for y := 0; y < h; y++ {
@@ -133,46 +163,105 @@ func roundRectCoverage(px, py, x0, y0, x1, y1, r float64) float64 {
 	return math.Min(1, math.Max(0, 0.5-d))
 }
 
-// fillRoundRect blends a rounded rectangle (float edges, anti-aliased) whose
-// colour per row comes from rowColor (indexed by absolute y), over dst.
-func fillRoundRect(dst *image.RGBA, x0, y0, x1, y1, r float64, rowColor func(y int) color.RGBA) {
+// fillRoundRect blends a rounded rectangle (float edges, anti-aliased) over
+// dst inside clip. Its colour is rows[y] (absolute y) or c when rows is nil.
+func fillRoundRect(dst *image.RGBA, clip image.Rectangle, x0, y0, x1, y1, r float64, c color.NRGBA, rows []color.NRGBA) {
 	if x1-x0 <= 0 || y1-y0 <= 0 {
 		return
 	}
-	ix0, iy0 := max(int(math.Floor(x0)), 0), max(int(math.Floor(y0)), 0)
-	ix1, iy1 := min(int(math.Ceil(x1)), dst.Rect.Dx()), min(int(math.Ceil(y1)), dst.Rect.Dy())
+	clip = clip.Intersect(dst.Rect)
+	ix0, iy0 := max(int(math.Floor(x0)), clip.Min.X), max(int(math.Floor(y0)), clip.Min.Y)
+	ix1, iy1 := min(int(math.Ceil(x1)), clip.Max.X), min(int(math.Ceil(y1)), clip.Max.Y)
+	if ix1 <= ix0 || iy1 <= iy0 {
+		return
+	}
 	r = math.Min(r, math.Min(x1-x0, y1-y0)/2)
 	// Rows whose whole pixel lies between the caps share one horizontal
 	// coverage profile: compute it once (bars are mostly such rows).
-	straight := make([]uint32, ix1-max(ix0, 0))
+	var buf [64]uint32
+	straight := buf[:0]
+	if ix1-ix0 > len(buf) {
+		straight = make([]uint32, 0, ix1-ix0)
+	}
 	midY := (y0 + y1) / 2
 	for x := ix0; x < ix1; x++ {
-		straight[x-ix0] = uint32(roundRectCoverage(float64(x)+0.5, midY, x0, y0, x1, y1, r)*255 + 0.5)
+		straight = append(straight, uint32(roundRectCoverage(float64(x)+0.5, midY, x0, y0, x1, y1, r)*255+0.5))
 	}
 	for y := iy0; y < iy1; y++ {
-		c := rowColor(y)
+		if rows != nil {
+			c = rows[y]
+		}
 		py := float64(y) + 0.5
+		i := dst.PixOffset(ix0, y)
 		if py-0.5 >= y0+r && py+0.5 <= y1-r {
-			for x := ix0; x < ix1; x++ {
+			for x := ix0; x < ix1; x, i = x+1, i+4 {
 				if a := straight[x-ix0]; a > 0 {
-					blendPixel(dst, x, y, c, a)
+					blendPixel(dst, i, c, a)
 				}
 			}
 			continue
 		}
-		for x := ix0; x < ix1; x++ {
+		for x := ix0; x < ix1; x, i = x+1, i+4 {
 			cov := roundRectCoverage(float64(x)+0.5, py, x0, y0, x1, y1, r)
-			if cov <= 0 {
-				continue
+			if cov > 0 {
+				blendPixel(dst, i, c, uint32(cov*255+0.5))
 			}
-			blendPixel(dst, x, y, c, uint32(cov*255+0.5))
 		}
 	}
 }
 
-// blendPixel mixes an opaque colour into dst with alpha a in 0..255.
-func blendPixel(dst *image.RGBA, x, y int, c color.RGBA, a uint32) {
-	i := y*dst.Stride + x*4
+// fillRing blends the ring between radii rIn and rOut around (cx,cy) (a disc
+// when rIn <= 0) with opacity alpha (0..1), anti-aliased, inside clip. Only
+// the pixels near the ring are visited, row by row.
+func fillRing(dst *image.RGBA, clip image.Rectangle, cx, cy, rIn, rOut float64, c color.NRGBA, alpha float64) {
+	if rOut <= 0 || rOut <= rIn || alpha <= 0 {
+		return
+	}
+	clip = clip.Intersect(dst.Rect)
+	y0 := max(int(math.Floor(cy-rOut-1)), clip.Min.Y)
+	y1 := min(int(math.Ceil(cy+rOut+1)), clip.Max.Y)
+	ao := (rOut + 1) * (rOut + 1)
+	ai := (rIn - 1) * (rIn - 1)
+	av := alpha * 255
+	span := func(y, xa, xb int, dy float64) {
+		xa, xb = max(xa, clip.Min.X), min(xb, clip.Max.X)
+		i := dst.PixOffset(xa, y)
+		for x := xa; x < xb; x, i = x+1, i+4 {
+			dx := float64(x) + 0.5 - cx
+			d := math.Sqrt(dx*dx + dy*dy)
+			cov := math.Min(1, math.Max(0, rOut-d+0.5))
+			if rIn > 0 {
+				cov *= math.Min(1, math.Max(0, d-rIn+0.5))
+			}
+			if cov > 0 {
+				blendPixel(dst, i, c, uint32(cov*av+0.5))
+			}
+		}
+	}
+	for y := y0; y < y1; y++ {
+		dy := float64(y) + 0.5 - cy
+		dy2 := dy * dy
+		if dy2 > ao {
+			continue
+		}
+		xo := math.Sqrt(ao - dy2)
+		left, right := int(math.Floor(cx-xo)), int(math.Ceil(cx+xo))
+		if rIn > 1 && dy2 < ai {
+			xi := math.Sqrt(ai - dy2)
+			span(y, left, int(math.Ceil(cx-xi)), dy)
+			span(y, int(math.Floor(cx+xi)), right, dy)
+			continue
+		}
+		span(y, left, right, dy)
+	}
+}
+
+// blendPixel mixes colour c into the pixel at Pix offset i with coverage a
+// (0..255), scaled by c's own alpha.
+func blendPixel(dst *image.RGBA, i int, c color.NRGBA, a uint32) {
+	if c.A != 255 {
+		a = (a*uint32(c.A) + 127) / 255
+	}
 	p := dst.Pix[i : i+4 : i+4]
 	if a >= 255 {
 		p[0], p[1], p[2], p[3] = c.R, c.G, c.B, 255
@@ -182,28 +271,21 @@ func blendPixel(dst *image.RGBA, x, y int, c color.RGBA, a uint32) {
 	p[0] = uint8((uint32(c.R)*a + uint32(p[0])*na + 127) / 255)
 	p[1] = uint8((uint32(c.G)*a + uint32(p[1])*na + 127) / 255)
 	p[2] = uint8((uint32(c.B)*a + uint32(p[2])*na + 127) / 255)
-	p[3] = 255
+	p[3] = uint8((255*a + uint32(p[3])*na + 127) / 255)
 }
 
-// blendOver composites a premultiplied src over dst with its top-left at (ox,oy).
-func blendOver(dst, src *image.RGBA, ox, oy int) {
-	sw, sh := src.Rect.Dx(), src.Rect.Dy()
-	for y := 0; y < sh; y++ {
-		dy := oy + y
-		if dy < 0 || dy >= dst.Rect.Dy() {
-			continue
-		}
-		for x := 0; x < sw; x++ {
-			dx := ox + x
-			if dx < 0 || dx >= dst.Rect.Dx() {
-				continue
-			}
-			si := y*src.Stride + x*4
+// blendOver composites a premultiplied src over dst with src's rectangle
+// placed at (ox,oy) relative to src.Rect.Min, clipped to clip.
+func blendOver(dst, src *image.RGBA, ox, oy int, clip image.Rectangle) {
+	r := src.Rect.Sub(src.Rect.Min).Add(image.Pt(ox, oy)).Intersect(clip).Intersect(dst.Rect)
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		si := src.PixOffset(src.Rect.Min.X+r.Min.X-ox, src.Rect.Min.Y+y-oy)
+		di := dst.PixOffset(r.Min.X, y)
+		for x := r.Min.X; x < r.Max.X; x, si, di = x+1, si+4, di+4 {
 			a := uint32(src.Pix[si+3])
 			if a == 0 {
 				continue
 			}
-			di := dy*dst.Stride + dx*4
 			if a == 255 {
 				copy(dst.Pix[di:di+4], src.Pix[si:si+4])
 				continue
@@ -212,14 +294,17 @@ func blendOver(dst, src *image.RGBA, ox, oy int) {
 			for c := 0; c < 3; c++ {
 				dst.Pix[di+c] = uint8(uint32(src.Pix[si+c]) + (uint32(dst.Pix[di+c])*na+127)/255)
 			}
-			dst.Pix[di+3] = 255
+			dst.Pix[di+3] = uint8(a + (uint32(dst.Pix[di+3])*na+127)/255)
 		}
 	}
 }
 
-// scaleImage returns src scaled to w×h with a good kernel (used once per render).
+// scaleImage returns src cropped to w:h and scaled to w×h with a good kernel
+// (used once per render).
 func scaleImage(src image.Image, w, h int) *image.RGBA {
 	out := image.NewRGBA(image.Rect(0, 0, w, h))
 	xdraw.CatmullRom.Scale(out, out.Rect, src, coverCrop(src.Bounds(), w, h), xdraw.Src, nil)
 	return out
 }
+
+func clamp01(v float64) float64 { return math.Min(1, math.Max(0, v)) }

@@ -122,6 +122,26 @@ func ffmpegArgs(e Encoding, encoder string, w, h int, audioPath, outPath string)
 	return args, nil
 }
 
+// FFmpegArgs is the command line Render runs for a w×h job, reading raw
+// frames from input ("pipe:0" in Render). It is exported so the benchmark
+// can encode a pre-rendered raw file with exactly the same settings.
+func FFmpegArgs(e Encoding, w, h int, input, audioPath, outPath string) ([]string, error) {
+	e, err := e.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	args, err := ffmpegArgs(e, e.Encoder, w, h, audioPath, outPath)
+	if err != nil {
+		return nil, err
+	}
+	for i, a := range args {
+		if a == "pipe:0" {
+			args[i] = input
+		}
+	}
+	return args, nil
+}
+
 // encoderProbe remembers, per encoder and pixel format, whether ffmpeg can
 // open it on this machine: h264_nvenc is compiled into Debian's ffmpeg but
 // fails without an NVIDIA GPU, and finding out costs a process start.

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"image"
 	"io"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -59,7 +59,26 @@ func FrameCount(duration float64, fps int) int {
 // frame is a converted frame on its way to the writer.
 type frame struct {
 	n   int
-	buf []byte
+	buf *[]byte
+}
+
+// prepare checks a job and builds its scene.
+func (r *Renderer) prepare(job Job) (*Scene, Encoding, error) {
+	enc, err := job.Encoding.withDefaults()
+	if err != nil {
+		return nil, enc, fmt.Errorf("encoding: %w", errInvalid(err))
+	}
+	frames := FrameCount(job.Duration, enc.FPS)
+	if frames < 1 {
+		return nil, enc, errInvalid(fmt.Errorf("duration %.3fs gives no frames at %d fps", job.Duration, enc.FPS))
+	}
+	in := job.Scene
+	in.FPS, in.Frames = enc.FPS, frames
+	scene, err := NewScene(in)
+	if err != nil {
+		return nil, enc, errInvalid(err)
+	}
+	return scene, enc, nil
 }
 
 // Render draws every frame on Encoding.Concurrency workers, converts them to
@@ -73,23 +92,33 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	if err != nil {
 		return Result{}, fmt.Errorf("encoding: %w", errInvalid(err))
 	}
-	frames := FrameCount(job.Duration, enc.FPS)
-	if frames < 1 {
-		return Result{}, errInvalid(fmt.Errorf("duration %.3fs gives no frames at %d fps", job.Duration, enc.FPS))
-	}
-	in := job.Scene
-	in.FPS, in.Frames = enc.FPS, frames
-	scene, err := NewScene(in)
+	w, h, err := FrameSize(job.Scene.Layout)
 	if err != nil {
 		return Result{}, errInvalid(err)
 	}
+	if job.Scene.Width != 0 || job.Scene.Height != 0 {
+		w, h = job.Scene.Width, job.Scene.Height
+	}
+	// The scene (scaled covers, blurred backdrop, lookup tables) is built
+	// while ffmpeg and the encoder start: both are part of the wall time.
+	type built struct {
+		scene *Scene
+		err   error
+	}
+	sceneC := make(chan built, 1)
+	go func() {
+		s, _, err := r.prepare(job)
+		sceneC <- built{s, err}
+	}()
+	waitScene := func() (*Scene, error) { b := <-sceneC; return b.scene, b.err }
 	encoder, err := r.probe.chooseEncoder(ctx, enc, r.log)
 	if err != nil {
+		_, _ = waitScene()
 		return Result{}, err
 	}
-	w, h := scene.Size()
 	args, err := ffmpegArgs(enc, encoder, w, h, job.AudioPath, job.OutPath)
 	if err != nil {
+		_, _ = waitScene()
 		return Result{}, err
 	}
 
@@ -100,17 +129,27 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	cmd := media.FFmpeg(fctx, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
+		_, _ = waitScene()
 		return Result{}, err
 	}
 	if err := cmd.Start(); err != nil {
+		_, _ = waitScene()
 		return Result{}, fmt.Errorf("start ffmpeg: %w", err)
 	}
+	scene, err := waitScene()
+	if err != nil {
+		fcancel(err)
+		_ = stdin.Close()
+		_ = cmd.Wait()
+		return Result{}, err
+	}
+	frames := scene.Frames()
 	if r.ffmpegStarted != nil {
 		r.ffmpegStarted(cmd.Pid())
 	}
 	r.log.Debug("ffmpeg started", zap.Strings("args", args), zap.Int("frames", frames))
 
-	ferr := r.produce(fctx, scene, enc, stdin, progress)
+	ferr := r.produce(fctx, scene, enc, 0, frames, stdin, progress)
 	if ferr != nil {
 		fcancel(ferr)
 	}
@@ -130,29 +169,49 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	return Result{Frames: frames, Encoder: encoder, Elapsed: time.Since(start)}, nil
 }
 
+// RenderRaw writes frames [from, to) of a job as raw planar YUV (yuv420p, or
+// yuv420p10le for HDR) to out, exactly the bytes Render feeds ffmpeg; to <= 0
+// means the last frame. It is how a range of frames is checked against a
+// full render, and how the benchmark separates drawing from encoding.
+func (r *Renderer) RenderRaw(ctx context.Context, job Job, from, to int, out io.Writer) (Result, error) {
+	start := time.Now()
+	scene, enc, err := r.prepare(job)
+	if err != nil {
+		return Result{}, err
+	}
+	if to <= 0 || to > scene.Frames() {
+		to = scene.Frames()
+	}
+	if from < 0 || from >= to {
+		return Result{}, errInvalid(fmt.Errorf("frame range %d..%d outside 0..%d", from, to, scene.Frames()))
+	}
+	if err := r.produce(ctx, scene, enc, from, to, out, nil); err != nil {
+		return Result{}, err
+	}
+	return Result{Frames: to - from, Elapsed: time.Since(start)}, nil
+}
+
 // errPipe marks a failed write to ffmpeg's stdin: the real error is ffmpeg's.
 var errPipe = errors.New("write to ffmpeg")
 
-// produce runs the frame workers and the ordered writer.
-func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, out io.Writer, progress func(int)) error {
-	frames := scene.Frames()
+// produce draws frames [from, to) on enc.Concurrency workers and writes them
+// in order. At most 2×workers frames are in flight and their buffers are
+// recycled, so memory does not grow with the video's length.
+func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from, to int, out io.Writer, progress func(int)) error {
 	w, h := scene.Size()
 	size := yuvFrameSize(w, h, enc.HDR)
-	convert := toYUV420
-	if enc.HDR {
-		convert = toYUV420P10
-	}
-	workers := min(enc.Concurrency, frames)
+	scene.staticYUV(enc.HDR) // convert the base once, before the workers race for it
+	workers := max(1, min(enc.Concurrency, to-from))
 	window := 2 * workers // frames in flight: bounds memory and keeps workers busy
 	tokens := make(chan struct{}, window)
 	jobs := make(chan int)
 	results := make(chan frame, window)
-	free := make(chan []byte, window)
+	bufs := sync.Pool{New: func() any { b := make([]byte, size); return &b }}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(jobs)
-		for n := 0; n < frames; n++ {
+		for n := from; n < to; n++ {
 			select {
 			case tokens <- struct{}{}:
 			case <-gctx.Done():
@@ -168,18 +227,13 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, out 
 	})
 	for range workers {
 		g.Go(func() error {
-			img := scene.NewFrame()
+			work := scene.NewFrame()
 			for n := range jobs {
-				if err := r.drawFrame(gctx, scene, img, n); err != nil {
+				if err := r.beforeDraw(gctx, n); err != nil {
 					return err
 				}
-				var buf []byte
-				select {
-				case buf = <-free:
-				default:
-					buf = make([]byte, size)
-				}
-				convert(buf, img)
+				buf := bufs.Get().(*[]byte)
+				scene.composeYUV(*buf, work, n, enc.HDR)
 				select {
 				case results <- frame{n: n, buf: buf}:
 				case <-gctx.Done():
@@ -190,8 +244,8 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, out 
 		})
 	}
 	g.Go(func() error {
-		pending := make(map[int][]byte, window)
-		for next := 0; next < frames; {
+		pending := make(map[int]*[]byte, window)
+		for next := from; next < to; {
 			select {
 			case f := <-results:
 				pending[f.n] = f.buf
@@ -200,17 +254,14 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, out 
 			}
 			for buf, ok := pending[next]; ok; buf, ok = pending[next] {
 				delete(pending, next)
-				if _, err := out.Write(buf); err != nil {
+				if _, err := out.Write(*buf); err != nil {
 					return fmt.Errorf("%w: frame %d: %v", errPipe, next, err)
 				}
-				select {
-				case free <- buf:
-				default:
-				}
+				bufs.Put(buf)
 				<-tokens
 				next++
 				if progress != nil {
-					progress(next)
+					progress(next - from)
 				}
 			}
 		}
@@ -219,8 +270,8 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, out 
 	return g.Wait()
 }
 
-// drawFrame runs the test seam then composes frame n.
-func (r *Renderer) drawFrame(ctx context.Context, scene *Scene, img *image.RGBA, n int) error {
+// beforeDraw runs the test seam and stops on a cancelled context.
+func (r *Renderer) beforeDraw(ctx context.Context, n int) error {
 	if r.beforeFrame != nil {
 		if err := r.beforeFrame(ctx, n); err != nil {
 			return fmt.Errorf("frame %d: %w", n, err)
@@ -229,7 +280,6 @@ func (r *Renderer) drawFrame(ctx context.Context, scene *Scene, img *image.RGBA,
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
-	scene.Compose(img, n)
 	return nil
 }
 

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/backbeat/backbeat/pkg/media"
 )
@@ -21,7 +23,7 @@ func smallJob(t *testing.T, layout string, w, h int) Job {
 	const dur, fps = 2.0, 12
 	return Job{
 		Scene: SceneInput{
-			Template: Spectrum(), Layout: layout, Width: w, Height: h,
+			Template: builtin(t, "spectrum"), Layout: layout, Width: w, Height: h,
 			Analysis: testAnalysis(dur, fps, 32), Cover: testCover(),
 			Title: "Night Drive", Artist: "The Testers",
 		},
@@ -108,12 +110,17 @@ func TestRenderNVENCFallsBack(t *testing.T) {
 	t.Parallel()
 	job := smallJob(t, LayoutSquare, 128, 128)
 	job.Encoding.Encoder = EncoderNVENC
-	res, err := NewRenderer(zaptest.NewLogger(t), nil).Render(context.Background(), job, nil)
+	core, logs := observer.New(zap.WarnLevel)
+	res, err := NewRenderer(zap.New(core), nil).Render(context.Background(), job, nil)
 	require.NoError(t, err)
 	if res.Encoder == EncoderNVENC {
 		t.Log("this machine has a working NVENC")
 	} else {
 		require.Equal(t, EncoderX264, res.Encoder)
+		// The fallback is logged with ffmpeg's reason.
+		warn := logs.FilterMessage("nvenc unavailable, falling back to libx264").All()
+		require.Len(t, warn, 1)
+		require.NotEmpty(t, warn[0].ContextMap()["reason"])
 	}
 	probeVideo(t, job.OutPath, 128, 128, 12, job.Duration)
 }
@@ -175,7 +182,7 @@ func TestRenderFrameFailure(t *testing.T) {
 
 func TestRenderInvalidInput(t *testing.T) {
 	t.Parallel()
-	job := Job{Scene: SceneInput{Template: Spectrum(), Layout: "circle", Analysis: testAnalysis(1, 10, 8)},
+	job := Job{Scene: SceneInput{Template: builtin(t, "spectrum"), Layout: "circle", Analysis: testAnalysis(1, 10, 8)},
 		Encoding: Encoding{FPS: 10}, Duration: 1, AudioPath: "a.m4a", OutPath: "o.mp4"}
 	_, err := NewRenderer(nil, nil).Render(context.Background(), job, nil)
 	require.ErrorIs(t, err, ErrUnknownFormat)

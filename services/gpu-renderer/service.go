@@ -55,7 +55,10 @@ type Config struct {
 	// BeforeFrame is a test seam called before each frame is drawn: return an
 	// error to fail the render there, or block on ctx to hang it.
 	BeforeFrame func(ctx context.Context, frame int) error
-	// Templates to render from (default Builtin()).
+	// TemplateDir holds users' templates (*.json, plus the images they
+	// name), added to the built-in ones at start; an invalid file stops New.
+	TemplateDir string
+	// Templates to render from (default: built-in plus TemplateDir).
 	Templates *Templates
 }
 
@@ -95,7 +98,11 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("renderer config: scale %v out of (0,1]", c.Scale)
 	}
 	if c.Templates == nil {
-		c.Templates = Builtin()
+		ts, err := LoadTemplates(c.TemplateDir)
+		if err != nil {
+			return fmt.Errorf("renderer config: templates: %w", err)
+		}
+		c.Templates = ts
 	}
 	return nil
 }

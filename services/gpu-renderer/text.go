@@ -4,11 +4,15 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"math"
 	"strings"
 	"sync"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/gofont/gobold"
+	"golang.org/x/image/font/gofont/goitalic"
+	"golang.org/x/image/font/gofont/gomedium"
+	"golang.org/x/image/font/gofont/gomono"
 	"golang.org/x/image/font/gofont/goregular"
 	"golang.org/x/image/font/opentype"
 	"golang.org/x/image/math/fixed"
@@ -17,7 +21,9 @@ import (
 // fonts are parsed once per process: parsing is not free and the fonts never change.
 var fonts = sync.OnceValues(func() (map[string]*opentype.Font, error) {
 	out := map[string]*opentype.Font{}
-	for name, ttf := range map[string][]byte{"bold": gobold.TTF, "regular": goregular.TTF} {
+	for name, ttf := range map[string][]byte{
+		"bold": gobold.TTF, "regular": goregular.TTF, "medium": gomedium.TTF, "italic": goitalic.TTF, "mono": gomono.TTF,
+	} {
 		f, err := opentype.Parse(ttf)
 		if err != nil {
 			return nil, fmt.Errorf("parse %s font: %w", name, err)
@@ -31,17 +37,32 @@ var fonts = sync.OnceValues(func() (map[string]*opentype.Font, error) {
 // is cut with an ellipsis instead.
 const minTextScale = 0.6
 
+// textStyle is how a text line looks.
+type textStyle struct {
+	font   string // a key of fonts; "" is bold
+	color  color.NRGBA
+	align  string // "left", "right" or centred
+	upper  bool
+	shadow color.NRGBA // drawn when its alpha is not zero
+	// shadowDX and shadowDY offset the shadow in fractions of the box height.
+	shadowDX, shadowDY float64
+}
+
 // drawTextLine draws one line of text inside box (pixels): the font is sized
 // so ascent+descent fills the box height, shrunk until the line fits the box
 // width and, below minTextScale, truncated with an ellipsis. Nothing is drawn
 // outside the box, which the template keeps inside the safe area.
-func drawTextLine(dst *image.RGBA, box image.Rectangle, text, fontName string, col color.RGBA, align string) error {
+func drawTextLine(dst *image.RGBA, box image.Rectangle, text string, st textStyle) error {
 	text = strings.TrimSpace(strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '
 		}
 		return r
 	}, text))
+	if st.upper {
+		text = strings.ToUpper(text)
+	}
+	box = box.Intersect(dst.Rect)
 	if text == "" || box.Dx() <= 0 || box.Dy() <= 0 {
 		return nil
 	}
@@ -49,7 +70,13 @@ func drawTextLine(dst *image.RGBA, box image.Rectangle, text, fontName string, c
 	if err != nil {
 		return err
 	}
-	f := fs[fontName]
+	if st.font == "" {
+		st.font = "bold"
+	}
+	f, ok := fs[st.font]
+	if !ok {
+		return fmt.Errorf("unknown font %q", st.font)
+	}
 	boxH := float64(box.Dy())
 	face, err := fitFace(f, boxH, 1)
 	if err != nil {
@@ -74,7 +101,7 @@ func drawTextLine(dst *image.RGBA, box image.Rectangle, text, fontName string, c
 	m := face.Metrics()
 	width = font.MeasureString(face, text).Ceil()
 	x := box.Min.X
-	switch align {
+	switch st.align {
 	case "left":
 	case "right":
 		x += box.Dx() - width
@@ -84,21 +111,24 @@ func drawTextLine(dst *image.RGBA, box image.Rectangle, text, fontName string, c
 	// Centre the line vertically in the box.
 	lineH := (m.Ascent + m.Descent).Ceil()
 	baseline := box.Min.Y + (box.Dy()-lineH)/2 + m.Ascent.Ceil()
-	// Clip to the box so a glyph overhang never leaves the safe area.
+	// Clip to the box so a glyph overhang or shadow never leaves the safe area.
 	clip := dst.SubImage(box).(*image.RGBA)
-	shadowOff := max(1, box.Dy()/24)
-	for _, pass := range []struct {
-		dx  int
-		src image.Image
-	}{
-		{shadowOff, image.NewUniform(color.RGBA{A: 110})},
-		{0, image.NewUniform(col)},
-	} {
+	type pass struct {
+		dx, dy int
+		c      color.NRGBA
+	}
+	passes := []pass{{0, 0, st.color}}
+	if st.shadow.A > 0 {
+		sdx := int(math.Round(st.shadowDX * boxH))
+		sdy := int(math.Round(st.shadowDY * boxH))
+		passes = []pass{{sdx, sdy, st.shadow}, {0, 0, st.color}}
+	}
+	for _, p := range passes {
 		d := font.Drawer{
 			Dst:  clip,
-			Src:  pass.src,
+			Src:  image.NewUniform(p.c),
 			Face: face,
-			Dot:  fixed.P(x+pass.dx, baseline+pass.dx),
+			Dot:  fixed.P(x+p.dx, baseline+p.dy),
 		}
 		d.DrawString(text)
 	}

@@ -31,23 +31,28 @@ var bt709 = func() (c struct{ yr, yg, yb, ur, ug, ub, vr, vg, vb int32 }) {
 	return c
 }()
 
-// toYUV420 converts src (opaque, even size) to 8-bit BT.709 limited-range
-// yuv420p in dst. Chroma is the mean of each 2×2 block.
-func toYUV420(dst []byte, src *image.RGBA) {
+// toYUV420 converts src (opaque, even size, origin 0,0) to 8-bit BT.709
+// limited-range yuv420p in dst. Chroma is the mean of each 2×2 block.
+func toYUV420(dst []byte, src *image.RGBA) { toYUV420Rect(dst, src, src.Rect) }
+
+// toYUV420Rect converts only the rectangle r (even coordinates) of src into
+// the planes of a whole frame in dst; the rest of dst is left alone.
+func toYUV420Rect(dst []byte, src *image.RGBA, r image.Rectangle) {
 	w, h := src.Rect.Dx(), src.Rect.Dy()
 	cw := w / 2
 	yp := dst[:w*h]
 	up := dst[w*h : w*h+cw*(h/2)]
 	vp := dst[w*h+cw*(h/2) : w*h+2*cw*(h/2)]
 	c := &bt709
-	for y := 0; y < h; y += 2 {
+	x0, x1 := r.Min.X/2, r.Max.X/2
+	for y := r.Min.Y; y < r.Max.Y; y += 2 {
 		r0 := src.Pix[y*src.Stride : y*src.Stride+w*4]
 		r1 := src.Pix[(y+1)*src.Stride : (y+1)*src.Stride+w*4]
 		y0 := yp[y*w : y*w+w]
 		y1 := yp[(y+1)*w : (y+1)*w+w]
 		uo := up[(y/2)*cw : (y/2)*cw+cw]
 		vo := vp[(y/2)*cw : (y/2)*cw+cw]
-		for x := 0; x < cw; x++ {
+		for x := x0; x < x1; x++ {
 			i := x * 8
 			ra, ga, ba := int32(r0[i]), int32(r0[i+1]), int32(r0[i+2])
 			rb, gb, bb := int32(r0[i+4]), int32(r0[i+5]), int32(r0[i+6])
@@ -110,7 +115,10 @@ func pqFromSRGB(r8, g8, b8 byte) (float32, float32, float32) {
 
 // toYUV420P10 converts src to 10-bit BT.2020 non-constant-luminance PQ
 // limited-range yuv420p10le (little-endian 16-bit words) in dst.
-func toYUV420P10(dst []byte, src *image.RGBA) {
+func toYUV420P10(dst []byte, src *image.RGBA) { toYUV420P10Rect(dst, src, src.Rect) }
+
+// toYUV420P10Rect converts only the rectangle r (even coordinates).
+func toYUV420P10Rect(dst []byte, src *image.RGBA, r image.Rectangle) {
 	const kr, kb = 0.2627, 0.0593
 	const kg = 1 - kr - kb
 	w, h := src.Rect.Dx(), src.Rect.Dy()
@@ -120,8 +128,8 @@ func toYUV420P10(dst []byte, src *image.RGBA) {
 		v = min(max(v, lo), hi)
 		binary.LittleEndian.PutUint16(dst[off:], uint16(v+0.5))
 	}
-	for y := 0; y < h; y += 2 {
-		for x := 0; x < cw; x++ {
+	for y := r.Min.Y; y < r.Max.Y; y += 2 {
+		for x := r.Min.X / 2; x < r.Max.X/2; x++ {
 			var sr, sg, sb float32
 			for k := 0; k < 4; k++ {
 				px, py := 2*x+k%2, y+k/2

@@ -38,6 +38,7 @@ func run() error {
 		Worker:      env.String("WORKER_NAME", os.Getenv("HOSTNAME")),
 		Concurrency: env.Int("RENDER_CONCURRENCY", 1),
 		TempDir:     env.String("RENDER_TEMP_DIR", ""),
+		TemplateDir: env.String("RENDER_TEMPLATE_DIR", ""),
 	}
 	if err := env.Err(); err != nil {
 		return err

@@ -1,0 +1,217 @@
+package renderer
+
+import (
+	"image"
+	"image/color"
+	"math"
+	"slices"
+)
+
+// bars is the spectrum: linear, mirrored (lows in the middle) or circular.
+type bars struct {
+	s     *Scene
+	box   image.Rectangle
+	cfg   BarsLayer
+	nbars int           // distinct levels (about half the bars when symmetric)
+	rows  []color.NRGBA // colour by absolute row (linear and mirrored)
+	circ  *circTable
+}
+
+func (s *Scene) newBars(box image.Rectangle, pal *palette, cfg *BarsLayer) (*bars, error) {
+	lo, err := pal.color(cfg.Color, color.NRGBA{R: 255, G: 255, B: 255, A: 255})
+	if err != nil {
+		return nil, err
+	}
+	hi, err := pal.color(cfg.ColorTop, lo)
+	if err != nil {
+		return nil, err
+	}
+	b := &bars{s: s, box: box, cfg: *cfg, nbars: cfg.Count}
+	if cfg.Style != "linear" {
+		b.nbars = (cfg.Count + 1) / 2
+	}
+	if cfg.Style == "circular" {
+		b.circ = newCircTable(box, cfg, lo, hi)
+	} else {
+		b.rows = rowGradient(s.h, box, lo, hi, cfg.Anchor == "center")
+	}
+	return b, nil
+}
+
+// levels returns the smoothed bar heights (0..1) at frame n: peak-hold with
+// decay over the previous Hold frames, then a light spatial blur. It is a
+// pure function of the analysis and n.
+func (b *bars) levels(out []float64, n int) []float64 {
+	out = out[:b.nbars]
+	clear(out)
+	decay := 1.0
+	for k := 0; k <= b.cfg.Hold && n-k >= 0; k++ {
+		fr := b.s.an.Frames[b.s.analysisIndex(n-k)]
+		for j := range out {
+			if v := bandLevel(fr.Spectrum, j, b.nbars) * decay; v > out[j] {
+				out[j] = v
+			}
+		}
+		decay *= b.cfg.Decay
+	}
+	prev := out[0]
+	for j := range out {
+		l, r := prev, out[min(j+1, len(out)-1)]
+		prev = out[j]
+		out[j] = math.Min(1, 0.25*l+0.5*out[j]+0.25*r)
+	}
+	return out
+}
+
+// barIndex maps bar i of count to its level: symmetric styles put the lows
+// in the middle (mirrored) or at the top (circular).
+func (b *bars) barIndex(i int) int {
+	count := b.cfg.Count
+	switch b.cfg.Style {
+	case "mirrored":
+		if i >= count/2 {
+			return i - count/2
+		}
+		return (count-1)/2 - i
+	case "circular":
+		return min(i, count-1-i)
+	}
+	return i
+}
+
+func (b *bars) draw(dst *image.RGBA, n int) {
+	var buf [256]float64
+	lv := b.levels(buf[:], n)
+	if b.circ != nil {
+		b.circ.draw(dst, b, lv)
+		return
+	}
+	c := b.cfg
+	slot := float64(b.box.Dx()) / float64(c.Count)
+	bw := slot * (1 - c.Gap)
+	boxH := float64(b.box.Dy())
+	radius := 0.0
+	if c.Rounded {
+		radius = bw / 2
+	}
+	for i := 0; i < c.Count; i++ {
+		height := math.Max(c.MinHeight, lv[b.barIndex(i)]) * boxH
+		if c.Rounded {
+			height = math.Max(height, math.Min(bw, boxH)) // keep a round dot when silent
+		}
+		x0 := float64(b.box.Min.X) + float64(i)*slot + slot*c.Gap/2
+		y0, y1 := float64(b.box.Max.Y)-height, float64(b.box.Max.Y)
+		if c.Anchor == "center" {
+			mid := float64(b.box.Min.Y+b.box.Max.Y) / 2
+			y0, y1 = mid-height/2, mid+height/2
+		}
+		fillRoundRect(dst, b.box, x0, y0, x0+bw, y1, radius, color.NRGBA{}, b.rows)
+	}
+}
+
+// circTable precomputes, for every pixel a circular bar may cover, its bar,
+// its angular coverage and its radius, sorted by bar then radius: a frame
+// then visits only the pixels its bars actually cover.
+type circTable struct {
+	cx, cy, r0, r1 float64
+	start          []int // entries of bar i are start[i]:start[i+1]
+	pix            []circPixel
+	colors         []color.NRGBA // by integer radius
+}
+
+type circPixel struct {
+	off int32   // Pix offset
+	d   float32 // distance from the centre
+	a   uint8   // angular coverage 0..255
+}
+
+func newCircTable(box image.Rectangle, cfg *BarsLayer, lo, hi color.NRGBA) *circTable {
+	t := &circTable{cx: float64(box.Min.X+box.Max.X) / 2, cy: float64(box.Min.Y+box.Max.Y) / 2}
+	t.r1 = float64(min(box.Dx(), box.Dy()))/2 - 0.5
+	t.r0 = cfg.Inner * t.r1
+	count := float64(cfg.Count)
+	g := cfg.Gap / 2
+	perBar := make([][]circPixel, cfg.Count)
+	for y := box.Min.Y; y < box.Max.Y; y++ {
+		for x := box.Min.X; x < box.Max.X; x++ {
+			dx, dy := float64(x)+0.5-t.cx, float64(y)+0.5-t.cy
+			d := math.Hypot(dx, dy)
+			if d < t.r0-1 || d > t.r1+1 {
+				continue
+			}
+			theta := math.Atan2(dx, -dy) // 0 at the top, clockwise
+			if theta < 0 {
+				theta += 2 * math.Pi
+			}
+			slot := theta / (2 * math.Pi) * count
+			i := int(slot) % cfg.Count
+			frac := slot - math.Floor(slot)
+			ps := count / (2 * math.Pi * math.Max(d, 1)) // one pixel in slot units
+			cov := math.Min((math.Min(frac-g, 1-g-frac))/ps+0.5, (1-cfg.Gap)/ps)
+			if cov <= 0 {
+				continue
+			}
+			perBar[i] = append(perBar[i], circPixel{off: int32(y<<16 | x), d: float32(d), a: uint8(math.Min(1, cov)*255 + 0.5)})
+		}
+	}
+	t.start = make([]int, cfg.Count+1)
+	for i, ps := range perBar {
+		slices.SortFunc(ps, func(a, b circPixel) int {
+			if a.d != b.d {
+				if a.d < b.d {
+					return -1
+				}
+				return 1
+			}
+			return int(a.off - b.off)
+		})
+		t.pix = append(t.pix, ps...)
+		t.start[i+1] = len(t.pix)
+	}
+	t.colors = make([]color.NRGBA, int(t.r1)+3)
+	for r := range t.colors {
+		t.colors[r] = lerpNRGBA(lo, hi, clamp01((float64(r)-t.r0)/math.Max(1, t.r1-t.r0)))
+	}
+	return t
+}
+
+func (t *circTable) draw(dst *image.RGBA, b *bars, lv []float64) {
+	span := t.r1 - t.r0
+	for i := 0; i < b.cfg.Count; i++ {
+		reach := t.r0 + math.Max(b.cfg.MinHeight, lv[b.barIndex(i)])*span
+		for _, p := range t.pix[t.start[i]:t.start[i+1]] {
+			d := float64(p.d)
+			if d > reach+0.5 {
+				break
+			}
+			cov := math.Min(1, reach-d+0.5) * math.Min(1, math.Max(0, d-t.r0+0.5))
+			if cov <= 0 {
+				continue
+			}
+			x, y := int(p.off&0xffff), int(p.off>>16)
+			blendPixel(dst, dst.PixOffset(x, y), t.colors[int(d)], uint32(cov*float64(p.a)+0.5))
+		}
+	}
+}
+
+// bandLevel resamples the spectrum to bar j of nbars: the mean of the bands
+// under the bar, or linear interpolation when bars outnumber bands.
+func bandLevel(spec []float32, j, nbars int) float64 {
+	nb := len(spec)
+	lo := float64(j) * float64(nb) / float64(nbars)
+	hi := float64(j+1) * float64(nb) / float64(nbars)
+	if hi-lo >= 1 {
+		sum, cnt := 0.0, 0
+		for k := int(lo); k < int(math.Ceil(hi)) && k < nb; k++ {
+			sum += float64(spec[k])
+			cnt++
+		}
+		return clamp01(sum / float64(cnt))
+	}
+	c := (lo+hi)/2 - 0.5
+	k := int(math.Floor(c))
+	t := c - float64(k)
+	a := spec[min(max(k, 0), nb-1)]
+	bb := spec[min(max(k+1, 0), nb-1)]
+	return clamp01(float64(a)*(1-t) + float64(bb)*t)
+}

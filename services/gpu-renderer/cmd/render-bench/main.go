@@ -1,0 +1,117 @@
+// Command render-bench is the driver of scripts/bench/render.sh: one mode
+// per run, so the script can time each and read its peak memory with
+// /usr/bin/time -v.
+//
+//	render-bench -mode full   -template T -seconds S -audio a.m4a -out o.mp4   # draw + encode
+//	render-bench -mode raw    -template T -seconds S -out frames.yuv            # draw only
+//	render-bench -mode encode -seconds S -audio a.m4a -raw frames.yuv -out o.mp4 # encode only
+//
+// It prints one line "wall_seconds=… frames=… peak_rss_kb=…" on stdout.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/backbeat/backbeat/pkg/media"
+	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "render-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	mode := flag.String("mode", "full", "full, raw or encode")
+	name := flag.String("template", "spectrum", "built-in template")
+	layout := flag.String("format", renderer.LayoutSquare, "square, portrait or landscape")
+	seconds := flag.Float64("seconds", 10, "video length")
+	audio := flag.String("audio", "", "audio to mux (full, encode)")
+	raw := flag.String("raw", "", "raw frames to encode (encode)")
+	out := flag.String("out", "", "output file")
+	crf := flag.Int("crf", 20, "CRF")
+	preset := flag.String("preset", "veryfast", "x264 preset")
+	fps := flag.Int("fps", 30, "frames per second")
+	flag.Parse()
+
+	enc := renderer.Encoding{CRF: *crf, Preset: *preset, FPS: *fps}
+	w, h, err := renderer.FrameSize(*layout)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	start := time.Now()
+	frames := renderer.FrameCount(*seconds, *fps)
+	switch *mode {
+	case "encode":
+		args, err := renderer.FFmpegArgs(enc, w, h, *raw, *audio, *out)
+		if err != nil {
+			return err
+		}
+		if err := media.Run(ctx, args); err != nil {
+			return err
+		}
+	case "full", "raw":
+		reg := renderer.Builtin()
+		tpl, err := reg.Lookup(*name)
+		if err != nil {
+			return err
+		}
+		job := renderer.Job{
+			Scene: renderer.SceneInput{Template: tpl, Layout: *layout,
+				Analysis: renderer.SyntheticAnalysis(*seconds, *fps, 48), Cover: renderer.SampleCover(),
+				Title: "Midnight Avenue", Artist: "The Backbeats", Watermark: true},
+			Encoding: enc, Duration: *seconds, AudioPath: *audio, OutPath: *out,
+		}
+		r := renderer.NewRenderer(nil, nil)
+		if *mode == "full" {
+			if _, err := r.Render(ctx, job, nil); err != nil {
+				return err
+			}
+			break
+		}
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		bw := bufio.NewWriterSize(f, 4<<20)
+		if _, err := r.RenderRaw(ctx, job, 0, 0, bw); err != nil {
+			_ = f.Close()
+			return err
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown mode %q", *mode)
+	}
+	fmt.Printf("wall_seconds=%.3f frames=%d peak_rss_kb=%d\n", time.Since(start).Seconds(), frames, peakRSS())
+	return nil
+}
+
+// peakRSS is this process's high-water resident set (VmHWM) in kB.
+func peakRSS() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int
+			_, _ = fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb
+		}
+	}
+	return 0
+}
