@@ -31,6 +31,11 @@ func Hold(tx *gorm.DB, runID, userID string, units int64) error {
 		return fmt.Errorf("debit balance: %w", upd.Error)
 	}
 	if upd.RowsAffected != 1 {
+		// Take back the row inserted above: a caller that records the refusal
+		// and commits must not keep a hold whose balance never moved.
+		if err := tx.Where("run_id = ? AND kind = ?", runID, LedgerHold).Delete(&LedgerEntry{}).Error; err != nil {
+			return fmt.Errorf("undo ledger hold: %w", err)
+		}
 		var n int64
 		if err := tx.Model(&User{}).Where("id = ?", userID).Count(&n).Error; err != nil {
 			return fmt.Errorf("look up user: %w", err)
