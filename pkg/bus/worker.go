@@ -95,20 +95,26 @@ func runLoop(ctx context.Context, cons jetstream.Consumer, concurrency int, log 
 	}
 }
 
-// FetchOne pulls at most one message, waiting up to wait; it returns nil, nil
-// when none arrived.
+// FetchOne pulls at most one message, waiting up to wait or until ctx is
+// done; it returns nil, nil when none arrived.
 func FetchOne(ctx context.Context, cons jetstream.Consumer, wait time.Duration) (jetstream.Msg, error) {
 	if ctx.Err() != nil {
 		return nil, nil
 	}
-	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(wait))
+	fctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil
+		}
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
 	for m := range batch.Messages() {
 		return m, nil
 	}
-	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) &&
+		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
 	return nil, nil
