@@ -215,7 +215,9 @@ func TestServicesHealthMetricsAndLogs(t *testing.T) {
 	e := setup(t, nil)
 	vid := e.vid("health")
 	e.submit(vid, 0, 1, "square")
-	v := e.waitStatus(vid, "ready")
+	e.waitStatus(vid, "ready")
+	// Every service has worked on the video once the thumbnails are in.
+	v := e.wait(vid, time.Minute, "thumbnails", func(v videoView) bool { return v.SquareThumbnailURL != "" })
 	for _, name := range []string{"api", "render-coordinator", "audio", "gpu-renderer-gpu", "gpu-renderer-cpu", "cdn", "thumbnail"} {
 		base, ok := e.st.Health[name]
 		require.True(t, ok, "%s has a health server", name)
