@@ -46,10 +46,10 @@ run: install-deps build demo-song
 test: install-deps services-start
 	scripts/test-all.sh
 
-lint:
+lint: install-deps
 	scripts/lint.sh
 
-generate:
+generate: install-deps
 	cd proto && buf generate
 
 check-generated: generate
