@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -100,14 +101,9 @@ func (s *Service) onCancel(ctx context.Context, m *backbeatv1.VideoCancel) error
 	if err := ids.ValidateVideoID(m.VideoId); err != nil {
 		return bus.Permanent(err)
 	}
-	runID := m.RunId
-	if runID == "" {
-		v, err := s.db.GetVideo(ctx, m.VideoId)
-		if err != nil {
-			s.logFor(ctx).Info("cancel of an unknown video ignored", zap.Error(err))
-			return nil
-		}
-		runID = v.RunID
+	runID, err := s.targetRun(ctx, m.VideoId, m.RunId)
+	if err != nil || runID == "" {
+		return err
 	}
 	reason := "cancelled"
 	if m.Reason != "" {
@@ -144,13 +140,9 @@ func (s *Service) onRecover(ctx context.Context, m *backbeatv1.VideoRecover) err
 	if err := ids.ValidateVideoID(m.VideoId); err != nil {
 		return bus.Permanent(err)
 	}
-	runID := m.RunId
-	if runID == "" {
-		v, err := s.db.GetVideo(ctx, m.VideoId)
-		if err != nil {
-			return nil
-		}
-		runID = v.RunID
+	runID, err := s.targetRun(ctx, m.VideoId, m.RunId)
+	if err != nil || runID == "" {
+		return err
 	}
 	changed, run, err := s.apply(ctx, m.VideoId, runID, func(tx *gorm.DB, run *store.Run) error {
 		now := time.Now().UTC()
@@ -171,6 +163,23 @@ func (s *Service) onRecover(ctx context.Context, m *backbeatv1.VideoRecover) err
 		s.logFor(ctx).Info("stalled render requeued", zap.String("run_id", run.ID), zap.Int32("attempt", run.Attempt))
 	}
 	return err
+}
+
+// targetRun is the run an operator command names, or the video's current
+// run when it names none; "" (and no error) for an unknown video.
+func (s *Service) targetRun(ctx context.Context, videoID, runID string) (string, error) {
+	if runID != "" {
+		return runID, nil
+	}
+	v, err := s.db.GetVideo(ctx, videoID)
+	if errors.Is(err, store.ErrNotFound) {
+		s.logFor(ctx).Info("command for an unknown video ignored")
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return v.RunID, nil
 }
 
 func (s *Service) alertStep(run store.Run, step, reason string) {
