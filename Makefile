@@ -3,6 +3,7 @@
 #
 #   make run              install, build, make a demo song, render it end to end
 #   make test             start Postgres + MinIO, go test -race every module
+#   make smoke            every service its own process: two videos end to end
 #   make lint             gofmt, go vet, staticcheck on every module
 #   make generate         regenerate proto/ Go code with buf
 #   make check-generated  fail if the committed generated code is stale
@@ -21,7 +22,7 @@ export PATH := $(TOOLS):$(PATH)
 CMDS := $(patsubst %/,./%,$(dir $(wildcard cmd/backbeat/main.go))) $(patsubst %/,./%,$(sort $(dir $(wildcard services/*/cmd/*/main.go))))
 DEMO_SONG := .data/demo.wav
 
-.PHONY: help install-deps services-start services-stop run demo-song test lint generate check-generated build bench clean
+.PHONY: help install-deps services-start services-stop run demo-song test smoke lint generate check-generated build bench clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -45,6 +46,10 @@ run: install-deps build demo-song
 
 test: install-deps services-start
 	scripts/test-all.sh
+
+# smoke builds bin/ itself and runs under its own timeout (SMOKE_TIMEOUT).
+smoke: install-deps services-start
+	scripts/smoke.sh
 
 lint: install-deps
 	scripts/lint.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install-deps.sh installs what the tests and the demo need on a fresh Debian 12
 # machine that has only Go: ffmpeg, PostgreSQL 15 and fonts from apt, and MinIO,
-# buf, protoc-gen-go and staticcheck built with `go install` into ./.cache/bin.
+# buf, protoc-gen-go, staticcheck and nats-server (for scripts/smoke.sh) built
+# with `go install` into ./.cache/bin.
 # No Docker, no downloads besides apt and the Go module proxy. Idempotent: every
 # step is skipped when its result is already present. Run as root.
 set -euo pipefail
@@ -14,12 +15,14 @@ BIN="$ROOT/.cache/bin"
 MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 BUF_VERSION="${BUF_VERSION:-v1.75.0}"
 STATICCHECK_VERSION="${STATICCHECK_VERSION:-v0.8.2}"
+# The same nats-server the embedded test servers use (pkg/go.mod).
+NATS_SERVER_VERSION="${NATS_SERVER_VERSION:-v2.15.2}"
 # protoc-gen-go must match the runtime the generated code is compiled against.
 PROTOBUF_VERSION="$(awk '$1 == "require" && $2 == "google.golang.org/protobuf" {print $3; exit}
 	$1 == "google.golang.org/protobuf" {print $2; exit}' "$ROOT/proto/go.mod")"
 PROTOBUF_VERSION="${PROTOBUF_VERSION:-v1.36.12}"
 
-APT_PACKAGES=(ffmpeg postgresql fonts-dejavu-core ca-certificates)
+APT_PACKAGES=(ffmpeg postgresql fonts-dejavu-core ca-certificates curl)
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -84,6 +87,7 @@ main() {
 	go_tool protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/protobuf "$PROTOBUF_VERSION"
 	go_tool staticcheck honnef.co/go/tools/cmd/staticcheck honnef.co/go/tools "$STATICCHECK_VERSION"
 	go_tool minio github.com/minio/minio github.com/minio/minio "$MINIO_VERSION"
+	go_tool nats-server github.com/nats-io/nats-server/v2 github.com/nats-io/nats-server/v2 "$NATS_SERVER_VERSION"
 	log "tools in $BIN: $(ls "$BIN" | tr '\n' ' ')"
 }
 

@@ -178,7 +178,14 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 		w.observe(OutcomeDecode, start)
 		return
 	}
-	log = log.With(zap.String("video_id", getString(m, "GetVideoId")), zap.String("run_id", getString(m, "GetRunId")))
+	// Only ids the message has, so a handler that learns the run id (a create)
+	// can add it without a duplicate key.
+	if v := getString(m, "GetVideoId"); v != "" {
+		log = log.With(zap.String("video_id", v))
+	}
+	if r := getString(m, "GetRunId"); r != "" {
+		log = log.With(zap.String("run_id", r))
+	}
 
 	hctx := WithTraceparent(ctx, msg.Headers().Get(HeaderTraceparent))
 	hctx = WithLogger(hctx, log)

@@ -33,33 +33,42 @@ type schemaMigration struct {
 
 func (schemaMigration) TableName() string { return "schema_migrations" }
 
-// Migrate applies every migration not yet recorded. Two processes migrating
-// at once are safe on Postgres: the version row is the lock.
+// Migrate applies every migration not yet recorded, all in one transaction.
+// On Postgres an advisory lock makes services that start together on a fresh
+// database (coordinator and api) take turns instead of racing to create the
+// same tables; DDL is transactional there, so a failed migration leaves
+// nothing behind.
 func (s *Store) Migrate(ctx context.Context) error {
-	db := s.DB.WithContext(ctx)
-	if err := db.AutoMigrate(&schemaMigration{}); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
-	}
-	for _, m := range migrations {
-		var n int64
-		if err := db.Model(&schemaMigration{}).Where("version = ?", m.Version).Count(&n).Error; err != nil {
-			return fmt.Errorf("read schema_migrations: %w", err)
-		}
-		if n > 0 {
-			continue
-		}
-		err := db.Transaction(func(tx *gorm.DB) error {
-			if err := tx.Create(&schemaMigration{Version: m.Version, Name: m.Name, AppliedAt: time.Now().UTC()}).Error; err != nil {
-				return fmt.Errorf("record: %w", err)
+	return s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if s.postgres {
+			if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", migrationLock).Error; err != nil {
+				return fmt.Errorf("lock migrations: %w", err)
 			}
-			return m.Up(tx)
-		})
-		if err != nil {
-			return fmt.Errorf("migration %d (%s): %w", m.Version, m.Name, err)
 		}
-	}
-	return nil
+		if err := tx.AutoMigrate(&schemaMigration{}); err != nil {
+			return fmt.Errorf("create schema_migrations: %w", err)
+		}
+		for _, m := range migrations {
+			var n int64
+			if err := tx.Model(&schemaMigration{}).Where("version = ?", m.Version).Count(&n).Error; err != nil {
+				return fmt.Errorf("read schema_migrations: %w", err)
+			}
+			if n > 0 {
+				continue
+			}
+			if err := tx.Create(&schemaMigration{Version: m.Version, Name: m.Name, AppliedAt: time.Now().UTC()}).Error; err != nil {
+				return fmt.Errorf("migration %d (%s): record: %w", m.Version, m.Name, err)
+			}
+			if err := m.Up(tx); err != nil {
+				return fmt.Errorf("migration %d (%s): %w", m.Version, m.Name, err)
+			}
+		}
+		return nil
+	})
 }
+
+// migrationLock is the advisory lock key of Migrate ("bbmigrat" in ASCII).
+const migrationLock int64 = 0x62626d6967726174
 
 // SchemaVersion is the highest applied migration.
 func (s *Store) SchemaVersion(ctx context.Context) (int, error) {

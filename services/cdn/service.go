@@ -148,7 +148,7 @@ func (s *Service) Handle(ctx context.Context, job *backbeatv1.CdnJob) error {
 	// No run guard: purging is idempotent and always safe, and the purge
 	// that follows a cancel belongs to a run that is, by then, not current.
 	gctx := ctx
-	log := bus.Logger(ctx, s.log).With(zap.String("video_id", vid), zap.String("run_id", run), zap.String("step", bus.StepCDN))
+	log := bus.Logger(ctx, s.log.With(zap.String("video_id", vid), zap.String("run_id", run), zap.String("step", bus.StepCDN)))
 
 	done := &backbeatv1.CdnDone{VideoId: vid, RunId: run}
 	keys := make([]string, 0, len(job.GetPaths()))

@@ -45,7 +45,7 @@ func (s *Service) onStepFailed(ctx context.Context, m *backbeatv1.StepFailed) er
 		return err
 	}, nil)
 	if changed {
-		log.Warn("run failed", zap.String("run_id", run.ID), zap.String("reason", reason))
+		log.Warn("run failed", zap.String("reason", reason))
 		s.alert.Send(alert.Alert{Kind: "run_failed", VideoID: run.VideoID, RunID: run.ID, Step: m.Step, Reason: reason})
 	}
 	return err
@@ -119,7 +119,7 @@ func (s *Service) onCancel(ctx context.Context, m *backbeatv1.VideoCancel) error
 		return err
 	}
 	if changed {
-		s.logFor(ctx).Info("run cancelled", zap.String("run_id", run.ID))
+		s.logWithRun(ctx, m.RunId, run.ID).Info("run cancelled")
 		if rendered {
 			// The render had already uploaded: take it down and purge the edges.
 			if err := s.blob.Delete(ctx, ids.VideoKey(run.VideoID)); err != nil {
@@ -160,7 +160,7 @@ func (s *Service) onRecover(ctx context.Context, m *backbeatv1.VideoRecover) err
 		return startStep(tx, *run, bus.StepRender, next, run.Pool, now)
 	}, nil)
 	if changed {
-		s.logFor(ctx).Info("stalled render requeued", zap.String("run_id", run.ID), zap.Int32("attempt", run.Attempt))
+		s.logWithRun(ctx, m.RunId, run.ID).Info("stalled render requeued", zap.Int32("attempt", run.Attempt))
 	}
 	return err
 }
@@ -180,6 +180,15 @@ func (s *Service) targetRun(ctx context.Context, videoID, runID string) (string,
 		return "", err
 	}
 	return v.RunID, nil
+}
+
+// logWithRun adds the run id an operator command resolved to, unless the
+// command named it (then the runner's logger already carries it).
+func (s *Service) logWithRun(ctx context.Context, named, resolved string) *zap.Logger {
+	if named != "" {
+		return s.logFor(ctx)
+	}
+	return s.logFor(ctx).With(zap.String("run_id", resolved))
 }
 
 func (s *Service) alertStep(run store.Run, step, reason string) {

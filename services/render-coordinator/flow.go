@@ -111,7 +111,7 @@ func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr s
 		return startStep(tx, *run, bus.StepNotify, 0, "", now)
 	}, func(r store.Run) bool { return r.Status == store.StatusReady })
 	if changed {
-		s.logFor(ctx).Info("video ready", zap.String("run_id", run.ID), zap.Float64("render_seconds", run.RenderSeconds))
+		s.logFor(ctx).Info("video ready", zap.Float64("render_seconds", run.RenderSeconds))
 		if cdnErr != "" {
 			s.alertStep(run, bus.StepCDN, cdnErr)
 		}

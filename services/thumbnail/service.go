@@ -135,7 +135,7 @@ func (s *Service) Handle(ctx context.Context, job *backbeatv1.ThumbnailJob) erro
 		return fmt.Errorf("thumbnail job: %w", err)
 	}
 	defer cancel()
-	log := bus.Logger(ctx, s.log).With(zap.String("video_id", vid), zap.String("run_id", run), zap.String("step", bus.StepThumbnail))
+	log := bus.Logger(ctx, s.log.With(zap.String("video_id", vid), zap.String("run_id", run), zap.String("step", bus.StepThumbnail)))
 	start := time.Now()
 
 	dir, err := os.MkdirTemp(s.cfg.TempDir, "thumbnail-"+vid+"-")
