@@ -111,6 +111,16 @@ func (s Subjects) VideoIDOf(subject string) string {
 	return ""
 }
 
+// JobStep returns the step of a JOBS subject (audio, render, …), or "".
+func (s Subjects) JobStep(subject string) string {
+	rest, ok := strings.CutPrefix(subject, s.p()+".jobs.")
+	if !ok {
+		return ""
+	}
+	step, _, _ := strings.Cut(rest, ".")
+	return step
+}
+
 // RenderConsumer names the durable consumer of one pool and priority.
 func RenderConsumer(pool, prio string) string { return "render-" + pool + "-" + prio }
 

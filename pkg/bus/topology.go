@@ -14,8 +14,14 @@ const (
 	StreamEvents   = "EVENTS"
 	StreamJobs     = "JOBS"
 	StreamProgress = "PROGRESS"
-	BucketRuns     = "runs"
-	BucketPurges   = "purges"
+	// StreamAdvisories keeps the server's max-deliveries advisories of JOBS,
+	// so a job that no worker ever acked (it crashed or hung on every
+	// delivery) still reaches the coordinator, even one that was down.
+	StreamAdvisories = "ADVISORIES"
+	// ConsumerExhausted is the coordinator's durable on ADVISORIES.
+	ConsumerExhausted = "coordinator-exhausted"
+	BucketRuns        = "runs"
+	BucketPurges      = "purges"
 	// ConsumerCoordinator is the coordinator's durable on EVENTS.
 	ConsumerCoordinator = "coordinator"
 )
@@ -135,6 +141,11 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 			Duplicates: dup,
 		},
 		{
+			Name: StreamAdvisories, Subjects: []string{MaxDeliveriesAdvisory + "." + StreamJobs + ".>"},
+			Retention: jetstream.LimitsPolicy, Storage: t.storage(), Replicas: t.replicas(),
+			MaxAge: 7 * 24 * time.Hour,
+		},
+		{
 			Name: StreamProgress, Subjects: []string{s.p() + ".progress.*"},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.MemoryStorage, Replicas: t.replicas(),
 			MaxMsgsPerSubject: 1, MaxAge: t.ProgressMaxAge, Duplicates: time.Minute,
@@ -162,12 +173,20 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 	}{
 		{StreamEvents, jetstream.ConsumerConfig{
 			Durable: ConsumerCoordinator, AckPolicy: jetstream.AckExplicitPolicy,
+			// No BackOff: on a consumer it replaces AckWait for the first
+			// deliveries; the runner's NakWithDelay spaces retries instead.
 			AckWait: 30 * time.Second, MaxDeliver: 10,
-			BackOff:        []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second},
 			MaxAckPending:  256,
 			FilterSubjects: coordinatorKinds(s),
 		}},
 	}
+	cons = append(cons, struct {
+		stream string
+		cfg    jetstream.ConsumerConfig
+	}{StreamAdvisories, jetstream.ConsumerConfig{
+		Durable: ConsumerExhausted, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 30 * time.Second, MaxDeliver: 10,
+	}})
 	add := func(name, subject, step string) {
 		p := t.Policy(step)
 		cons = append(cons, struct {
@@ -194,6 +213,10 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 	}
 	return nil
 }
+
+// MaxDeliveriesAdvisory prefixes the server's advisories for messages that
+// reached a consumer's MaxDeliver: <prefix>.<stream>.<consumer>.
+const MaxDeliveriesAdvisory = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 
 // coordinatorKinds are the events the coordinator acts on (not its own
 // video.status announcements).

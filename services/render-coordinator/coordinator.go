@@ -122,8 +122,8 @@ func (s *Service) Router() *bus.Router {
 	return r
 }
 
-// Run consumes EVENTS, runs the notifier and the stall watchdog until ctx is
-// done.
+// Run consumes EVENTS, runs the notifier, the stall watchdog and the watch
+// on exhausted jobs until ctx is done.
 func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	cons, err := bus.Consumer(ctx, js, bus.StreamEvents, bus.ConsumerCoordinator)
 	if err != nil {
@@ -134,11 +134,12 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 		return err
 	}
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	wg.Add(3)
+	errc := make(chan error, 4)
+	wg.Add(4)
 	go func() { defer wg.Done(); errc <- s.Router().Run(ctx, cons, s.cfg.Concurrency) }()
 	go func() { defer wg.Done(); errc <- s.notifier().Run(ctx, notifyCons, 2) }()
 	go func() { defer wg.Done(); s.watchdog(ctx, js); errc <- nil }()
+	go func() { defer wg.Done(); errc <- s.watchExhausted(ctx, js) }()
 	wg.Wait()
 	close(errc)
 	for err := range errc {

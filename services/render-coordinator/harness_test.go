@@ -59,6 +59,8 @@ type options struct {
 	cfg coordinator.Config
 	// dupWindow shortens the streams' duplicate window (0: the default).
 	dupWindow time.Duration
+	// policies override delivery policies per step.
+	policies map[string]bus.Policy
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -79,6 +81,9 @@ func setup(t *testing.T, mod func(*options)) *harness {
 	top := testenv.Topology()
 	if o.dupWindow > 0 {
 		top.DuplicateWindow = o.dupWindow
+	}
+	for k, p := range o.policies {
+		top.Policies[k] = p
 	}
 	ctx := ctxT(t, 30*time.Second)
 	require.NoError(t, top.Ensure(ctx, js))
