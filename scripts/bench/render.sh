@@ -54,23 +54,25 @@ ffmpeg -loglevel error -y -f lavfi -i "sine=frequency=220:sample_rate=48000:dura
 if has 2; then
 echo
 echo "## 2. Full render vs encode-only, 1080x1080, 30 fps, CRF 20, veryfast, ${CLIP}s ($((CLIP*30)) frames)"
-echo "# wall = elapsed seconds; cpu = user+sys seconds of the process and ffmpeg (less sensitive to other load)"
-printf "%-10s %8s %8s %7s %8s %8s %7s\n" template full_s enc_s ratio full_cpu enc_cpu ratio
+echo "# wall = elapsed seconds; cpu = user+sys seconds of the process and ffmpeg (less sensitive to other load);"
+echo "# go_cpu = the Go process's own share of full_cpu (getrusage RUSAGE_SELF), the rest is ffmpeg"
+printf "%-10s %8s %8s %7s %8s %8s %7s %7s\n" template full_s enc_s ratio full_cpu enc_cpu ratio go_cpu
 for t in $TEMPLATES; do
   "$WORK/render-bench" -mode raw -template "$t" -seconds "$CLIP" -out "$WORK/frames.yuv" >/dev/null
-  : >"$WORK/full.txt"; : >"$WORK/enc.txt"; : >"$WORK/fullc.txt"; : >"$WORK/encc.txt"
+  : >"$WORK/full.txt"; : >"$WORK/enc.txt"; : >"$WORK/fullc.txt"; : >"$WORK/encc.txt"; : >"$WORK/fullgo.txt"
   for _ in $(seq "$RUNS"); do
     /usr/bin/time -f "%e %U %S" -o "$WORK/t.txt" "$WORK/render-bench" -mode encode -seconds "$CLIP" \
       -audio "$WORK/audio.m4a" -raw "$WORK/frames.yuv" -out "$WORK/enc.mp4" >/dev/null
     awk '{print $1}' "$WORK/t.txt" >>"$WORK/enc.txt"; awk '{print $2+$3}' "$WORK/t.txt" >>"$WORK/encc.txt"
     /usr/bin/time -f "%e %U %S" -o "$WORK/t.txt" "$WORK/render-bench" -mode full -template "$t" -seconds "$CLIP" \
-      -audio "$WORK/audio.m4a" -out "$WORK/full.mp4" >/dev/null
+      -audio "$WORK/audio.m4a" -out "$WORK/full.mp4" >"$WORK/out.txt"
     awk '{print $1}' "$WORK/t.txt" >>"$WORK/full.txt"; awk '{print $2+$3}' "$WORK/t.txt" >>"$WORK/fullc.txt"
+    field go_cpu_seconds <"$WORK/out.txt" >>"$WORK/fullgo.txt"
   done
   f=$(median <"$WORK/full.txt"); e=$(median <"$WORK/enc.txt")
-  fc=$(median <"$WORK/fullc.txt"); ec=$(median <"$WORK/encc.txt")
-  printf "%-10s %8.2f %8.2f %7.3f %8.2f %8.2f %7.3f   (wall full: %s; encode: %s)\n" "$t" "$f" "$e" "$(echo "$f / $e" | bc -l)" \
-    "$fc" "$ec" "$(echo "$fc / $ec" | bc -l)" "$(tr '\n' ' ' <"$WORK/full.txt")" "$(tr '\n' ' ' <"$WORK/enc.txt")"
+  fc=$(median <"$WORK/fullc.txt"); ec=$(median <"$WORK/encc.txt"); fg=$(median <"$WORK/fullgo.txt")
+  printf "%-10s %8.2f %8.2f %7.3f %8.2f %8.2f %7.3f %7.2f   (wall full: %s; encode: %s)\n" "$t" "$f" "$e" "$(echo "$f / $e" | bc -l)" \
+    "$fc" "$ec" "$(echo "$fc / $ec" | bc -l)" "$fg" "$(tr '\n' ' ' <"$WORK/full.txt")" "$(tr '\n' ' ' <"$WORK/enc.txt")"
   rm -f "$WORK/frames.yuv"
 done
 fi

@@ -5,17 +5,16 @@ import (
 )
 
 // benchCompose measures one full-size frame of a template as the renderer
-// makes it: compose the per-frame layers and convert to 8-bit YUV.
+// makes it: compose the per-frame layers and convert them to 8-bit YUV in a
+// recycled buffer that already holds the static base.
 func benchCompose(b *testing.B, name, layout string) {
 	s := testScene(b, builtin(b, name), layout, 0, 0)
-	w, h := s.Size()
 	work := s.NewFrame()
-	buf := make([]byte, yuvFrameSize(w, h, false))
-	s.staticYUV(false)
+	buf := append([]byte(nil), s.staticYUV(false)...)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		s.composeYUV(buf, work, i%60, false)
+		s.composeDirtyYUV(buf, work, i%60, false)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
 }

@@ -242,6 +242,13 @@ func (s *Scene) Compose(dst *image.RGBA, n int) {
 // dirty rectangles are composed (in work, a scratch frame) and converted.
 func (s *Scene) composeYUV(out []byte, work *image.RGBA, n int, hdr bool) {
 	copy(out, s.staticYUV(hdr))
+	s.composeDirtyYUV(out, work, n, hdr)
+}
+
+// composeDirtyYUV is composeYUV for an out that already holds the static
+// base outside the dirty rectangles, as every buffer of a render does after
+// its first frame: it writes only the dirty rectangles, all of their pixels.
+func (s *Scene) composeDirtyYUV(out []byte, work *image.RGBA, n int, hdr bool) {
 	for _, r := range s.dirty {
 		for y := r.Min.Y; y < r.Max.Y; y++ {
 			i := s.static.PixOffset(r.Min.X, y)

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
+	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -59,7 +59,7 @@ func FrameCount(duration float64, fps int) int {
 // frame is a converted frame on its way to the writer.
 type frame struct {
 	n   int
-	buf *[]byte
+	buf []byte
 }
 
 // prepare checks a job and builds its scene.
@@ -127,15 +127,21 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	fctx, fcancel := context.WithCancelCause(ctx)
 	defer fcancel(nil)
 	cmd := media.FFmpeg(fctx, args...)
-	stdin, err := cmd.StdinPipe()
+	pipeR, stdin, err := r.stdinPipe()
 	if err != nil {
 		_, _ = waitScene()
 		return Result{}, err
 	}
+	cmd.Stdin = pipeR
 	if err := cmd.Start(); err != nil {
+		_ = stdin.Close()
+		_ = pipeR.Close()
 		_, _ = waitScene()
 		return Result{}, fmt.Errorf("start ffmpeg: %w", err)
 	}
+	// Only ffmpeg may hold the read end: a write must fail with EPIPE, not
+	// block forever, when ffmpeg dies.
+	_ = pipeR.Close()
 	scene, err := waitScene()
 	if err != nil {
 		fcancel(err)
@@ -191,22 +197,55 @@ func (r *Renderer) RenderRaw(ctx context.Context, job Job, from, to int, out io.
 	return Result{Frames: to - from, Elapsed: time.Since(start)}, nil
 }
 
+// pipeSize is the stdin pipe buffer Render asks for: 1 MiB, the default
+// /proc/sys/fs/pipe-max-size, so a frame crosses in two pieces, not ~27.
+const pipeSize = 1 << 20
+
+// stdinPipe makes the pipe that carries frames to ffmpeg, with a large
+// buffer. The caller passes the read end to ffmpeg as stdin and closes it
+// after Start, and closes the write end when the frames are done.
+func (r *Renderer) stdinPipe() (read, write *os.File, err error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("ffmpeg stdin pipe: %w", err)
+	}
+	if got, err := setPipeSize(pw, pipeSize); err != nil {
+		r.log.Debug("keeping the default pipe size", zap.Error(err))
+	} else {
+		r.log.Debug("ffmpeg stdin pipe", zap.Int("pipe_bytes", got))
+	}
+	return pr, pw, nil
+}
+
 // errPipe marks a failed write to ffmpeg's stdin: the real error is ffmpeg's.
 var errPipe = errors.New("write to ffmpeg")
 
 // produce draws frames [from, to) on enc.Concurrency workers and writes them
 // in order. At most 2×workers frames are in flight and their buffers are
 // recycled, so memory does not grow with the video's length.
+//
+// A buffer gets the static base's YUV once, when it is made; after that a
+// worker rewrites only the dirty boxes, since everything outside them is
+// the base in every frame. So a frame costs its moving layers, not a copy
+// of the whole 1.75 MB base.
 func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from, to int, out io.Writer, progress func(int)) error {
-	w, h := scene.Size()
-	size := yuvFrameSize(w, h, enc.HDR)
-	scene.staticYUV(enc.HDR) // convert the base once, before the workers race for it
+	base := scene.staticYUV(enc.HDR) // convert the base once, before the workers race for it
 	workers := max(1, min(enc.Concurrency, to-from))
 	window := 2 * workers // frames in flight: bounds memory and keeps workers busy
 	tokens := make(chan struct{}, window)
 	jobs := make(chan int)
 	results := make(chan frame, window)
-	bufs := sync.Pool{New: func() any { b := make([]byte, size); return &b }}
+	// A token is held from dispatch until the frame is written, so at most
+	// window buffers exist and putting one back never blocks.
+	free := make(chan []byte, window)
+	getBuf := func() []byte {
+		select {
+		case b := <-free:
+			return b
+		default:
+			return append([]byte(nil), base...)
+		}
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -232,8 +271,8 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 				if err := r.beforeDraw(gctx, n); err != nil {
 					return err
 				}
-				buf := bufs.Get().(*[]byte)
-				scene.composeYUV(*buf, work, n, enc.HDR)
+				buf := getBuf()
+				scene.composeDirtyYUV(buf, work, n, enc.HDR)
 				select {
 				case results <- frame{n: n, buf: buf}:
 				case <-gctx.Done():
@@ -244,7 +283,7 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 		})
 	}
 	g.Go(func() error {
-		pending := make(map[int]*[]byte, window)
+		pending := make(map[int][]byte, window)
 		for next := from; next < to; {
 			select {
 			case f := <-results:
@@ -254,10 +293,12 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 			}
 			for buf, ok := pending[next]; ok; buf, ok = pending[next] {
 				delete(pending, next)
-				if _, err := out.Write(*buf); err != nil {
+				// One Write per frame: with the 1 MiB pipe the kernel moves
+				// it in two pieces.
+				if _, err := out.Write(buf); err != nil {
 					return fmt.Errorf("%w: frame %d: %v", errPipe, next, err)
 				}
-				bufs.Put(buf)
+				free <- buf
 				<-tokens
 				next++
 				if progress != nil {

@@ -6,7 +6,8 @@
 //	render-bench -mode raw    -template T -seconds S -out frames.yuv            # draw only
 //	render-bench -mode encode -seconds S -audio a.m4a -raw frames.yuv -out o.mp4 # encode only
 //
-// It prints one line "wall_seconds=… frames=… peak_rss_kb=…" on stdout.
+// It prints one line "wall_seconds=… frames=… peak_rss_kb=… go_cpu_seconds=…
+// ffmpeg_cpu_seconds=…" on stdout; -cpuprofile writes a pprof CPU profile.
 package main
 
 import (
@@ -15,7 +16,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/backbeat/backbeat/pkg/media"
@@ -40,9 +43,18 @@ func run() error {
 	crf := flag.Int("crf", 20, "CRF")
 	preset := flag.String("preset", "veryfast", "x264 preset")
 	fps := flag.Int("fps", 30, "frames per second")
+	workers := flag.Int("workers", 0, "compose workers (0: the renderer's default)")
+	cpuProfile := flag.String("cpuprofile", "", "write a pprof CPU profile of this process here")
 	flag.Parse()
+	if *cpuProfile != "" {
+		stop, err := startProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
-	enc := renderer.Encoding{CRF: *crf, Preset: *preset, FPS: *fps}
+	enc := renderer.Encoding{CRF: *crf, Preset: *preset, FPS: *fps, Concurrency: *workers}
 	w, h, err := renderer.FrameSize(*layout)
 	if err != nil {
 		return err
@@ -96,8 +108,34 @@ func run() error {
 	default:
 		return fmt.Errorf("unknown mode %q", *mode)
 	}
-	fmt.Printf("wall_seconds=%.3f frames=%d peak_rss_kb=%d\n", time.Since(start).Seconds(), frames, peakRSS())
+	self, child := cpuSeconds(syscall.RUSAGE_SELF), cpuSeconds(syscall.RUSAGE_CHILDREN)
+	fmt.Printf("wall_seconds=%.3f frames=%d peak_rss_kb=%d go_cpu_seconds=%.3f ffmpeg_cpu_seconds=%.3f\n",
+		time.Since(start).Seconds(), frames, peakRSS(), self, child)
 	return nil
+}
+
+// startProfile starts a CPU profile written to path; stop ends it.
+func startProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
+}
+
+// cpuSeconds is user+sys CPU time of this process (RUSAGE_SELF) or of its
+// finished children, i.e. ffmpeg (RUSAGE_CHILDREN): the split of a full
+// render's cost that /usr/bin/time's sum hides.
+func cpuSeconds(who int) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(who, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // peakRSS is this process's high-water resident set (VmHWM) in kB.

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package renderer
+
+import (
+	"errors"
+	"os"
+)
+
+// setPipeSize is Linux-only (F_SETPIPE_SZ); elsewhere the pipe keeps the
+// system's default size.
+func setPipeSize(_ *os.File, _ int) (int, error) {
+	return 0, errors.New("pipe size: not supported on this system")
+}
