@@ -31,7 +31,7 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 		New:    func() *backbeatv1.RenderJob { return &backbeatv1.RenderJob{} },
 		Handle: s.Handle,
 		Pub:    s.deps.Pub,
-		Log:    s.log,
+		Log:    s.deps.Log.With(zap.String("pool", s.cfg.Pool)), // the runner adds step
 		Policy: s.deps.Policy,
 		// A failed render moves to the next pool instead of retrying here.
 		Escalate: true,

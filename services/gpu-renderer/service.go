@@ -194,8 +194,8 @@ func (s *Service) Handle(ctx context.Context, job *backbeatv1.RenderJob) error {
 		return bus.Permanent(fmt.Errorf("render job: %w", err))
 	}
 	vid, run, attempt := job.GetVideoId(), job.GetRunId(), job.GetAttempt()
-	log := bus.Logger(ctx, s.log).With(zap.String("video_id", vid), zap.String("run_id", run),
-		zap.Int32("attempt", attempt), zap.String("step", bus.StepRender))
+	log := bus.Logger(ctx, s.log.With(zap.String("video_id", vid), zap.String("run_id", run),
+		zap.String("step", bus.StepRender))).With(zap.Int32("attempt", attempt))
 
 	gctx, release, err := s.deps.Runs.Guard(ctx, vid, run, attempt)
 	if err != nil {

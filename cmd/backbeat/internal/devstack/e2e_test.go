@@ -2,6 +2,7 @@ package devstack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"image/jpeg"
 	"io"
@@ -246,4 +247,29 @@ func TestServicesHealthMetricsAndLogs(t *testing.T) {
 		}
 		require.True(t, found, "%s logs a JSON line with video_id and run_id", svc)
 	}
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		require.Empty(t, duplicateKeys(t, line), "log pipelines reject duplicate keys: %s", line)
+	}
+}
+
+// duplicateKeys lists the top-level keys that a JSON object line repeats.
+func duplicateKeys(t *testing.T, line string) []string {
+	dec := json.NewDecoder(strings.NewReader(line))
+	tok, err := dec.Token()
+	require.NoError(t, err, line)
+	require.Equal(t, json.Delim('{'), tok, line)
+	seen := map[string]bool{}
+	var dups []string
+	for dec.More() {
+		k, err := dec.Token()
+		require.NoError(t, err, line)
+		key := k.(string)
+		if seen[key] {
+			dups = append(dups, key)
+		}
+		seen[key] = true
+		var v json.RawMessage
+		require.NoError(t, dec.Decode(&v), line)
+	}
+	return dups
 }
