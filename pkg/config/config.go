@@ -22,11 +22,6 @@ type Env struct {
 // NewEnv reads the process environment under prefix (e.g. "BACKBEAT_").
 func NewEnv(prefix string) *Env { return &Env{Prefix: prefix, lookup: os.LookupEnv} }
 
-// FromMap reads a map instead of the environment (tests, dev defaults).
-func FromMap(prefix string, m map[string]string) *Env {
-	return &Env{Prefix: prefix, lookup: func(k string) (string, bool) { v, ok := m[k]; return v, ok }}
-}
-
 func (e *Env) get(name string) (string, bool) {
 	v, ok := e.lookup(e.Prefix + name)
 	if !ok || v == "" {
