@@ -1,0 +1,38 @@
+package ids_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/backbeat/backbeat/pkg/ids"
+)
+
+func TestValidateVideoID(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"a", "v1", "demo-1795517804", "A_b-9", "x123456789012345678901234567890123456789012345678901234567890123"[:64]} {
+		require.NoError(t, ids.ValidateVideoID(ok), ok)
+	}
+	for _, bad := range []string{"", "../x", "a/b", "a.b", "-a", "_a", "a b", "a*", "a>", "é", string(make([]byte, 65))} {
+		require.Error(t, ids.ValidateVideoID(bad), "%q", bad)
+	}
+}
+
+func TestValidKey(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"videos/v1.mp4", "uploads/v1/audio.wav", "thumbnails/v1-square.jpg"} {
+		require.NoError(t, ids.ValidKey(ok), ok)
+	}
+	for _, bad := range []string{"", "/abs", "a//b", "../x", "videos/../x", "a/./b", "a\\b", "a\x00b", "a/", "a b"} {
+		require.Error(t, ids.ValidKey(bad), "%q", bad)
+	}
+}
+
+func TestKeysOfAVideoAreValid(t *testing.T) {
+	t.Parallel()
+	for _, k := range []string{ids.AudioKey("v"), ids.MP3Key("v"), ids.AnalysisKey("v"), ids.VideoKey("v"), ids.ThumbnailKey("v"), ids.SquareThumbnailKey("v")} {
+		require.NoError(t, ids.ValidKey(k), k)
+	}
+	require.NotEqual(t, ids.NewRunID(), ids.NewRunID())
+	require.NoError(t, ids.ValidateVideoID(ids.NewRunID()), "run ids are safe tokens too")
+}
