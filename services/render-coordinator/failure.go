@@ -109,29 +109,28 @@ func (s *Service) onCancel(ctx context.Context, m *backbeatv1.VideoCancel) error
 	if m.Reason != "" {
 		reason = "cancelled: " + m.Reason
 	}
-	var rendered bool
 	changed, run, err := s.apply(ctx, m.VideoId, runID, func(tx *gorm.DB, run *store.Run) error {
-		rendered = run.VideoKey != ""
 		_, err := s.finish(tx, run, store.StatusCancelled, reason, time.Now().UTC())
 		return err
-	}, nil)
-	if err != nil {
+	}, func(r store.Run) bool { return r.Status == store.StatusCancelled })
+	if err != nil || run.Status != store.StatusCancelled {
 		return err
 	}
 	if changed {
 		s.logWithRun(ctx, m.RunId, run.ID).Info("run cancelled")
-		if rendered {
-			// The render had already uploaded: take it down and purge the edges.
-			if err := s.blob.Delete(ctx, ids.VideoKey(run.VideoID)); err != nil {
-				return fmt.Errorf("delete cancelled video: %w", err)
-			}
-			job := &backbeatv1.CdnJob{VideoId: run.VideoID, RunId: run.ID, Paths: []string{ids.VideoKey(run.VideoID)}}
-			if err := s.pub.Publish(ctx, s.subj.CDNJob(run.VideoID), job, bus.MsgID(run.ID, bus.StepCDN, 0, "cancel")); err != nil {
-				return err
-			}
-		}
 	}
-	return nil
+	// The render may have uploaded just before the cancel (its done event not
+	// yet here), or overwritten an earlier take: while this run is still the
+	// video's, take the object down and purge the edges, so a cancelled video
+	// is served by no one. Repeated on redelivery until it succeeds.
+	if v, err := s.db.GetVideo(ctx, run.VideoID); err != nil || v.RunID != run.ID {
+		return err
+	}
+	if err := s.blob.Delete(ctx, ids.VideoKey(run.VideoID)); err != nil {
+		return fmt.Errorf("delete cancelled video: %w", err)
+	}
+	job := &backbeatv1.CdnJob{VideoId: run.VideoID, RunId: run.ID, Paths: []string{ids.VideoKey(run.VideoID)}}
+	return s.pub.Publish(ctx, s.subj.CDNJob(run.VideoID), job, bus.MsgID(run.ID, bus.StepCDN, 0, "cancel"))
 }
 
 // onRecover requeues a stalled render as a new attempt on the bundle's pool
