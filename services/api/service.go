@@ -87,7 +87,7 @@ type Service struct {
 	log      *zap.Logger
 	tel      *telemetry.Server
 	requests *prometheus.CounterVec
-	progress progressReader
+	progress *bus.ProgressReader
 }
 
 // New checks the configuration, mounts the routes on the telemetry mux and
@@ -117,7 +117,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			Help: "HTTP API requests by route and status code.",
 		}, []string{"route", "code"}),
 	}
-	s.progress = progressReader{js: deps.JS, subj: deps.Pub.Subjects()}
+	s.progress = bus.NewProgressReader(deps.JS, deps.Pub.Subjects())
 	if err := s.tel.Registry.Register(s.requests); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if !errors.As(err, &are) {

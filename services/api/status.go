@@ -3,17 +3,12 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/store"
-	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
 
 // VideoView is GET /v1/videos/{id}: what the app shows and the CLI draws.
@@ -110,7 +105,7 @@ func (s *Service) view(ctx context.Context, v store.Video) (VideoView, error) {
 		})
 	}
 	if v.Status == store.StatusPending || v.Status == store.StatusProcessing || v.Status == store.StatusStalled {
-		p, err := s.progress.last(ctx, v.ID)
+		p, _, err := s.progress.Last(ctx, v.ID)
 		if err != nil {
 			// Progress is a nicety: the status without it is still right.
 			s.log.Warn("read progress", zap.String("video_id", v.ID), zap.Error(err))
@@ -122,48 +117,4 @@ func (s *Service) view(ctx context.Context, v store.Video) (VideoView, error) {
 		}
 	}
 	return out, nil
-}
-
-// progressReader reads the last RenderProgress of a video from the PROGRESS
-// stream, which keeps exactly one message per video.
-type progressReader struct {
-	js   jetstream.JetStream
-	subj bus.Subjects
-
-	mu     sync.Mutex
-	stream jetstream.Stream
-}
-
-func (p *progressReader) handle(ctx context.Context) (jetstream.Stream, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stream != nil {
-		return p.stream, nil
-	}
-	st, err := p.js.Stream(ctx, bus.StreamProgress)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", bus.StreamProgress, err)
-	}
-	p.stream = st
-	return st, nil
-}
-
-// last returns nil, nil when the video has no progress yet.
-func (p *progressReader) last(ctx context.Context, videoID string) (*backbeatv1.RenderProgress, error) {
-	st, err := p.handle(ctx)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := st.GetLastMsgForSubject(ctx, p.subj.Progress(videoID))
-	if bus.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("last progress of %s: %w", videoID, err)
-	}
-	var m backbeatv1.RenderProgress
-	if err := bus.Decode(raw.Data, raw.Header.Get(bus.HeaderContentType), &m); err != nil {
-		return nil, err
-	}
-	return &m, nil
 }

@@ -65,6 +65,8 @@ type Service struct {
 	topo  bus.Topology
 	met   *bus.Metrics
 
+	progress *bus.ProgressReader
+
 	marksMu sync.Mutex
 	marks   map[string]progressMark
 }
@@ -100,7 +102,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if al == nil {
 		al = alert.New("", log)
 	}
-	return &Service{cfg: cfg, db: d.Store, pub: d.Pub, subj: d.Pub.Subjects(), runs: d.Runs, blob: d.Blob,
+	return &Service{cfg: cfg, db: d.Store, pub: d.Pub, subj: d.Pub.Subjects(),
+		progress: bus.NewProgressReader(d.Pub.JetStream(), d.Pub.Subjects()), runs: d.Runs, blob: d.Blob,
 		alert: al, log: log, topo: d.Topo, met: d.Metrics, marks: map[string]progressMark{}}, nil
 }
 
@@ -138,7 +141,7 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	wg.Add(4)
 	go func() { defer wg.Done(); errc <- s.Router().Run(ctx, cons, s.cfg.Concurrency) }()
 	go func() { defer wg.Done(); errc <- s.notifier().Run(ctx, notifyCons, 2) }()
-	go func() { defer wg.Done(); s.watchdog(ctx, js); errc <- nil }()
+	go func() { defer wg.Done(); s.watchdog(ctx); errc <- nil }()
 	go func() { defer wg.Done(); errc <- s.watchExhausted(ctx, js) }()
 	wg.Wait()
 	close(errc)

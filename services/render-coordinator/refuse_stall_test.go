@@ -115,7 +115,7 @@ func TestStalls(t *testing.T) {
 
 	// Both advance for longer than the stall timeout: neither stalls.
 	time.Sleep(1500 * time.Millisecond)
-	require.NoError(t, h.svc.CheckStalls(h.ctx(), h.js))
+	require.NoError(t, h.svc.CheckStalls(h.ctx()))
 	require.Equal(t, store.StatusProcessing, h.video(stuck).Status)
 	require.Equal(t, store.StatusProcessing, h.video(moving).Status)
 
@@ -125,7 +125,7 @@ func TestStalls(t *testing.T) {
 	v := h.waitStatus(stuck, store.StatusStalled)
 	require.GreaterOrEqual(t, time.Since(frozenAt), 900*time.Millisecond, "stalled before the timeout")
 	require.Contains(t, v.Reason, "no render progress")
-	require.NoError(t, h.svc.CheckStalls(h.ctx(), h.js))
+	require.NoError(t, h.svc.CheckStalls(h.ctx()))
 	require.Equal(t, store.StatusProcessing, h.video(moving).Status)
 	require.Equal(t, bus.RunState{RunID: stuckRun, Attempt: 1, State: bus.RunStalled}, h.runState(stuck))
 

@@ -2,24 +2,21 @@ package coordinator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"gorm.io/gorm"
 
 	"github.com/backbeat/backbeat/pkg/alert"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/store"
-	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
 
 // watchdog marks renders without progress for StallTimeout as stalled. The
 // last progress of a video is the last message on its PROGRESS subject, so
 // nothing is written per progress tick.
-func (s *Service) watchdog(ctx context.Context, js jetstream.JetStream) {
+func (s *Service) watchdog(ctx context.Context) {
 	t := time.NewTicker(s.cfg.StallCheckEvery)
 	defer t.Stop()
 	for {
@@ -27,7 +24,7 @@ func (s *Service) watchdog(ctx context.Context, js jetstream.JetStream) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.CheckStalls(ctx, js); err != nil && ctx.Err() == nil {
+			if err := s.CheckStalls(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("stall check failed", zap.Error(err))
 			}
 		}
@@ -44,7 +41,7 @@ type progressMark struct {
 // CheckStalls runs one pass of the watchdog: a render attempt whose frame
 // count has not moved for StallTimeout (or that has reported nothing since it
 // was queued) is stalled.
-func (s *Service) CheckStalls(ctx context.Context, js jetstream.JetStream) error {
+func (s *Service) CheckStalls(ctx context.Context) error {
 	var runs []store.Run
 	// Every render in flight is looked at, so frame counts are tracked from
 	// the start rather than from the first timeout.
@@ -60,7 +57,7 @@ func (s *Service) CheckStalls(ctx context.Context, js jetstream.JetStream) error
 		key := fmt.Sprintf("%s/%d", run.ID, run.Attempt)
 		live[key] = true
 		last := *run.RenderStartedAt
-		p, at, err := s.LastProgress(ctx, js, run.VideoID)
+		p, at, err := s.progress.Last(ctx, run.VideoID)
 		if err != nil {
 			return err
 		}
@@ -115,30 +112,4 @@ func (s *Service) stall(ctx context.Context, run store.Run, idle time.Duration) 
 		s.alert.Send(alert.Alert{Kind: "run_stalled", VideoID: r.VideoID, RunID: r.ID, Step: bus.StepRender, Reason: reason})
 	}
 	return err
-}
-
-// LastProgress returns the last progress of a video and when it was stored,
-// or nil when there is none.
-func (s *Service) LastProgress(ctx context.Context, js jetstream.JetStream, videoID string) (*backbeatv1.RenderProgress, time.Time, error) {
-	return LastProgress(ctx, js, s.subj, videoID)
-}
-
-// LastProgress reads the PROGRESS stream's last message for a video.
-func LastProgress(ctx context.Context, js jetstream.JetStream, subj bus.Subjects, videoID string) (*backbeatv1.RenderProgress, time.Time, error) {
-	st, err := js.Stream(ctx, bus.StreamProgress)
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("progress stream: %w", err)
-	}
-	msg, err := st.GetLastMsgForSubject(ctx, subj.Progress(videoID))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, time.Time{}, nil
-	}
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("last progress of %s: %w", videoID, err)
-	}
-	var p backbeatv1.RenderProgress
-	if err := bus.Decode(msg.Data, msg.Header.Get(bus.HeaderContentType), &p); err != nil {
-		return nil, time.Time{}, nil
-	}
-	return &p, msg.Time, nil
 }
