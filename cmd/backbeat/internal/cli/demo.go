@@ -112,7 +112,10 @@ func verifyVideo(ctx context.Context, url string, want float64) error {
 	if v == nil || a == nil || v.CodecName != "h264" || a.CodecName != "aac" {
 		return fmt.Errorf("demo video is not H.264 + AAC: %+v", p.Streams)
 	}
-	fmt.Printf("verified with ffprobe: %s %dx%d %s + %s %d Hz, %.2f s (region %.2f s)\n",
+	if err := media.CheckPlayable(ctx, f.Name()); err != nil {
+		return fmt.Errorf("demo video does not play: %w", err)
+	}
+	fmt.Printf("verified with ffprobe and a full decode (+faststart): %s %dx%d %s + %s %d Hz, %.2f s (region %.2f s)\n",
 		v.CodecName, v.Width, v.Height, v.PixFmt, a.CodecName, a.SampleRate, p.Duration, want)
 	return nil
 }

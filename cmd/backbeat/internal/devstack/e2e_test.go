@@ -43,6 +43,7 @@ func TestSubmitToReady(t *testing.T) {
 	require.Equal(t, 1920, p.Video().Width)
 	require.Equal(t, 1080, p.Video().Height)
 	require.InDelta(t, 3.0, p.Duration, 1.0/30+0.03, "duration = region ± one frame (container rounding)")
+	require.NoError(t, media.CheckPlayable(context.Background(), path), "decodes end to end and starts playing early")
 
 	// Thumbnails arrive just after ready; their URLs appear once they exist.
 	v = e.wait(vid, time.Minute, "thumbnail urls", func(v videoView) bool { return v.SquareThumbnailURL != "" })
