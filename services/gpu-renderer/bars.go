@@ -58,7 +58,7 @@ func (b *bars) levels(out []float64, n int) []float64 {
 	for j := range out {
 		l, r := prev, out[min(j+1, len(out)-1)]
 		prev = out[j]
-		out[j] = math.Min(1, 0.25*l+0.5*out[j]+0.25*r)
+		out[j] = min(1, 0.25*l+0.5*out[j]+0.25*r)
 	}
 	return out
 }
@@ -95,9 +95,9 @@ func (b *bars) draw(dst *image.RGBA, n int) {
 		radius = bw / 2
 	}
 	for i := 0; i < c.Count; i++ {
-		height := math.Max(c.MinHeight, lv[b.barIndex(i)]) * boxH
+		height := max(c.MinHeight, lv[b.barIndex(i)]) * boxH
 		if c.Rounded {
-			height = math.Max(height, math.Min(bw, boxH)) // keep a round dot when silent
+			height = max(height, min(bw, boxH)) // keep a round dot when silent
 		}
 		x0 := float64(b.box.Min.X) + float64(i)*slot + slot*c.Gap/2
 		y0, y1 := float64(b.box.Max.Y)-height, float64(b.box.Max.Y)
@@ -132,6 +132,12 @@ func newCircTable(box image.Rectangle, cfg *BarsLayer, lo, hi color.NRGBA) *circ
 	count := float64(cfg.Count)
 	g := cfg.Gap / 2
 	perBar := make([][]circPixel, cfg.Count)
+	// Room for each bar's share of the annulus, so the appends below do
+	// not keep regrowing (this table is built at every render's start).
+	guess := int(math.Pi*((t.r1+1)*(t.r1+1)-max(0, t.r0-1)*max(0, t.r0-1))/count) + 16
+	for i := range perBar {
+		perBar[i] = make([]circPixel, 0, guess)
+	}
 	for y := box.Min.Y; y < box.Max.Y; y++ {
 		for x := box.Min.X; x < box.Max.X; x++ {
 			dx, dy := float64(x)+0.5-t.cx, float64(y)+0.5-t.cy
@@ -146,15 +152,20 @@ func newCircTable(box image.Rectangle, cfg *BarsLayer, lo, hi color.NRGBA) *circ
 			slot := theta / (2 * math.Pi) * count
 			i := int(slot) % cfg.Count
 			frac := slot - math.Floor(slot)
-			ps := count / (2 * math.Pi * math.Max(d, 1)) // one pixel in slot units
-			cov := math.Min((math.Min(frac-g, 1-g-frac))/ps+0.5, (1-cfg.Gap)/ps)
+			ps := count / (2 * math.Pi * max(d, 1)) // one pixel in slot units
+			cov := min((min(frac-g, 1-g-frac))/ps+0.5, (1-cfg.Gap)/ps)
 			if cov <= 0 {
 				continue
 			}
-			perBar[i] = append(perBar[i], circPixel{off: int32(y<<16 | x), d: float32(d), a: uint8(math.Min(1, cov)*255 + 0.5)})
+			perBar[i] = append(perBar[i], circPixel{off: int32(y<<16 | x), d: float32(d), a: uint8(min(1, cov)*255 + 0.5)})
 		}
 	}
 	t.start = make([]int, cfg.Count+1)
+	total := 0
+	for _, ps := range perBar {
+		total += len(ps)
+	}
+	t.pix = make([]circPixel, 0, total)
 	for i, ps := range perBar {
 		slices.SortFunc(ps, func(a, b circPixel) int {
 			if a.d != b.d {
@@ -170,7 +181,7 @@ func newCircTable(box image.Rectangle, cfg *BarsLayer, lo, hi color.NRGBA) *circ
 	}
 	t.colors = make([]color.NRGBA, int(t.r1)+3)
 	for r := range t.colors {
-		t.colors[r] = lerpNRGBA(lo, hi, clamp01((float64(r)-t.r0)/math.Max(1, t.r1-t.r0)))
+		t.colors[r] = lerpNRGBA(lo, hi, clamp01((float64(r)-t.r0)/max(1, t.r1-t.r0)))
 	}
 	return t
 }
@@ -178,13 +189,13 @@ func newCircTable(box image.Rectangle, cfg *BarsLayer, lo, hi color.NRGBA) *circ
 func (t *circTable) draw(dst *image.RGBA, b *bars, lv []float64) {
 	span := t.r1 - t.r0
 	for i := 0; i < b.cfg.Count; i++ {
-		reach := t.r0 + math.Max(b.cfg.MinHeight, lv[b.barIndex(i)])*span
+		reach := t.r0 + max(b.cfg.MinHeight, lv[b.barIndex(i)])*span
 		for _, p := range t.pix[t.start[i]:t.start[i+1]] {
 			d := float64(p.d)
 			if d > reach+0.5 {
 				break
 			}
-			cov := math.Min(1, reach-d+0.5) * math.Min(1, math.Max(0, d-t.r0+0.5))
+			cov := min(1, reach-d+0.5) * min(1, max(0, d-t.r0+0.5))
 			if cov <= 0 {
 				continue
 			}

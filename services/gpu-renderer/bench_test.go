@@ -9,12 +9,12 @@ import (
 // recycled buffer that already holds the static base.
 func benchCompose(b *testing.B, name, layout string) {
 	s := testScene(b, builtin(b, name), layout, 0, 0)
-	work := s.NewFrame()
-	buf := append([]byte(nil), s.staticYUV(false)...)
+	c := s.newComposer()
+	buf := s.newYUVFrame(false)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		s.composeDirtyYUV(buf, work, i%60, false)
+		c.compose(buf, i%60, false)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
 }

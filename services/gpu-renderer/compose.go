@@ -38,20 +38,30 @@ type drawer interface {
 	draw(dst *image.RGBA, n int)
 }
 
+// layerEntry is a per-frame layer and the box it draws in; keyed layers
+// are drawn through the dirty rectangle's cache, not every frame.
+type layerEntry struct {
+	d     drawer
+	box   image.Rectangle
+	keyed bool
+}
+
 // Scene is the immutable per-render state: the static base (every layer that
 // does not move and is not above a moving one, drawn once), the per-frame
 // layers, and the rectangles those can touch. Compose only reads it, so any
-// number of goroutines may compose frames of one scene at once.
+// number of goroutines may compose frames of one scene at once; the only
+// state written later is the per-key YUV caches of dirty.go and
+// occlude.go, each filled once under a sync.Once.
 type Scene struct {
 	w, h   int
 	fps    int
 	frames int
 	an     *analysis.Analysis
 	static *image.RGBA
-	layers []drawer
+	layers []layerEntry
 	// dirty are the even-aligned rectangles per-frame layers draw in; the
 	// rest of every frame equals the static base.
-	dirty []image.Rectangle
+	dirty []dirtyRect
 	// staticYUV caches the base converted to 8-bit (0) and 10-bit (1) YUV.
 	yuvOnce [2]sync.Once
 	yuv     [2][]byte
@@ -125,7 +135,7 @@ func (s *Scene) build(in SceneInput, pal *palette) error {
 				return fmt.Errorf("layers[%d].%s: %w", i, kind, err)
 			}
 			if below {
-				s.layers = append(s.layers, sprite{img: dst})
+				s.layers = append(s.layers, layerEntry{d: sprite{img: dst}, box: rect})
 				live = append(live, rect)
 			}
 			return nil
@@ -135,7 +145,7 @@ func (s *Scene) build(in SceneInput, pal *palette) error {
 			return fmt.Errorf("layers[%d].%s: %w", i, kind, err)
 		}
 		if d != nil {
-			s.layers = append(s.layers, d)
+			s.layers = append(s.layers, layerEntry{d: d, box: rect})
 			live = append(live, rect)
 		}
 		return nil
@@ -160,8 +170,34 @@ func (s *Scene) build(in SceneInput, pal *palette) error {
 			return err
 		}
 	}
-	s.dirty = mergeRects(live, full)
+	s.setDirty(mergeRects(live, full))
 	return nil
+}
+
+// setDirty records the dirty rectangles and marks those drawn by a single
+// keyed layer, whose pixels are then cached per key.
+func (s *Scene) setDirty(rects []image.Rectangle) {
+	s.dirty = make([]dirtyRect, len(rects))
+	for i, r := range rects {
+		s.dirty[i].r = r
+		var only []int
+		for j, l := range s.layers {
+			if l.box.Overlaps(r) {
+				only = append(only, j)
+			}
+		}
+		if len(only) != 1 {
+			s.setOccluder(i, only)
+			continue
+		}
+		if kd, ok := s.layers[only[0]].d.(keyedDrawer); ok {
+			s.layers[only[0]].keyed = true
+			s.dirty[i].keyed = kd
+			for hd := range s.dirty[i].cache {
+				s.dirty[i].cache[hd] = make([]keyCache, kd.keys())
+			}
+		}
+	}
 }
 
 // defaultWatermark is the watermark of templates that place none: small,
@@ -233,38 +269,16 @@ func (s *Scene) analysisIndex(n int) int {
 func (s *Scene) Compose(dst *image.RGBA, n int) {
 	copy(dst.Pix, s.static.Pix)
 	for _, l := range s.layers {
-		l.draw(dst, n)
+		l.d.draw(dst, n)
 	}
 }
 
 // composeYUV writes frame n as planar YUV into out, equal byte for byte to
-// converting Compose's output: the static base's YUV is copied and only the
-// dirty rectangles are composed (in work, a scratch frame) and converted.
-func (s *Scene) composeYUV(out []byte, work *image.RGBA, n int, hdr bool) {
+// converting Compose's output, with a fresh composer and a buffer holding
+// the static base (tests use it; the renderer keeps both across frames).
+func (s *Scene) composeYUV(out []byte, n int, hdr bool) {
 	copy(out, s.staticYUV(hdr))
-	s.composeDirtyYUV(out, work, n, hdr)
-}
-
-// composeDirtyYUV is composeYUV for an out that already holds the static
-// base outside the dirty rectangles, as every buffer of a render does after
-// its first frame: it writes only the dirty rectangles, all of their pixels.
-func (s *Scene) composeDirtyYUV(out []byte, work *image.RGBA, n int, hdr bool) {
-	for _, r := range s.dirty {
-		for y := r.Min.Y; y < r.Max.Y; y++ {
-			i := s.static.PixOffset(r.Min.X, y)
-			copy(work.Pix[i:i+4*r.Dx()], s.static.Pix[i:i+4*r.Dx()])
-		}
-	}
-	for _, l := range s.layers {
-		l.draw(work, n)
-	}
-	for _, r := range s.dirty {
-		if hdr {
-			toYUV420P10Rect(out, work, r)
-		} else {
-			toYUV420Rect(out, work, r)
-		}
-	}
+	s.newComposer().compose(&yuvFrame{b: out, moved: s.rowSpans()}, n, hdr)
 }
 
 // staticYUV converts the base once per bit depth.

@@ -64,18 +64,24 @@ func TestFrameDeterminism(t *testing.T) {
 			require.Equal(t, alone.Pix, img.Pix, "%s/%s", tpl.Name, layout)
 
 			for _, hdr := range []bool{false, true} {
-				work := s.NewFrame()
-				for _, n := range []int{0, 17, 59} {
+				// One composer and two recycled buffers, as a render worker
+				// uses them, in an order that revisits frames and keys.
+				c := s.newComposer()
+				bufs := []*yuvFrame{s.newYUVFrame(hdr), s.newYUVFrame(hdr)}
+				for i, n := range []int{0, 17, 59, 3, 4, 17, 40, 0, 59, 22} {
 					want := make([]byte, yuvFrameSize(w, h, hdr))
-					got := make([]byte, len(want))
 					s.Compose(img, n)
 					if hdr {
 						toYUV420P10(want, img)
 					} else {
 						toYUV420(want, img)
 					}
-					s.composeYUV(got, work, n, hdr)
-					require.True(t, bytes.Equal(want, got), "%s/%s frame %d hdr %v: dirty-rect YUV differs", tpl.Name, layout, n, hdr)
+					got := bufs[i%2]
+					c.compose(got, n, hdr)
+					require.True(t, bytes.Equal(want, got.b), "%s/%s frame %d hdr %v: incremental YUV differs", tpl.Name, layout, n, hdr)
+					fresh := make([]byte, len(want))
+					s.composeYUV(fresh, n, hdr)
+					require.True(t, bytes.Equal(want, fresh), "%s/%s frame %d hdr %v: fresh YUV differs", tpl.Name, layout, n, hdr)
 				}
 			}
 		}
@@ -234,4 +240,62 @@ func TestYUVKnownColours(t *testing.T) {
 	hb := make([]byte, yuvFrameSize(2, 2, true))
 	toYUV420P10(hb, img)
 	require.Equal(t, []byte{64, 0, 64, 0, 64, 0, 64, 0, 0, 2, 0, 2}, hb)
+}
+
+func TestSubtractSpans(t *testing.T) {
+	t.Parallel()
+	a := []span{{0, 10}, {20, 30}, {40, 50}}
+	b := []span{{2, 4}, {8, 22}, {28, 42}, {60, 70}}
+	require.Equal(t, []span{{0, 2}, {4, 8}, {22, 28}, {42, 50}}, subtractSpans(nil, a, b))
+	require.Equal(t, a, subtractSpans(nil, a, nil))
+	require.Empty(t, subtractSpans(nil, a, []span{{0, 50}}))
+	require.Empty(t, subtractSpans(nil, nil, b))
+}
+
+// TestIncrementalPaths: the built-in templates exercise every path of the
+// incremental composer (a keyed rectangle, an occluded one), so
+// TestFrameDeterminism checks them all.
+func TestIncrementalPaths(t *testing.T) {
+	t.Parallel()
+	keyed, occluded := 0, 0
+	for _, name := range []string{"spectrum", "halo", "tide"} {
+		s := testScene(t, builtin(t, name), LayoutSquare, 180, 180)
+		for _, d := range s.dirty {
+			if d.keyed != nil {
+				keyed++
+			}
+			if d.occ != nil {
+				occluded++
+				cores := 0
+				for _, sp := range d.occ.cores[0] {
+					if sp.lo < sp.hi {
+						cores++
+					}
+				}
+				require.Positive(t, cores, "%s: occluder without an opaque core", name)
+			}
+		}
+	}
+	require.Positive(t, keyed)
+	require.Positive(t, occluded)
+}
+
+// TestIncrementalFullSize: at full size (where the 16-pixel compare chunks
+// and the cover's cores are as in a real render), a worker's recycled
+// buffers match converting the whole composed frame.
+func TestIncrementalFullSize(t *testing.T) {
+	t.Parallel()
+	for _, tpl := range BuiltinTemplates() {
+		s := testScene(t, tpl, LayoutSquare, 0, 0)
+		c := s.newComposer()
+		bufs := []*yuvFrame{s.newYUVFrame(false), s.newYUVFrame(false)}
+		img := s.NewFrame()
+		want := make([]byte, yuvFrameSize(s.w, s.h, false))
+		for i, n := range []int{0, 15, 22, 58, 1, 30, 22, 7} {
+			s.Compose(img, n)
+			toYUV420(want, img)
+			c.compose(bufs[i%2], n, false)
+			require.True(t, bytes.Equal(want, bufs[i%2].b), "%s frame %d", tpl.Name, n)
+		}
+	}
 }

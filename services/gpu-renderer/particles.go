@@ -68,7 +68,7 @@ func (p *particles) draw(dst *image.RGBA, n int) {
 	R := float64(min(b.Dx(), b.Dy())) / 2
 	for _, sd := range p.seeds {
 		pos := frac(sd.v + sd.speed*travel) // 0..1 along the motion, wrapping
-		fade := math.Min(1, 5*math.Min(pos, 1-pos))
+		fade := min(1, 5*min(pos, 1-pos))
 		radius := p.cfg.Size * short * sd.size * (0.8 + 0.5*loud) / 2
 		var x, y float64
 		if p.cfg.Direction == "out" {
@@ -76,7 +76,7 @@ func (p *particles) draw(dst *image.RGBA, n int) {
 			dist := pos * (R - radius)
 			x, y = cx+dist*math.Sin(ang), cy-dist*math.Cos(ang)
 			radius *= 0.4 + 0.8*pos
-			fade = math.Min(1, 5*(1-pos))
+			fade = min(1, 5*(1-pos))
 		} else {
 			drift := 0.03 * math.Sin(t*0.9+sd.wobble)
 			x = float64(b.Min.X) + radius + frac(sd.u+drift)*(float64(b.Dx())-2*radius)

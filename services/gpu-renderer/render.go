@@ -59,7 +59,7 @@ func FrameCount(duration float64, fps int) int {
 // frame is a converted frame on its way to the writer.
 type frame struct {
 	n   int
-	buf []byte
+	buf *yuvFrame
 }
 
 // prepare checks a job and builds its scene.
@@ -225,11 +225,11 @@ var errPipe = errors.New("write to ffmpeg")
 // recycled, so memory does not grow with the video's length.
 //
 // A buffer gets the static base's YUV once, when it is made; after that a
-// worker rewrites only the dirty boxes, since everything outside them is
-// the base in every frame. So a frame costs its moving layers, not a copy
-// of the whole 1.75 MB base.
+// worker's composer rewrites only the row spans of the dirty boxes that
+// differ from the base or from what the buffer holds (see dirty.go). So a
+// frame costs the pixels its moving layers actually cover.
 func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from, to int, out io.Writer, progress func(int)) error {
-	base := scene.staticYUV(enc.HDR) // convert the base once, before the workers race for it
+	scene.staticYUV(enc.HDR) // convert the base once, before the workers race for it
 	workers := max(1, min(enc.Concurrency, to-from))
 	window := 2 * workers // frames in flight: bounds memory and keeps workers busy
 	tokens := make(chan struct{}, window)
@@ -237,13 +237,13 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 	results := make(chan frame, window)
 	// A token is held from dispatch until the frame is written, so at most
 	// window buffers exist and putting one back never blocks.
-	free := make(chan []byte, window)
-	getBuf := func() []byte {
+	free := make(chan *yuvFrame, window)
+	getBuf := func() *yuvFrame {
 		select {
 		case b := <-free:
 			return b
 		default:
-			return append([]byte(nil), base...)
+			return scene.newYUVFrame(enc.HDR)
 		}
 	}
 
@@ -266,13 +266,13 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 	})
 	for range workers {
 		g.Go(func() error {
-			work := scene.NewFrame()
+			c := scene.newComposer()
 			for n := range jobs {
 				if err := r.beforeDraw(gctx, n); err != nil {
 					return err
 				}
 				buf := getBuf()
-				scene.composeDirtyYUV(buf, work, n, enc.HDR)
+				c.compose(buf, n, enc.HDR)
 				select {
 				case results <- frame{n: n, buf: buf}:
 				case <-gctx.Done():
@@ -283,7 +283,7 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 		})
 	}
 	g.Go(func() error {
-		pending := make(map[int][]byte, window)
+		pending := make(map[int]*yuvFrame, window)
 		for next := from; next < to; {
 			select {
 			case f := <-results:
@@ -295,7 +295,7 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 				delete(pending, next)
 				// One Write per frame: with the 1 MiB pipe the kernel moves
 				// it in two pieces.
-				if _, err := out.Write(buf); err != nil {
+				if _, err := out.Write(buf.b); err != nil {
 					return fmt.Errorf("%w: frame %d: %v", errPipe, next, err)
 				}
 				free <- buf

@@ -45,27 +45,33 @@ func toYUV420Rect(dst []byte, src *image.RGBA, r image.Rectangle) {
 	vp := dst[w*h+cw*(h/2) : w*h+2*cw*(h/2)]
 	c := &bt709
 	x0, x1 := r.Min.X/2, r.Max.X/2
+	if x1 <= x0 {
+		return
+	}
 	for y := r.Min.Y; y < r.Max.Y; y += 2 {
-		r0 := src.Pix[y*src.Stride : y*src.Stride+w*4]
-		r1 := src.Pix[(y+1)*src.Stride : (y+1)*src.Stride+w*4]
-		y0 := yp[y*w : y*w+w]
-		y1 := yp[(y+1)*w : (y+1)*w+w]
-		uo := up[(y/2)*cw : (y/2)*cw+cw]
-		vo := vp[(y/2)*cw : (y/2)*cw+cw]
-		for x := x0; x < x1; x++ {
-			i := x * 8
-			ra, ga, ba := int32(r0[i]), int32(r0[i+1]), int32(r0[i+2])
-			rb, gb, bb := int32(r0[i+4]), int32(r0[i+5]), int32(r0[i+6])
-			rc, gc, bc := int32(r1[i]), int32(r1[i+1]), int32(r1[i+2])
-			rd, gd, bd := int32(r1[i+4]), int32(r1[i+5]), int32(r1[i+6])
-			y0[2*x] = uint8((c.yr*ra+c.yg*ga+c.yb*ba+32768)>>16 + 16)
-			y0[2*x+1] = uint8((c.yr*rb+c.yg*gb+c.yb*bb+32768)>>16 + 16)
-			y1[2*x] = uint8((c.yr*rc+c.yg*gc+c.yb*bc+32768)>>16 + 16)
-			y1[2*x+1] = uint8((c.yr*rd+c.yg*gd+c.yb*bd+32768)>>16 + 16)
+		// Rows sliced to exactly the span converted, so the loop below
+		// walks them in step without bounds checks.
+		r0 := src.Pix[y*src.Stride+8*x0 : y*src.Stride+8*x1]
+		r1 := src.Pix[(y+1)*src.Stride+8*x0 : (y+1)*src.Stride+8*x1]
+		y0 := yp[y*w+2*x0 : y*w+2*x1]
+		y1 := yp[(y+1)*w+2*x0 : (y+1)*w+2*x1]
+		uo := up[(y/2)*cw+x0 : (y/2)*cw+x1]
+		vo := vp[(y/2)*cw+x0 : (y/2)*cw+x1]
+		for len(r0) >= 8 && len(r1) >= 8 && len(y0) >= 2 && len(y1) >= 2 && len(uo) >= 1 && len(vo) >= 1 {
+			a, b := r0[:8:8], r1[:8:8]
+			ra, ga, ba := int32(a[0]), int32(a[1]), int32(a[2])
+			rb, gb, bb := int32(a[4]), int32(a[5]), int32(a[6])
+			rc, gc, bc := int32(b[0]), int32(b[1]), int32(b[2])
+			rd, gd, bd := int32(b[4]), int32(b[5]), int32(b[6])
+			y0[0] = uint8((c.yr*ra+c.yg*ga+c.yb*ba+32768)>>16 + 16)
+			y0[1] = uint8((c.yr*rb+c.yg*gb+c.yb*bb+32768)>>16 + 16)
+			y1[0] = uint8((c.yr*rc+c.yg*gc+c.yb*bc+32768)>>16 + 16)
+			y1[1] = uint8((c.yr*rd+c.yg*gd+c.yb*bd+32768)>>16 + 16)
 			sr, sg, sb := ra+rb+rc+rd, ga+gb+gc+gd, ba+bb+bc+bd
 			// Sums of four pixels: shift by two more bits.
-			uo[x] = uint8((c.ur*sr+c.ug*sg+c.ub*sb+(1<<17))>>18 + 128)
-			vo[x] = uint8((c.vr*sr+c.vg*sg+c.vb*sb+(1<<17))>>18 + 128)
+			uo[0] = uint8((c.ur*sr+c.ug*sg+c.ub*sb+(1<<17))>>18 + 128)
+			vo[0] = uint8((c.vr*sr+c.vg*sg+c.vb*sb+(1<<17))>>18 + 128)
+			r0, r1, y0, y1, uo, vo = r0[8:], r1[8:], y0[2:], y1[2:], uo[1:], vo[1:]
 		}
 	}
 }
