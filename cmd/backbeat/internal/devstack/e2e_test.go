@@ -17,6 +17,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/ids"
 	"github.com/backbeat/backbeat/pkg/media"
 	"github.com/backbeat/backbeat/pkg/store"
+	"github.com/backbeat/backbeat/services/api"
 )
 
 // TestSubmitToReady is the whole flow on the real parts: the MP4 is H.264 +
@@ -46,7 +47,7 @@ func TestSubmitToReady(t *testing.T) {
 	require.NoError(t, media.CheckPlayable(context.Background(), path), "decodes end to end and starts playing early")
 
 	// Thumbnails arrive just after ready; their URLs appear once they exist.
-	v = e.wait(vid, time.Minute, "thumbnail urls", func(v videoView) bool { return v.SquareThumbnailURL != "" })
+	v = e.wait(vid, time.Minute, "thumbnail urls", func(v api.VideoView) bool { return v.SquareThumbnailURL != "" })
 	for _, tc := range []struct {
 		url  string
 		w, h int
@@ -63,7 +64,7 @@ func TestSubmitToReady(t *testing.T) {
 	}
 
 	// The timeline has every step, each with a start and an end.
-	v = e.wait(vid, time.Minute, "thumbnail and notify steps ended", func(v videoView) bool {
+	v = e.wait(vid, time.Minute, "thumbnail and notify steps ended", func(v api.VideoView) bool {
 		for _, n := range []string{"thumbnail", "notify"} {
 			s := stepsNamed(v, n)
 			if len(s) != 1 || s[0].EndedAt == nil {
@@ -96,7 +97,7 @@ func TestCreateTwiceIsOneRun(t *testing.T) {
 	before := e.balance()
 	vid := e.vid("twice")
 	key := e.upload(vid, "audio", e.tone)
-	r := createReq{VideoID: vid, AudioKey: key, StartSeconds: 0, EndSeconds: 2, Template: "spectrum", Format: "square", RequestID: "same-request"}
+	r := api.CreateRequest{VideoID: vid, AudioKey: key, StartSeconds: 0, EndSeconds: 2, Template: "spectrum", Format: "square", RequestID: "same-request"}
 	e.create(r)
 	e.create(r)
 	// And once more straight on the bus under another message id, as a replay would.
@@ -126,14 +127,14 @@ func TestNewCreateSupersedesRender(t *testing.T) {
 	}
 	e.faults.set("gpu", slow)
 	e.submit(vid, 0, 6, "square")
-	first := e.wait(vid, 2*time.Minute, "first run rendering", func(v videoView) bool {
+	first := e.wait(vid, 2*time.Minute, "first run rendering", func(v api.VideoView) bool {
 		return v.Status == "processing" && v.Progress != nil && v.Progress.FramesDone > 0 && len(ffmpegPIDs(vid)) > 0
 	})
 	pids := ffmpegPIDs(vid)
 	require.NotEmpty(t, pids)
 
 	e.faults.set("gpu", nil)
-	e.create(createReq{VideoID: vid, AudioKey: ids.UploadPrefix(vid) + "audio.wav", StartSeconds: 1, EndSeconds: 3, Template: "spectrum", Format: "square"})
+	e.create(api.CreateRequest{VideoID: vid, AudioKey: ids.UploadPrefix(vid) + "audio.wav", StartSeconds: 1, EndSeconds: 3, Template: "spectrum", Format: "square"})
 	start := time.Now()
 	require.Eventually(t, func() bool {
 		for _, p := range pids {
@@ -169,7 +170,7 @@ func TestCancelMidRender(t *testing.T) {
 		}
 	})
 	e.submit(vid, 0, 6, "portrait")
-	e.wait(vid, 2*time.Minute, "rendering", func(v videoView) bool {
+	e.wait(vid, 2*time.Minute, "rendering", func(v api.VideoView) bool {
 		return v.Status == "processing" && v.Progress != nil && v.Progress.FramesDone > 0
 	})
 	pids := ffmpegPIDs(vid)
@@ -203,9 +204,9 @@ func TestReRenderServesNewBytes(t *testing.T) {
 	require.Equal(t, sum1, again)
 	require.Equal(t, "HIT", hdr.Get("X-Cache"), "the edge caches")
 
-	e.create(createReq{VideoID: vid, AudioKey: ids.UploadPrefix(vid) + "audio.wav", StartSeconds: 3, EndSeconds: 5,
+	e.create(api.CreateRequest{VideoID: vid, AudioKey: ids.UploadPrefix(vid) + "audio.wav", StartSeconds: 3, EndSeconds: 5,
 		Template: "spectrum", Format: "square", Title: "Another take"})
-	v2 := e.wait(vid, 3*time.Minute, "second run ready", func(v videoView) bool { return v.Status == "ready" && v.RunID != v1.RunID })
+	v2 := e.wait(vid, 3*time.Minute, "second run ready", func(v api.VideoView) bool { return v.Status == "ready" && v.RunID != v1.RunID })
 	require.Equal(t, v1.VideoURL, v2.VideoURL, "same URL")
 	_, sum2, _ := e.fetch(v2.VideoURL, dir)
 	require.NotEqual(t, sum1, sum2, "new bytes after the purge")
@@ -219,7 +220,7 @@ func TestServicesHealthMetricsAndLogs(t *testing.T) {
 	e.submit(vid, 0, 1, "square")
 	e.waitStatus(vid, "ready")
 	// Every service has worked on the video once the thumbnails are in.
-	v := e.wait(vid, time.Minute, "thumbnails", func(v videoView) bool { return v.SquareThumbnailURL != "" })
+	v := e.wait(vid, time.Minute, "thumbnails", func(v api.VideoView) bool { return v.SquareThumbnailURL != "" })
 	for _, name := range []string{"api", "render-coordinator", "audio", "gpu-renderer-gpu", "gpu-renderer-cpu", "cdn", "thumbnail"} {
 		base, ok := e.st.Health[name]
 		require.True(t, ok, "%s has a health server", name)

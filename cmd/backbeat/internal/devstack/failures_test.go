@@ -16,6 +16,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/ids"
 	"github.com/backbeat/backbeat/pkg/store"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
+	"github.com/backbeat/backbeat/services/api"
 )
 
 // publishCreate publishes a create straight on the bus, as an app (or an
@@ -149,7 +150,7 @@ func TestPermanentRenderErrorIsNotRetried(t *testing.T) {
 	before := e.balance()
 	vid := e.vid("permanent")
 	key := e.upload(vid, "audio", e.tone)
-	e.create(createReq{VideoID: vid, AudioKey: key, StartSeconds: 0, EndSeconds: 2, Template: "no-such-template", Format: "square"})
+	e.create(api.CreateRequest{VideoID: vid, AudioKey: key, StartSeconds: 0, EndSeconds: 2, Template: "no-such-template", Format: "square"})
 	v := e.waitStatus(vid, "error")
 	require.Contains(t, v.Reason, "no-such-template")
 	require.Len(t, stepsNamed(v, "render"), 1)

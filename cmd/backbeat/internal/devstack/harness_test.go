@@ -24,6 +24,7 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/testenv"
+	"github.com/backbeat/backbeat/services/api"
 	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
 	coordinator "github.com/backbeat/backbeat/services/render-coordinator"
 )
@@ -199,20 +200,7 @@ func (e *e2e) upload(vid, kind, path string) string {
 	return out.Key
 }
 
-type createReq struct {
-	VideoID          string            `json:"video_id"`
-	AudioKey         string            `json:"audio_key,omitempty"`
-	StartSeconds     float64           `json:"start_seconds"`
-	EndSeconds       float64           `json:"end_seconds"`
-	Template         string            `json:"template"`
-	TemplateSettings map[string]string `json:"template_settings,omitempty"`
-	Format           string            `json:"format"`
-	Title            string            `json:"title,omitempty"`
-	Artist           string            `json:"artist,omitempty"`
-	RequestID        string            `json:"request_id,omitempty"`
-}
-
-func (e *e2e) create(r createReq) {
+func (e *e2e) create(r api.CreateRequest) {
 	e.t.Helper()
 	code := e.do(http.MethodPost, "/v1/videos", jsonBody(e.t, r), "application/json", &struct{}{})
 	require.Equal(e.t, 2, code/100, "create answered %d", code)
@@ -222,7 +210,7 @@ func (e *e2e) create(r createReq) {
 func (e *e2e) submit(vid string, start, end float64, format string) {
 	e.t.Helper()
 	key := e.upload(vid, "audio", e.tone)
-	e.create(createReq{VideoID: vid, AudioKey: key, StartSeconds: start, EndSeconds: end, Template: "spectrum",
+	e.create(api.CreateRequest{VideoID: vid, AudioKey: key, StartSeconds: start, EndSeconds: end, Template: "spectrum",
 		Format: format, Title: "Test Tone", Artist: "Backbeat"})
 }
 
@@ -232,46 +220,18 @@ func jsonBody(t *testing.T, v any) io.Reader {
 	return bytes.NewReader(b)
 }
 
-type stepView struct {
-	Name      string     `json:"name"`
-	Attempt   int32      `json:"attempt"`
-	Pool      string     `json:"pool"`
-	StartedAt time.Time  `json:"started_at"`
-	EndedAt   *time.Time `json:"ended_at"`
-	Output    string     `json:"output"`
-	Error     string     `json:"error"`
-}
-
-type videoView struct {
-	VideoID            string     `json:"video_id"`
-	Status             string     `json:"status"`
-	Reason             string     `json:"reason"`
-	RunID              string     `json:"run_id"`
-	Attempt            int32      `json:"attempt"`
-	Pool               string     `json:"pool"`
-	VideoURL           string     `json:"video_url"`
-	ThumbnailURL       string     `json:"thumbnail_url"`
-	SquareThumbnailURL string     `json:"square_thumbnail_url"`
-	RenderSeconds      float64    `json:"render_seconds"`
-	Steps              []stepView `json:"steps"`
-	Progress           *struct {
-		FramesDone int64   `json:"frames_done"`
-		Percent    float64 `json:"percent"`
-	} `json:"progress"`
-}
-
-func (e *e2e) status(vid string) (videoView, int) {
+func (e *e2e) status(vid string) (api.VideoView, int) {
 	e.t.Helper()
-	var v videoView
+	var v api.VideoView
 	code := e.do(http.MethodGet, "/v1/videos/"+vid, nil, "", &v)
 	return v, code
 }
 
 // wait polls until cond holds, failing with the last view after timeout.
-func (e *e2e) wait(vid string, timeout time.Duration, what string, cond func(v videoView) bool) videoView {
+func (e *e2e) wait(vid string, timeout time.Duration, what string, cond func(v api.VideoView) bool) api.VideoView {
 	e.t.Helper()
 	deadline := time.Now().Add(timeout)
-	var v videoView
+	var v api.VideoView
 	for time.Now().Before(deadline) {
 		var code int
 		v, code = e.status(vid)
@@ -284,9 +244,9 @@ func (e *e2e) wait(vid string, timeout time.Duration, what string, cond func(v v
 	return v
 }
 
-func (e *e2e) waitStatus(vid string, want string) videoView {
+func (e *e2e) waitStatus(vid string, want string) api.VideoView {
 	e.t.Helper()
-	return e.wait(vid, 3*time.Minute, "status "+want, func(v videoView) bool {
+	return e.wait(vid, 3*time.Minute, "status "+want, func(v api.VideoView) bool {
 		if v.Status == want {
 			return true
 		}
@@ -325,8 +285,8 @@ func (e *e2e) fetch(url, dir string) (string, string, http.Header) {
 	return path, hex.EncodeToString(h.Sum(nil)), resp.Header
 }
 
-func stepsNamed(v videoView, name string) []stepView {
-	var out []stepView
+func stepsNamed(v api.VideoView, name string) []api.StepView {
+	var out []api.StepView
 	for _, s := range v.Steps {
 		if s.Name == name {
 			out = append(out, s)
