@@ -3,8 +3,10 @@
 package renderer
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,4 +31,84 @@ func setPipeSize(f *os.File, size int) (int, error) {
 		return 0, fmt.Errorf("pipe size %d: %w", size, ferr)
 	}
 	return got, nil
+}
+
+// spliceSink hands frames to ffmpeg with vmsplice(2): the kernel puts
+// references to the frame's pages in the pipe instead of copying 1.75 MB
+// per frame into it, and ffmpeg's read copies them out once, as it would
+// from a file. That saves the renderer the copy (≈ a third of its CPU time
+// on the cheaper templates).
+//
+// The pages stay referenced until ffmpeg has read them, so a buffer must
+// not be rewritten before then. The pipe holds at most capacity bytes (one
+// slot per page or part of one), so once capacity bytes or more have been
+// spliced after a frame, every page of that frame has left the pipe: that is
+// when send gives the buffer back. The caller keeps the sink, and so the
+// buffers it still holds, alive until ffmpeg has exited.
+type spliceSink struct {
+	rc       syscall.RawConn
+	capacity int64
+	total    int64 // bytes spliced so far
+	held     []heldFrame
+}
+
+// heldFrame is a spliced buffer and the byte count at its end.
+type heldFrame struct {
+	f   *yuvFrame
+	end int64
+}
+
+// newFrameSink returns the sink Render writes frames to: a spliceSink when
+// the pipe's capacity is known and no larger than a frame (so at most one
+// buffer is held back), else plain writes.
+func newFrameSink(pipe *os.File, frameBytes int) frameSink {
+	plain := writeSink{pipe}
+	rc, err := pipe.SyscallConn()
+	if err != nil {
+		return plain
+	}
+	capacity := 0
+	var ferr error
+	if err := rc.Control(func(fd uintptr) {
+		capacity, ferr = unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0)
+	}); err != nil || ferr != nil || capacity <= 0 || capacity > frameBytes {
+		return plain
+	}
+	return &spliceSink{rc: rc, capacity: int64(capacity)}
+}
+
+func (s *spliceSink) send(f *yuvFrame, free func(*yuvFrame)) error {
+	b := f.b
+	var serr error
+	err := s.rc.Write(func(fd uintptr) bool {
+		for len(b) > 0 {
+			iov := []unix.Iovec{{Base: &b[0]}}
+			iov[0].SetLen(len(b))
+			n, err := unix.Vmsplice(int(fd), iov, unix.SPLICE_F_NONBLOCK)
+			switch {
+			case errors.Is(err, unix.EAGAIN):
+				return false // wait until ffmpeg has read some
+			case errors.Is(err, unix.EINTR):
+				continue
+			case err != nil:
+				serr = err
+				return true
+			}
+			b = b[n:]
+		}
+		return true
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return err
+	}
+	s.total += int64(len(f.b))
+	s.held = append(s.held, heldFrame{f: f, end: s.total})
+	for len(s.held) > 0 && s.total-s.held[0].end >= s.capacity {
+		free(s.held[0].f)
+		s.held = s.held[1:]
+	}
+	return nil
 }

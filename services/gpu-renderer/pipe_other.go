@@ -12,3 +12,6 @@ import (
 func setPipeSize(_ *os.File, _ int) (int, error) {
 	return 0, errors.New("pipe size: not supported on this system")
 }
+
+// newFrameSink writes frames with plain writes: vmsplice is Linux-only.
+func newFrameSink(pipe *os.File, _ int) frameSink { return writeSink{pipe} }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"time"
 
 	"go.uber.org/zap"
@@ -155,12 +156,16 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	}
 	r.log.Debug("ffmpeg started", zap.Strings("args", args), zap.Int("frames", frames))
 
-	ferr := r.produce(fctx, scene, enc, 0, frames, stdin, progress)
+	sink := newFrameSink(stdin, yuvFrameSize(w, h, enc.HDR))
+	ferr := r.produce(fctx, scene, enc, 0, frames, sink, progress)
 	if ferr != nil {
 		fcancel(ferr)
 	}
 	_ = stdin.Close()
 	werr := cmd.Wait()
+	// The pipe may have referred to the sink's last buffers until ffmpeg
+	// read them; only now may they be collected and their memory reused.
+	runtime.KeepAlive(sink)
 	switch {
 	case ferr != nil && ctx.Err() != nil:
 		return Result{}, fmt.Errorf("render cancelled: %w", context.Cause(ctx))
@@ -191,7 +196,7 @@ func (r *Renderer) RenderRaw(ctx context.Context, job Job, from, to int, out io.
 	if from < 0 || from >= to {
 		return Result{}, errInvalid(fmt.Errorf("frame range %d..%d outside 0..%d", from, to, scene.Frames()))
 	}
-	if err := r.produce(ctx, scene, enc, from, to, out, nil); err != nil {
+	if err := r.produce(ctx, scene, enc, from, to, writeSink{out}, nil); err != nil {
 		return Result{}, err
 	}
 	return Result{Frames: to - from, Elapsed: time.Since(start)}, nil
@@ -217,6 +222,25 @@ func (r *Renderer) stdinPipe() (read, write *os.File, err error) {
 	return pr, pw, nil
 }
 
+// frameSink takes the frames of a render in order.
+type frameSink interface {
+	// send writes f's bytes and calls free for every buffer, f or an
+	// earlier one, that may now be rewritten.
+	send(f *yuvFrame, free func(*yuvFrame)) error
+}
+
+// writeSink copies each frame with one Write: with the 1 MiB pipe the
+// kernel moves it in two pieces.
+type writeSink struct{ w io.Writer }
+
+func (s writeSink) send(f *yuvFrame, free func(*yuvFrame)) error {
+	if _, err := s.w.Write(f.b); err != nil {
+		return err
+	}
+	free(f)
+	return nil
+}
+
 // errPipe marks a failed write to ffmpeg's stdin: the real error is ffmpeg's.
 var errPipe = errors.New("write to ffmpeg")
 
@@ -228,16 +252,23 @@ var errPipe = errors.New("write to ffmpeg")
 // worker's composer rewrites only the row spans of the dirty boxes that
 // differ from the base or from what the buffer holds (see dirty.go). So a
 // frame costs the pixels its moving layers actually cover.
-func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from, to int, out io.Writer, progress func(int)) error {
+func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from, to int, out frameSink, progress func(int)) error {
 	scene.staticYUV(enc.HDR) // convert the base once, before the workers race for it
 	workers := max(1, min(enc.Concurrency, to-from))
-	window := 2 * workers // frames in flight: bounds memory and keeps workers busy
+	// Frames in flight, counting one a sink may hold back: bounds memory
+	// and keeps the workers busy.
+	window := 2*workers + 1
+
 	tokens := make(chan struct{}, window)
 	jobs := make(chan int)
 	results := make(chan frame, window)
-	// A token is held from dispatch until the frame is written, so at most
-	// window buffers exist and putting one back never blocks.
+	// A token is held from dispatch until the sink frees the buffer, so at
+	// most window buffers exist and putting one back never blocks.
 	free := make(chan *yuvFrame, window)
+	release := func(b *yuvFrame) {
+		free <- b
+		<-tokens
+	}
 	getBuf := func() *yuvFrame {
 		select {
 		case b := <-free:
@@ -293,13 +324,9 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 			}
 			for buf, ok := pending[next]; ok; buf, ok = pending[next] {
 				delete(pending, next)
-				// One Write per frame: with the 1 MiB pipe the kernel moves
-				// it in two pieces.
-				if _, err := out.Write(buf.b); err != nil {
+				if err := out.send(buf, release); err != nil {
 					return fmt.Errorf("%w: frame %d: %v", errPipe, next, err)
 				}
-				free <- buf
-				<-tokens
 				next++
 				if progress != nil {
 					progress(next - from)

@@ -109,8 +109,8 @@ func run() error {
 		return fmt.Errorf("unknown mode %q", *mode)
 	}
 	self, child := cpuSeconds(syscall.RUSAGE_SELF), cpuSeconds(syscall.RUSAGE_CHILDREN)
-	fmt.Printf("wall_seconds=%.3f frames=%d peak_rss_kb=%d go_cpu_seconds=%.3f ffmpeg_cpu_seconds=%.3f\n",
-		time.Since(start).Seconds(), frames, peakRSS(), self, child)
+	fmt.Printf("wall_seconds=%.3f frames=%d peak_rss_kb=%d go_cpu_seconds=%.3f go_sys_seconds=%.3f ffmpeg_cpu_seconds=%.3f\n",
+		time.Since(start).Seconds(), frames, peakRSS(), self, sysSeconds(), child)
 	return nil
 }
 
@@ -136,6 +136,16 @@ func cpuSeconds(who int) float64 {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// sysSeconds is the kernel's share of this process's CPU time: the pipe
+// writes to ffmpeg, page faults, wake-ups.
+func sysSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Stime.Nano()).Seconds()
 }
 
 // peakRSS is this process's high-water resident set (VmHWM) in kB.
