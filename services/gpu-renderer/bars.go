@@ -79,11 +79,11 @@ func (b *bars) barIndex(i int) int {
 	return i
 }
 
-func (b *bars) draw(dst *image.RGBA, n int) {
+func (b *bars) draw(dst *image.RGBA, dmg *damage, n int) {
 	var buf [256]float64
 	lv := b.levels(buf[:], n)
 	if b.circ != nil {
-		b.circ.draw(dst, b, lv)
+		b.circ.draw(dst, dmg, b, lv)
 		return
 	}
 	c := b.cfg
@@ -105,7 +105,7 @@ func (b *bars) draw(dst *image.RGBA, n int) {
 			mid := float64(b.box.Min.Y+b.box.Max.Y) / 2
 			y0, y1 = mid-height/2, mid+height/2
 		}
-		fillRoundRect(dst, b.box, x0, y0, x0+bw, y1, radius, color.NRGBA{}, b.rows)
+		fillRoundRect(dst, dmg, b.box, x0, y0, x0+bw, y1, radius, color.NRGBA{}, b.rows)
 	}
 }
 
@@ -186,10 +186,11 @@ func newCircTable(box image.Rectangle, cfg *BarsLayer, lo, hi color.NRGBA) *circ
 	return t
 }
 
-func (t *circTable) draw(dst *image.RGBA, b *bars, lv []float64) {
+func (t *circTable) draw(dst *image.RGBA, dmg *damage, b *bars, lv []float64) {
 	span := t.r1 - t.r0
 	for i := 0; i < b.cfg.Count; i++ {
 		reach := t.r0 + max(b.cfg.MinHeight, lv[b.barIndex(i)])*span
+		x0, y0, x1, y1 := math.MaxInt, math.MaxInt, math.MinInt, math.MinInt
 		for _, p := range t.pix[t.start[i]:t.start[i+1]] {
 			d := float64(p.d)
 			if d > reach+0.5 {
@@ -200,7 +201,11 @@ func (t *circTable) draw(dst *image.RGBA, b *bars, lv []float64) {
 				continue
 			}
 			x, y := int(p.off&0xffff), int(p.off>>16)
+			x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x+1), max(y1, y+1)
 			blendPixel(dst, dst.PixOffset(x, y), t.colors[int(d)], uint32(cov*float64(p.a)+0.5))
+		}
+		if x0 < x1 {
+			dmg.rect(x0, y0, x1, y1)
 		}
 	}
 }

@@ -35,7 +35,7 @@ type SceneInput struct {
 // drawer is a layer drawn for every frame. draw must only touch pixels
 // inside its box and read nothing but the scene and n.
 type drawer interface {
-	draw(dst *image.RGBA, n int)
+	draw(dst *image.RGBA, dmg *damage, n int)
 }
 
 // layerEntry is a per-frame layer and the box it draws in; keyed layers
@@ -269,7 +269,7 @@ func (s *Scene) analysisIndex(n int) int {
 func (s *Scene) Compose(dst *image.RGBA, n int) {
 	copy(dst.Pix, s.static.Pix)
 	for _, l := range s.layers {
-		l.d.draw(dst, n)
+		l.d.draw(dst, nil, n)
 	}
 }
 
@@ -302,6 +302,6 @@ func (s *Scene) staticYUV(hdr bool) []byte {
 // blended every frame.
 type sprite struct{ img *image.RGBA }
 
-func (sp sprite) draw(dst *image.RGBA, _ int) {
-	blendOver(dst, sp.img, sp.img.Rect.Min.X, sp.img.Rect.Min.Y, sp.img.Rect)
+func (sp sprite) draw(dst *image.RGBA, dmg *damage, _ int) {
+	blendOver(dst, dmg, sp.img, sp.img.Rect.Min.X, sp.img.Rect.Min.Y, sp.img.Rect)
 }

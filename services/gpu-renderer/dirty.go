@@ -1,19 +1,18 @@
 package renderer
 
 import (
-	"bytes"
-	"encoding/binary"
 	"image"
 	"sync"
 )
 
 // Incremental YUV composition. A dirty rectangle is where per-frame layers
 // may draw, but in most frames they draw in a part of it only (short bars,
-// a thin waveform). The composer therefore compares each composed row pair
-// with the static base and converts only the span that differs; the rest of
-// the output keeps (or gets back) the static base's YUV. Comparing is a
-// memcmp, many times cheaper than converting, and exact, so the output is
-// byte for byte what converting the whole rectangle gives.
+// a thin waveform, small particles). The drawing primitives record the
+// spans they write per row pair (damage), and the composer converts only
+// those; the rest of the output keeps (or gets back) the static base's YUV.
+// Converting a pixel the layers did not change gives the base's YUV again,
+// so the output is byte for byte what converting the whole rectangle gives,
+// as long as the damage covers every pixel written.
 //
 // A rectangle drawn by one layer whose pixels depend on a small key (the
 // cover's pulse level) is converted once per key and copied afterwards.
@@ -75,17 +74,19 @@ func (s *Scene) rowSpans() [][][]span {
 type composer struct {
 	s     *Scene
 	work  *image.RGBA
+	dmg   *damage
 	moved [][][]span
-	runs  []span // scratch: this row pair's differing runs
+	runs  []span // scratch: this row pair's damaged runs
 	gaps  []span // scratch: what the buffer must get back from the base
-	right []span // scratch: runs right of an occluder's core
+	held  []span // scratch: what the buffer holds after this frame
 	conv  []span // scratch: runs to convert
+	core  [1]span
 }
 
 // newComposer returns a worker's compositor; it is not safe for concurrent
 // use, but any number of composers may share the scene.
 func (s *Scene) newComposer() *composer {
-	c := &composer{s: s, work: s.NewFrame(), moved: s.rowSpans()}
+	c := &composer{s: s, work: s.NewFrame(), dmg: newDamage(s.h), moved: s.rowSpans()}
 	// The scratch frame starts black, not static: everything has moved.
 	for i, d := range s.dirty {
 		for p := range c.moved[i] {
@@ -97,6 +98,12 @@ func (s *Scene) newComposer() *composer {
 
 // compose writes frame n into out, equal byte for byte to converting
 // Compose's output.
+//
+// The layers record the spans they draw in (damage), so what must be
+// converted is known without comparing pixels: the damaged spans, less an
+// occluder's opaque core, which comes from its per-key cache. The buffer
+// gets back the base's YUV where it held an older frame's pixels and this
+// frame drew nothing.
 func (c *composer) compose(out *yuvFrame, n int, hdr bool) {
 	s, work := c.s, c.work
 	st := s.static
@@ -113,9 +120,10 @@ func (c *composer) compose(out *yuvFrame, n int, hdr bool) {
 			}
 		}
 	}
+	c.dmg.reset()
 	for _, l := range s.layers {
 		if !l.keyed {
-			l.d.draw(work, n)
+			l.d.draw(work, c.dmg, n)
 		}
 	}
 	base := s.staticYUV(hdr)
@@ -133,29 +141,29 @@ func (c *composer) compose(out *yuvFrame, n int, hdr bool) {
 		}
 		for p := range c.moved[i] {
 			y := r.Min.Y + 2*p
+			c.runs = c.dmg.spans(c.runs[:0], y/2, r.Min.X, r.Max.X)
+			c.moved[i][p] = append(c.moved[i][p][:0], c.runs...)
 			var core span
 			if cores != nil {
 				core = cores[p]
 			}
 			if core.lo < core.hi {
-				// Compared and converted: the columns either side of the
-				// core; the core itself comes from the cache below.
-				c.runs = diffRuns(c.runs[:0], work, st, r.Min.X, core.lo, y)
-				c.right = diffRuns(c.right[:0], work, st, core.hi, r.Max.X, y)
-				c.conv = append(append(c.conv[:0], c.runs...), c.right...)
-				c.runs = append(append(c.runs, core), c.right...)
+				// Converted: the damage either side of the core; the core
+				// itself comes from the cache below.
+				c.core[0] = core
+				c.conv = subtractSpans(c.conv[:0], c.runs, c.core[:])
+				c.held = insertSpan(append(c.held[:0], c.conv...), core)
 			} else {
-				c.runs = diffRuns(c.runs[:0], work, st, r.Min.X, r.Max.X, y)
 				c.conv = append(c.conv[:0], c.runs...)
+				c.held = append(c.held[:0], c.runs...)
 			}
-			c.moved[i][p] = append(c.moved[i][p][:0], c.runs...)
 			// Back to the base where this buffer held an older frame, then
 			// the new frame's runs over it.
-			c.gaps = subtractSpans(c.gaps[:0], out.moved[i][p], c.runs)
+			c.gaps = subtractSpans(c.gaps[:0], out.moved[i][p], c.held)
 			for _, m := range c.gaps {
 				copyRowPair(out.b, base, s.w, s.h, m.lo, m.hi, y, hdr)
 			}
-			out.moved[i][p] = append(out.moved[i][p][:0], c.runs...)
+			out.moved[i][p] = append(out.moved[i][p][:0], c.held...)
 			for _, run := range c.conv {
 				convertSpan(out.b, work, run, y, hdr)
 			}
@@ -181,7 +189,7 @@ func (c *composer) composeKeyed(out []byte, d *dirtyRect, n int, hdr bool) {
 			o := st.PixOffset(r.Min.X, y)
 			copy(c.work.Pix[o:o+4*r.Dx()], st.Pix[o:o+4*r.Dx()])
 		}
-		d.keyed.draw(c.work, n)
+		d.keyed.draw(c.work, nil, n)
 		// Converted straight into out, which this frame needs anyway.
 		if hdr {
 			toYUV420P10Rect(out, c.work, r)
@@ -248,54 +256,6 @@ func copyRowPair(out, base []byte, w, h, x0, x1, y int, hdr bool) {
 	}
 }
 
-// diffChunk is the number of bytes diffRuns compares at once (16 pixels):
-// long enough for memcmp to be fast, short enough to skip the holes between
-// bars and inside rings.
-const diffChunk = 64
-
-// diffRuns appends to runs the column ranges of rows y and y+1 between x0
-// and x1 (even) where a differs from b, in chunks of diffChunk/4 pixels;
-// runs separated by a single equal chunk are merged, since a conversion
-// call costs more than a chunk's pixels. Every bound is even.
-func diffRuns(runs []span, a, b *image.RGBA, x0, x1, y int) []span {
-	o0, o1 := a.PixOffset(x0, y), a.PixOffset(x0, y+1)
-	n := 4 * (x1 - x0)
-	a0, b0 := a.Pix[o0:o0+n], b.Pix[o0:o0+n]
-	a1, b1 := a.Pix[o1:o1+n], b.Pix[o1:o1+n]
-	if bytes.Equal(a0, b0) && bytes.Equal(a1, b1) {
-		return runs
-	}
-	for lo := 0; lo < n; lo += diffChunk {
-		hi := min(lo+diffChunk, n)
-		if hi-lo == diffChunk {
-			if equal64(a0[lo:hi], b0[lo:hi]) && equal64(a1[lo:hi], b1[lo:hi]) {
-				continue
-			}
-		} else if bytes.Equal(a0[lo:hi], b0[lo:hi]) && bytes.Equal(a1[lo:hi], b1[lo:hi]) {
-			continue
-		}
-		xa, xb := x0+lo/4, x0+hi/4
-		if k := len(runs) - 1; k >= 0 && xa-runs[k].hi <= diffChunk/4 {
-			runs[k].hi = xb
-			continue
-		}
-		runs = append(runs, span{xa, xb})
-	}
-	return runs
-}
-
-// equal64 reports whether the first 64 bytes of a and b are equal: eight
-// word compares inline, cheaper than a call to bytes.Equal for so few.
-func equal64(a, b []byte) bool {
-	a, b = a[:64:64], b[:64:64]
-	le := binary.LittleEndian
-	x := (le.Uint64(a[0:8]) ^ le.Uint64(b[0:8])) | (le.Uint64(a[8:16]) ^ le.Uint64(b[8:16])) |
-		(le.Uint64(a[16:24]) ^ le.Uint64(b[16:24])) | (le.Uint64(a[24:32]) ^ le.Uint64(b[24:32])) |
-		(le.Uint64(a[32:40]) ^ le.Uint64(b[32:40])) | (le.Uint64(a[40:48]) ^ le.Uint64(b[40:48])) |
-		(le.Uint64(a[48:56]) ^ le.Uint64(b[48:56])) | (le.Uint64(a[56:64]) ^ le.Uint64(b[56:64]))
-	return x == 0
-}
-
 // subtractSpans appends to out the parts of the sorted, disjoint spans a
 // that no span of the sorted, disjoint b covers.
 func subtractSpans(out, a, b []span) []span {
@@ -316,4 +276,101 @@ func subtractSpans(out, a, b []span) []span {
 		}
 	}
 	return out
+}
+
+// insertSpan adds sp, disjoint from every span of the sorted spans, in
+// its place.
+func insertSpan(spans []span, sp span) []span {
+	i := 0
+	for i < len(spans) && spans[i].lo < sp.lo {
+		i++
+	}
+	spans = append(spans, span{})
+	copy(spans[i+1:], spans[i:])
+	spans[i] = sp
+	return spans
+}
+
+// damage is what one frame's per-frame layers wrote: per row pair of the
+// frame, the even-aligned column spans of every primitive drawn there, in
+// drawing order until spans sorts them. A nil *damage records nothing (a
+// frame drawn for a PNG, a keyed layer filling its cache).
+type damage struct {
+	pairs [][]span // by row pair, y/2
+	used  []int    // row pairs with spans, so reset is cheap
+}
+
+// damageGap is the widest gap between two damaged spans of a row pair that
+// is converted rather than skipped: a conversion call costs more than a few
+// pixels, and converting unchanged pixels is exact.
+const damageGap = 8
+
+func newDamage(h int) *damage { return &damage{pairs: make([][]span, h/2)} }
+
+// reset forgets the last frame's damage, keeping the memory.
+func (d *damage) reset() {
+	for _, p := range d.used {
+		d.pairs[p] = d.pairs[p][:0]
+	}
+	d.used = d.used[:0]
+}
+
+// rect records the pixels [x0, x1) × [y0, y1), inside the frame.
+func (d *damage) rect(x0, y0, x1, y1 int) {
+	if d == nil || x0 >= x1 || y0 >= y1 {
+		return
+	}
+	sp := span{x0 &^ 1, (x1 + 1) &^ 1}
+	for p := y0 / 2; p < (y1+1)/2; p++ {
+		d.add(p, sp)
+	}
+}
+
+// row records the pixels [x0, x1) of row y, inside the frame.
+func (d *damage) row(y, x0, x1 int) {
+	if d == nil || x0 >= x1 {
+		return
+	}
+	d.add(y/2, span{x0 &^ 1, (x1 + 1) &^ 1})
+}
+
+func (d *damage) add(p int, sp span) {
+	ps := d.pairs[p]
+	if len(ps) == 0 {
+		d.used = append(d.used, p)
+	} else if last := &ps[len(ps)-1]; sp.lo <= last.hi+damageGap && sp.hi+damageGap >= last.lo {
+		// Mostly the other row of the same primitive: grow in place.
+		last.lo, last.hi = min(last.lo, sp.lo), max(last.hi, sp.hi)
+		return
+	}
+	d.pairs[p] = append(ps, sp)
+}
+
+// spans appends to out the damage of row pair p within columns [lo, hi),
+// sorted, with spans closer than damageGap merged.
+func (d *damage) spans(out []span, p, lo, hi int) []span {
+	start := len(out)
+	for _, sp := range d.pairs[p] {
+		sp.lo, sp.hi = max(sp.lo, lo), min(sp.hi, hi)
+		if sp.lo >= sp.hi {
+			continue
+		}
+		// Insertion sort: primitives mostly draw left to right.
+		i := len(out)
+		out = append(out, sp)
+		for i > start && out[i-1].lo > sp.lo {
+			out[i] = out[i-1]
+			i--
+		}
+		out[i] = sp
+	}
+	merged := out[:start]
+	for _, sp := range out[start:] {
+		if k := len(merged) - 1; k >= start && sp.lo <= merged[k].hi+damageGap {
+			merged[k].hi = max(merged[k].hi, sp.hi)
+			continue
+		}
+		merged = append(merged, sp)
+	}
+	return merged
 }

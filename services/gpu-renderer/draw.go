@@ -174,7 +174,7 @@ func roundRectCoverage(px, py, x0, y0, x1, y1, r float64) float64 {
 
 // fillRoundRect blends a rounded rectangle (float edges, anti-aliased) over
 // dst inside clip. Its colour is rows[y] (absolute y) or c when rows is nil.
-func fillRoundRect(dst *image.RGBA, clip image.Rectangle, x0, y0, x1, y1, r float64, c color.NRGBA, rows []color.NRGBA) {
+func fillRoundRect(dst *image.RGBA, dmg *damage, clip image.Rectangle, x0, y0, x1, y1, r float64, c color.NRGBA, rows []color.NRGBA) {
 	if x1-x0 <= 0 || y1-y0 <= 0 {
 		return
 	}
@@ -184,6 +184,7 @@ func fillRoundRect(dst *image.RGBA, clip image.Rectangle, x0, y0, x1, y1, r floa
 	if ix1 <= ix0 || iy1 <= iy0 {
 		return
 	}
+	dmg.rect(ix0, iy0, ix1, iy1)
 	r = min(r, min(x1-x0, y1-y0)/2)
 	cx, cy := (x0+x1)/2, (y0+y1)/2
 	hx, hy := (x1-x0)/2, (y1-y0)/2
@@ -233,7 +234,7 @@ func fillRoundRect(dst *image.RGBA, clip image.Rectangle, x0, y0, x1, y1, r floa
 // fillRing blends the ring between radii rIn and rOut around (cx,cy) (a disc
 // when rIn <= 0) with opacity alpha (0..1), anti-aliased, inside clip. Only
 // the pixels near the ring are visited, row by row.
-func fillRing(dst *image.RGBA, clip image.Rectangle, cx, cy, rIn, rOut float64, c color.NRGBA, alpha float64) {
+func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, rOut float64, c color.NRGBA, alpha float64) {
 	if rOut <= 0 || rOut <= rIn || alpha <= 0 {
 		return
 	}
@@ -245,6 +246,10 @@ func fillRing(dst *image.RGBA, clip image.Rectangle, cx, cy, rIn, rOut float64, 
 	av := alpha * 255
 	span := func(y, xa, xb int, dy float64) {
 		xa, xb = max(xa, clip.Min.X), min(xb, clip.Max.X)
+		if xa >= xb {
+			return
+		}
+		dmg.row(y, xa, xb)
 		i := dst.PixOffset(xa, y)
 		for x := xa; x < xb; x, i = x+1, i+4 {
 			dx := float64(x) + 0.5 - cx
@@ -296,8 +301,9 @@ func blendPixel(dst *image.RGBA, i int, c color.NRGBA, a uint32) {
 
 // blendOver composites a premultiplied src over dst with src's rectangle
 // placed at (ox,oy) relative to src.Rect.Min, clipped to clip.
-func blendOver(dst, src *image.RGBA, ox, oy int, clip image.Rectangle) {
+func blendOver(dst *image.RGBA, dmg *damage, src *image.RGBA, ox, oy int, clip image.Rectangle) {
 	r := src.Rect.Sub(src.Rect.Min).Add(image.Pt(ox, oy)).Intersect(clip).Intersect(dst.Rect)
+	dmg.rect(r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
 	for y := r.Min.Y; y < r.Max.Y; y++ {
 		si := src.PixOffset(src.Rect.Min.X+r.Min.X-ox, src.Rect.Min.Y+y-oy)
 		di := dst.PixOffset(r.Min.X, y)

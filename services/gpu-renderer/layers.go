@@ -144,11 +144,11 @@ func (c *cover) key(n int) int {
 
 func (c *cover) keys() int { return pulseLevels }
 
-func (c *cover) draw(dst *image.RGBA, n int) {
+func (c *cover) draw(dst *image.RGBA, dmg *damage, n int) {
 	img := c.levels[c.key(n)]
 	cx := c.box.Min.X + c.box.Dx()/2
 	cy := c.box.Min.Y + c.box.Dy()/2
-	blendOver(dst, img, cx-img.Rect.Dx()/2, cy-img.Rect.Dy()/2, c.box)
+	blendOver(dst, dmg, img, cx-img.Rect.Dx()/2, cy-img.Rect.Dy()/2, c.box)
 }
 
 // progress is the track and the part of it played by frame n.
@@ -158,13 +158,13 @@ type progress struct {
 	fill, track color.NRGBA
 }
 
-func (p *progress) draw(dst *image.RGBA, n int) {
+func (p *progress) draw(dst *image.RGBA, dmg *damage, n int) {
 	b := p.box
 	x0, y0, x1, y1 := float64(b.Min.X), float64(b.Min.Y), float64(b.Max.X), float64(b.Max.Y)
 	r := float64(b.Dy()) / 2
-	fillRoundRect(dst, b, x0, y0, x1, y1, r, p.track, nil)
+	fillRoundRect(dst, dmg, b, x0, y0, x1, y1, r, p.track, nil)
 	frac := min(1, float64(n+1)/float64(p.s.frames))
-	fillRoundRect(dst, b, x0, y0, x0+frac*float64(b.Dx()), y1, r, p.fill, nil)
+	fillRoundRect(dst, dmg, b, x0, y0, x0+frac*float64(b.Dx()), y1, r, p.fill, nil)
 }
 
 // loudAt is the loudness at a fractional analysis frame (0 before the start).
@@ -200,7 +200,7 @@ type waveform struct {
 // every resolution so a small preview looks like the full-size video.
 const waveStrokes = 90
 
-func (wf *waveform) draw(dst *image.RGBA, n int) {
+func (wf *waveform) draw(dst *image.RGBA, dmg *damage, n int) {
 	b := wf.box
 	an := float64(wf.s.an.FPS)
 	now := float64(n) * an / float64(wf.s.fps)
@@ -214,7 +214,7 @@ func (wf *waveform) draw(dst *image.RGBA, n int) {
 		// Contrast: quiet passages shrink to a thread, loud ones fill the box.
 		v := math.Pow(clamp01((wf.s.loudAt(a)-0.2)/0.8), 1.6)
 		hh := max(sw/2, v*half)
-		fillRoundRect(dst, b, x0, mid-hh, x0+sw, mid+hh, sw/2, color.NRGBA{}, wf.rows)
+		fillRoundRect(dst, dmg, b, x0, mid-hh, x0+sw, mid+hh, sw/2, color.NRGBA{}, wf.rows)
 	}
 }
 
@@ -226,7 +226,7 @@ type rings struct {
 	color color.NRGBA
 }
 
-func (r *rings) draw(dst *image.RGBA, n int) {
+func (r *rings) draw(dst *image.RGBA, dmg *damage, n int) {
 	fps := float64(r.s.fps)
 	life := int(math.Ceil(r.cfg.Life * fps))
 	b := r.box
@@ -245,6 +245,6 @@ func (r *rings) draw(dst *image.RGBA, n int) {
 		radius := (r.cfg.MinRadius + (r.cfg.MaxRadius-r.cfg.MinRadius)*ease) * R
 		th := r.cfg.Thickness * R * (0.5 + loud)
 		alpha := (1 - age) * (0.35 + 0.65*loud)
-		fillRing(dst, b, cx, cy, max(0, radius-th), min(R, radius), r.color, alpha)
+		fillRing(dst, dmg, b, cx, cy, max(0, radius-th), min(R, radius), r.color, alpha)
 	}
 }

@@ -56,7 +56,7 @@ func splitmix(x uint64) uint64 {
 	return x ^ (x >> 31)
 }
 
-func (p *particles) draw(dst *image.RGBA, n int) {
+func (p *particles) draw(dst *image.RGBA, dmg *damage, n int) {
 	b := p.box
 	t := float64(n) / float64(p.s.fps)
 	cum := p.loud[min(max(n, 0), len(p.loud)-1)]
@@ -83,7 +83,7 @@ func (p *particles) draw(dst *image.RGBA, n int) {
 			y = float64(b.Max.Y) - radius - pos*(float64(b.Dy())-2*radius)
 		}
 		alpha := fade * (0.3 + 0.7*loud) * (0.75 + 0.25*math.Sin(t*3+sd.twinkle))
-		fillRing(dst, b, x, y, 0, radius, p.color, alpha)
+		fillRing(dst, dmg, b, x, y, 0, radius, p.color, alpha)
 	}
 }
 

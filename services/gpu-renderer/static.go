@@ -63,7 +63,7 @@ func (s *Scene) drawBackground(dst *image.RGBA, in SceneInput, pal *palette, bg 
 	}
 	if img != nil {
 		b := backdrop(img, s.w, s.h, bg.Blur, bg.Darken)
-		blendOver(dst, b, 0, 0, dst.Rect)
+		blendOver(dst, nil, b, 0, 0, dst.Rect)
 		return nil
 	}
 	var stops []color.NRGBA
