@@ -1,6 +1,7 @@
 package renderer
 
 import (
+	"encoding/binary"
 	"image"
 	"image/color"
 	"math"
@@ -206,9 +207,16 @@ func fillRoundRect(dst *image.RGBA, dmg *damage, clip image.Rectangle, x0, y0, x
 		py := float64(y) + 0.5
 		i := dst.PixOffset(ix0, y)
 		if py-0.5 >= y0+r && py+0.5 <= y1-r {
-			for x := ix0; x < ix1; x, i = x+1, i+4 {
-				if a := straight[x-ix0]; a > 0 {
-					blendPixel(dst, i, c, a)
+			// Fully covered pixels of an opaque colour are one 32-bit
+			// store, exactly what blendPixel would write.
+			solid, opaque := uint32(c.R)|uint32(c.G)<<8|uint32(c.B)<<16|0xff<<24, c.A == 255
+			row := dst.Pix[i : i+4*len(straight)]
+			for k, a := range straight {
+				switch {
+				case a >= 255 && opaque:
+					binary.LittleEndian.PutUint32(row[4*k:4*k+4], solid)
+				case a > 0:
+					blendPixel(dst, i+4*k, c, a)
 				}
 			}
 			continue
