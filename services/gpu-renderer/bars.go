@@ -1,6 +1,7 @@
 package renderer
 
 import (
+	"encoding/binary"
 	"image"
 	"image/color"
 	"math"
@@ -117,12 +118,16 @@ type circTable struct {
 	start          []int // entries of bar i are start[i]:start[i+1]
 	pix            []circPixel
 	colors         []color.NRGBA // by integer radius
+	solid          []uint32      // colors as RGBA words where opaque, else 0
 }
 
 type circPixel struct {
-	off int32   // Pix offset
+	off int32   // y<<16 | x
 	d   float32 // distance from the centre
 	a   uint8   // angular coverage 0..255
+	// full is the pixel's alpha when the bar reaches past it: its angular
+	// coverage times its coverage by the inner edge, as draw computes it.
+	full uint8
 }
 
 func newCircTable(box image.Rectangle, cfg *BarsLayer, lo, hi color.NRGBA) *circTable {
@@ -157,7 +162,9 @@ func newCircTable(box image.Rectangle, cfg *BarsLayer, lo, hi color.NRGBA) *circ
 			if cov <= 0 {
 				continue
 			}
-			perBar[i] = append(perBar[i], circPixel{off: int32(y<<16 | x), d: float32(d), a: uint8(min(1, cov)*255 + 0.5)})
+			px := circPixel{off: int32(y<<16 | x), d: float32(d), a: uint8(min(1, cov)*255 + 0.5)}
+			px.full = uint8(min(1, max(0, float64(px.d)-t.r0+0.5))*float64(px.a) + 0.5)
+			perBar[i] = append(perBar[i], px)
 		}
 	}
 	t.start = make([]int, cfg.Count+1)
@@ -180,8 +187,13 @@ func newCircTable(box image.Rectangle, cfg *BarsLayer, lo, hi color.NRGBA) *circ
 		t.start[i+1] = len(t.pix)
 	}
 	t.colors = make([]color.NRGBA, int(t.r1)+3)
+	t.solid = make([]uint32, len(t.colors))
 	for r := range t.colors {
-		t.colors[r] = lerpNRGBA(lo, hi, clamp01((float64(r)-t.r0)/max(1, t.r1-t.r0)))
+		c := lerpNRGBA(lo, hi, clamp01((float64(r)-t.r0)/max(1, t.r1-t.r0)))
+		t.colors[r] = c
+		if c.A == 255 {
+			t.solid[r] = uint32(c.R) | uint32(c.G)<<8 | uint32(c.B)<<16 | 0xff<<24
+		}
 	}
 	return t
 }
@@ -196,13 +208,23 @@ func (t *circTable) draw(dst *image.RGBA, dmg *damage, b *bars, lv []float64) {
 			if d > reach+0.5 {
 				break
 			}
-			cov := min(1, reach-d+0.5) * min(1, max(0, d-t.r0+0.5))
-			if cov <= 0 {
-				continue
+			// Short of the tip the coverage is the table's; only the
+			// last pixel or two are computed.
+			a := uint32(p.full)
+			if d > reach-0.5 {
+				a = uint32(min(1, reach-d+0.5)*min(1, max(0, d-t.r0+0.5))*float64(p.a) + 0.5)
+			}
+			if a == 0 {
+				continue // blending nothing leaves the pixel as it is
 			}
 			x, y := int(p.off&0xffff), int(p.off>>16)
 			x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x+1), max(y1, y+1)
-			blendPixel(dst, dst.PixOffset(x, y), t.colors[int(d)], uint32(cov*float64(p.a)+0.5))
+			o := dst.PixOffset(x, y)
+			if w := t.solid[int(d)]; a >= 255 && w != 0 {
+				binary.LittleEndian.PutUint32(dst.Pix[o:o+4], w)
+				continue
+			}
+			blendPixel(dst, o, t.colors[int(d)], a)
 		}
 		if x0 < x1 {
 			dmg.rect(x0, y0, x1, y1)

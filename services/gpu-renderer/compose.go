@@ -44,6 +44,9 @@ type layerEntry struct {
 	d     drawer
 	box   image.Rectangle
 	keyed bool
+	// occ is set when this layer is the occluder of a dirty rectangle: once
+	// a key's core is cached, the layer is drawn around its core only.
+	occ *occlusion
 }
 
 // Scene is the immutable per-render state: the static base (every layer that

@@ -3,6 +3,7 @@ package renderer
 import (
 	"image"
 	"sync"
+	"sync/atomic"
 )
 
 // Incremental YUV composition. A dirty rectangle is where per-frame layers
@@ -42,6 +43,8 @@ type dirtyRect struct {
 type keyCache struct {
 	once sync.Once
 	data []byte
+	// ready is set once data is filled, for readers that must not wait.
+	ready atomic.Bool
 }
 
 // span is the columns [lo, hi) of a row pair; lo >= hi is empty.
@@ -122,7 +125,11 @@ func (c *composer) compose(out *yuvFrame, n int, hdr bool) {
 	}
 	c.dmg.reset()
 	for _, l := range s.layers {
-		if !l.keyed {
+		switch {
+		case l.keyed:
+		case l.occ != nil:
+			l.occ.draw(work, c.dmg, n, hdr)
+		default:
 			l.d.draw(work, c.dmg, n)
 		}
 	}

@@ -313,23 +313,33 @@ func blendOver(dst *image.RGBA, dmg *damage, src *image.RGBA, ox, oy int, clip i
 	r := src.Rect.Sub(src.Rect.Min).Add(image.Pt(ox, oy)).Intersect(clip).Intersect(dst.Rect)
 	dmg.rect(r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
 	for y := r.Min.Y; y < r.Max.Y; y++ {
-		si := src.PixOffset(src.Rect.Min.X+r.Min.X-ox, src.Rect.Min.Y+y-oy)
-		di := dst.PixOffset(r.Min.X, y)
-		for x := r.Min.X; x < r.Max.X; x, si, di = x+1, si+4, di+4 {
-			a := uint32(src.Pix[si+3])
-			if a == 0 {
-				continue
-			}
-			if a == 255 {
-				copy(dst.Pix[di:di+4], src.Pix[si:si+4])
-				continue
-			}
-			na := 255 - a
-			for c := 0; c < 3; c++ {
-				dst.Pix[di+c] = uint8(uint32(src.Pix[si+c]) + (uint32(dst.Pix[di+c])*na+127)/255)
-			}
-			dst.Pix[di+3] = uint8(a + (uint32(dst.Pix[di+3])*na+127)/255)
+		blendOverRow(dst, nil, src, ox, oy, y, r.Min.X, r.Max.X)
+	}
+}
+
+// blendOverRow is blendOver for columns [x0, x1) of row y, which the caller
+// has clipped; it records them in dmg.
+func blendOverRow(dst *image.RGBA, dmg *damage, src *image.RGBA, ox, oy, y, x0, x1 int) {
+	if x0 >= x1 {
+		return
+	}
+	dmg.row(y, x0, x1)
+	si := src.PixOffset(src.Rect.Min.X+x0-ox, src.Rect.Min.Y+y-oy)
+	di := dst.PixOffset(x0, y)
+	for x := x0; x < x1; x, si, di = x+1, si+4, di+4 {
+		a := uint32(src.Pix[si+3])
+		if a == 0 {
+			continue
 		}
+		if a == 255 {
+			copy(dst.Pix[di:di+4], src.Pix[si:si+4])
+			continue
+		}
+		na := 255 - a
+		for c := 0; c < 3; c++ {
+			dst.Pix[di+c] = uint8(uint32(src.Pix[si+c]) + (uint32(dst.Pix[di+c])*na+127)/255)
+		}
+		dst.Pix[di+3] = uint8(a + (uint32(dst.Pix[di+3])*na+127)/255)
 	}
 }
 

@@ -1,6 +1,8 @@
 package renderer
 
-import "image"
+import (
+	"image"
+)
 
 // Occluders. When a keyed layer (the cover) is drawn last in a dirty
 // rectangle shared with other per-frame layers (halo's rings and bars
@@ -15,13 +17,32 @@ type occluder interface {
 	// columns where the layer drawn with key k covers both rows with fully
 	// opaque pixels; empty spans where it does not.
 	opaque(k int, r image.Rectangle) []span
+	// drawAround draws frame n except the columns cores[p] of each row
+	// pair p of r: what is there comes from the core's cache.
+	drawAround(dst *image.RGBA, dmg *damage, n int, r image.Rectangle, cores []span)
 }
 
 // occlusion is a dirty rectangle's topmost occluder and its per-key cores.
 type occlusion struct {
 	top   occluder
-	cores [][]span      // by key, by row pair
-	cache [2][]keyCache // by bit depth, by key: the cores' YUV, packed
+	r     image.Rectangle // the dirty rectangle
+	cores [][]span        // by key, by row pair
+	cache [2][]keyCache   // by bit depth, by key: the cores' YUV, packed
+}
+
+// draw draws the occluder for frame n: around the core when the core's YUV
+// for n's key is cached (nothing reads the core's pixels then), else whole,
+// so that core can convert it.
+func (oc *occlusion) draw(dst *image.RGBA, dmg *damage, n int, hdr bool) {
+	k, hd := oc.top.key(n), 0
+	if hdr {
+		hd = 1
+	}
+	if oc.cache[hd][k].ready.Load() {
+		oc.top.drawAround(dst, dmg, n, oc.r, oc.cores[k])
+		return
+	}
+	oc.top.draw(dst, dmg, n)
 }
 
 // setOccluder records layer j as the occluder of dirty rectangle i when it
@@ -30,7 +51,8 @@ func (s *Scene) setOccluder(i int, layers []int) {
 	if len(layers) < 2 {
 		return
 	}
-	top, ok := s.layers[layers[len(layers)-1]].d.(occluder)
+	topIdx := layers[len(layers)-1]
+	top, ok := s.layers[topIdx].d.(occluder)
 	if !ok {
 		return
 	}
@@ -43,6 +65,8 @@ func (s *Scene) setOccluder(i int, layers []int) {
 		oc.cache[hd] = make([]keyCache, top.keys())
 	}
 	d.occ = oc
+	s.layers[topIdx].occ = oc
+	oc.r = d.r
 }
 
 // core returns the opaque spans of frame n's key and makes sure their YUV
@@ -62,6 +86,7 @@ func (oc *occlusion) core(out []byte, work *image.RGBA, w, h int, r image.Rectan
 			}
 		}
 		kc.data = packSpans(nil, out, w, h, r, spans, hdr, false)
+		kc.ready.Store(true)
 	})
 	return spans, kc.data
 }
@@ -110,6 +135,26 @@ func packSpans(packed, frame []byte, w, h int, r image.Rectangle, spans []span, 
 
 // opaque implements occluder: the cover at level k is placed centred in its
 // box and clipped to it; its rounded corners are not opaque.
+func (c *cover) drawAround(dst *image.RGBA, dmg *damage, n int, r image.Rectangle, cores []span) {
+	img := c.levels[c.key(n)]
+	ox := c.box.Min.X + c.box.Dx()/2 - img.Rect.Dx()/2
+	oy := c.box.Min.Y + c.box.Dy()/2 - img.Rect.Dy()/2
+	at := image.Rectangle{Min: image.Pt(ox, oy), Max: image.Pt(ox+img.Rect.Dx(), oy+img.Rect.Dy())}
+	clip := at.Intersect(c.box).Intersect(dst.Rect)
+	for y := clip.Min.Y; y < clip.Max.Y; y++ {
+		core := span{}
+		if p := (y - r.Min.Y) / 2; y >= r.Min.Y && p < len(cores) {
+			core = cores[p]
+		}
+		if core.lo >= core.hi {
+			blendOverRow(dst, dmg, img, ox, oy, y, clip.Min.X, clip.Max.X)
+			continue
+		}
+		blendOverRow(dst, dmg, img, ox, oy, y, clip.Min.X, min(clip.Max.X, core.lo))
+		blendOverRow(dst, dmg, img, ox, oy, y, max(clip.Min.X, core.hi), clip.Max.X)
+	}
+}
+
 func (c *cover) opaque(k int, r image.Rectangle) []span {
 	img := c.levels[k]
 	ox := c.box.Min.X + c.box.Dx()/2 - img.Rect.Dx()/2
