@@ -7,7 +7,10 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -258,6 +261,10 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 	// Frames in flight, counting one a sink may hold back: bounds memory
 	// and keeps the workers busy.
 	window := 2*workers + 1
+	if v, _ := strconv.Atoi(os.Getenv("BB_WINDOW")); v > 0 {
+		window = v
+	}
+	nice, _ := strconv.Atoi(os.Getenv("BB_NICE"))
 
 	tokens := make(chan struct{}, window)
 	jobs := make(chan int)
@@ -297,6 +304,14 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 	})
 	for range workers {
 		g.Go(func() error {
+			if nice != 0 {
+				runtime.LockOSThread()
+				if nice == 99 {
+					_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0)
+				} else {
+					_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), nice)
+				}
+			}
 			c := scene.newComposer()
 			for n := range jobs {
 				if err := r.beforeDraw(gctx, n); err != nil {

@@ -19,17 +19,27 @@ func yuvFrameSize(w, h int, hdr bool) int {
 	return n
 }
 
-// BT.709 limited-range coefficients in 16.16 fixed point, for 8-bit R'G'B'.
+// BT.709 limited-range coefficients in 1.15 fixed point, for 8-bit R'G'B':
+// 15 bits so that they fit the signed 16-bit lanes of the AVX2 path
+// (yuv_amd64.s), which computes exactly what the Go loop below does.
 var bt709 = func() (c struct{ yr, yg, yb, ur, ug, ub, vr, vg, vb int32 }) {
 	const kr, kb = 0.2126, 0.0722
 	const kg = 1 - kr - kb
-	f := func(v float64) int32 { return int32(math.Round(v * 65536)) }
+	f := func(v float64) int32 { return int32(math.Round(v * 32768)) }
 	ys, cs := 219.0/255, 224.0/255
 	c.yr, c.yg, c.yb = f(ys*kr), f(ys*kg), f(ys*kb)
 	c.ur, c.ug, c.ub = f(-cs*kr/(2*(1-kb))), f(-cs*kg/(2*(1-kb))), f(cs*0.5)
 	c.vr, c.vg, c.vb = f(cs*0.5), f(-cs*kg/(2*(1-kr))), f(-cs*kb/(2*(1-kr)))
 	return c
 }()
+
+// Rounding terms with the offsets folded in: Y = (…+yRound)>>15 is the
+// rounded luma plus 16; chroma sums four pixels, so it shifts two more bits
+// and its offset is 128.
+const (
+	yRound = 1<<14 + 16<<15
+	cRound = 1<<16 + 128<<17
+)
 
 // toYUV420 converts src (opaque, even size, origin 0,0) to 8-bit BT.709
 // limited-range yuv420p in dst. Chroma is the mean of each 2×2 block.
@@ -43,7 +53,6 @@ func toYUV420Rect(dst []byte, src *image.RGBA, r image.Rectangle) {
 	yp := dst[:w*h]
 	up := dst[w*h : w*h+cw*(h/2)]
 	vp := dst[w*h+cw*(h/2) : w*h+2*cw*(h/2)]
-	c := &bt709
 	x0, x1 := r.Min.X/2, r.Max.X/2
 	if x1 <= x0 {
 		return
@@ -57,22 +66,34 @@ func toYUV420Rect(dst []byte, src *image.RGBA, r image.Rectangle) {
 		y1 := yp[(y+1)*w+2*x0 : (y+1)*w+2*x1]
 		uo := up[(y/2)*cw+x0 : (y/2)*cw+x1]
 		vo := vp[(y/2)*cw+x0 : (y/2)*cw+x1]
-		for len(r0) >= 8 && len(r1) >= 8 && len(y0) >= 2 && len(y1) >= 2 && len(uo) >= 1 && len(vo) >= 1 {
-			a, b := r0[:8:8], r1[:8:8]
-			ra, ga, ba := int32(a[0]), int32(a[1]), int32(a[2])
-			rb, gb, bb := int32(a[4]), int32(a[5]), int32(a[6])
-			rc, gc, bc := int32(b[0]), int32(b[1]), int32(b[2])
-			rd, gd, bd := int32(b[4]), int32(b[5]), int32(b[6])
-			y0[0] = uint8((c.yr*ra+c.yg*ga+c.yb*ba+32768)>>16 + 16)
-			y0[1] = uint8((c.yr*rb+c.yg*gb+c.yb*bb+32768)>>16 + 16)
-			y1[0] = uint8((c.yr*rc+c.yg*gc+c.yb*bc+32768)>>16 + 16)
-			y1[1] = uint8((c.yr*rd+c.yg*gd+c.yb*bd+32768)>>16 + 16)
-			sr, sg, sb := ra+rb+rc+rd, ga+gb+gc+gd, ba+bb+bc+bd
-			// Sums of four pixels: shift by two more bits.
-			uo[0] = uint8((c.ur*sr+c.ug*sg+c.ub*sb+(1<<17))>>18 + 128)
-			vo[0] = uint8((c.vr*sr+c.vg*sg+c.vb*sb+(1<<17))>>18 + 128)
-			r0, r1, y0, y1, uo, vo = r0[8:], r1[8:], y0[2:], y1[2:], uo[1:], vo[1:]
+		if n := len(uo) / simdBlocks; useSIMD && n > 0 {
+			// Whole groups of blocks in vector registers, the rest below.
+			yuvRowPairSIMD(r0, r1, y0, y1, uo, vo, n)
+			k := n * simdBlocks
+			r0, r1, y0, y1, uo, vo = r0[8*k:], r1[8*k:], y0[2*k:], y1[2*k:], uo[k:], vo[k:]
 		}
+		yuvRowPairGo(r0, r1, y0, y1, uo, vo)
+	}
+}
+
+// yuvRowPairGo converts the 2×2 blocks of two RGBA rows r0, r1 (8 bytes a
+// block) to luma y0, y1 (2 bytes a block) and chroma u, v (1 byte a block).
+func yuvRowPairGo(r0, r1, y0, y1, uo, vo []byte) {
+	c := &bt709
+	for len(r0) >= 8 && len(r1) >= 8 && len(y0) >= 2 && len(y1) >= 2 && len(uo) >= 1 && len(vo) >= 1 {
+		a, b := r0[:8:8], r1[:8:8]
+		ra, ga, ba := int32(a[0]), int32(a[1]), int32(a[2])
+		rb, gb, bb := int32(a[4]), int32(a[5]), int32(a[6])
+		rc, gc, bc := int32(b[0]), int32(b[1]), int32(b[2])
+		rd, gd, bd := int32(b[4]), int32(b[5]), int32(b[6])
+		y0[0] = uint8((c.yr*ra + c.yg*ga + c.yb*ba + yRound) >> 15)
+		y0[1] = uint8((c.yr*rb + c.yg*gb + c.yb*bb + yRound) >> 15)
+		y1[0] = uint8((c.yr*rc + c.yg*gc + c.yb*bc + yRound) >> 15)
+		y1[1] = uint8((c.yr*rd + c.yg*gd + c.yb*bd + yRound) >> 15)
+		sr, sg, sb := ra+rb+rc+rd, ga+gb+gc+gd, ba+bb+bc+bd
+		uo[0] = uint8((c.ur*sr + c.ug*sg + c.ub*sb + cRound) >> 17)
+		vo[0] = uint8((c.vr*sr + c.vg*sg + c.vb*sb + cRound) >> 17)
+		r0, r1, y0, y1, uo, vo = r0[8:], r1[8:], y0[2:], y1[2:], uo[1:], vo[1:]
 	}
 }
 
