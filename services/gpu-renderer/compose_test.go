@@ -299,3 +299,35 @@ func TestIncrementalFullSize(t *testing.T) {
 		}
 	}
 }
+
+// TestBlendPixelExact checks the word-at-a-time blend against the
+// per-channel formula for every coverage and colour alpha, over many
+// colours and backgrounds.
+func TestBlendPixelExact(t *testing.T) {
+	t.Parallel()
+	dst := image.NewRGBA(image.Rect(0, 0, 1, 1))
+	div := func(x uint32) uint8 { return uint8((x + 127) / 255) }
+	for k := 0; k < 600; k++ {
+		h := splitmix(uint64(k))
+		c := color.NRGBA{R: uint8(h), G: uint8(h >> 8), B: uint8(h >> 16), A: uint8(h >> 24)}
+		if k%3 == 0 {
+			c.A = 255
+		}
+		bg := [4]uint8{uint8(h >> 32), uint8(h >> 40), uint8(h >> 48), uint8(h >> 56)}
+		for a := uint32(0); a <= 255; a++ {
+			copy(dst.Pix, bg[:])
+			blendPixel(dst, 0, c, a)
+			aa := a
+			if c.A != 255 {
+				aa = (a*uint32(c.A) + 127) / 255
+			}
+			want := []uint8{c.R, c.G, c.B, 255}
+			if aa < 255 {
+				na := 255 - aa
+				want = []uint8{div(uint32(c.R)*aa + uint32(bg[0])*na), div(uint32(c.G)*aa + uint32(bg[1])*na),
+					div(uint32(c.B)*aa + uint32(bg[2])*na), div(255*aa + uint32(bg[3])*na)}
+			}
+			require.Equal(t, want, dst.Pix, "colour %v over %v at coverage %d", c, bg, a)
+		}
+	}
+}

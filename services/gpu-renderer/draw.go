@@ -290,21 +290,37 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 }
 
 // blendPixel mixes colour c into the pixel at Pix offset i with coverage a
-// (0..255), scaled by c's own alpha.
+// (0..255), scaled by c's own alpha: each channel becomes
+// (c·a + p·(255−a) + 127) / 255, alpha with c's taken as 255.
 func blendPixel(dst *image.RGBA, i int, c color.NRGBA, a uint32) {
 	if c.A != 255 {
 		a = (a*uint32(c.A) + 127) / 255
 	}
 	p := dst.Pix[i : i+4 : i+4]
+	cw := uint32(c.R) | uint32(c.G)<<8 | uint32(c.B)<<16 | 0xff<<24
 	if a >= 255 {
-		p[0], p[1], p[2], p[3] = c.R, c.G, c.B, 255
+		binary.LittleEndian.PutUint32(p, cw)
 		return
 	}
-	na := 255 - a
-	p[0] = uint8((uint32(c.R)*a + uint32(p[0])*na + 127) / 255)
-	p[1] = uint8((uint32(c.G)*a + uint32(p[1])*na + 127) / 255)
-	p[2] = uint8((uint32(c.B)*a + uint32(p[2])*na + 127) / 255)
-	p[3] = uint8((255*a + uint32(p[3])*na + 127) / 255)
+	binary.LittleEndian.PutUint32(p, blendWord(cw, binary.LittleEndian.Uint32(p), a))
+}
+
+// blendWord is the blend of blendPixel on RGBA words, all four channels at
+// once in 16-bit lanes of a uint64 (each lane's sum stays below 65 153).
+// x/255 is (x + 1 + x>>8) >> 8, exact for x < 65 535.
+func blendWord(c, p, a uint32) uint32 {
+	x := lanes(c)*uint64(a) + lanes(p)*uint64(255-a) + 0x007f007f007f007f
+	x = (x + 0x0001000100010001 + (x>>8)&0x00ff00ff00ff00ff) >> 8 & 0x00ff00ff00ff00ff
+	x = (x | x>>8) & 0x0000ffff0000ffff
+	return uint32(x | x>>16)
+}
+
+// lanes spreads the bytes of a word into the low bytes of four 16-bit
+// lanes.
+func lanes(w uint32) uint64 {
+	x := uint64(w)
+	x = (x | x<<16) & 0x0000ffff0000ffff
+	return (x | x<<8) & 0x00ff00ff00ff00ff
 }
 
 // blendOver composites a premultiplied src over dst with src's rectangle
