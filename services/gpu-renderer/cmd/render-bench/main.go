@@ -5,6 +5,10 @@
 //	render-bench -mode full   -template T -seconds S -audio a.m4a -out o.mp4   # draw + encode
 //	render-bench -mode raw    -template T -seconds S -out frames.yuv            # draw only
 //	render-bench -mode encode -seconds S -audio a.m4a -raw frames.yuv -out o.mp4 # encode only
+//	render-bench -mode inputs -seconds S -cover c.jpg -analysis a.json           # write inputs
+//
+// With -cover and -analysis, full and raw decode those files, as the service
+// decodes what it downloads; without them they synthesise the inputs.
 //
 // It prints one line "wall_seconds=… frames=… peak_rss_kb=… go_cpu_seconds=…
 // ffmpeg_cpu_seconds=…" on stdout; -cpuprofile writes a pprof CPU profile.
@@ -12,15 +16,21 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"image"
+	"image/jpeg"
+	_ "image/png"
 	"os"
 	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/backbeat/backbeat/pkg/analysis"
 	"github.com/backbeat/backbeat/pkg/media"
 	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
 )
@@ -45,6 +55,8 @@ func run() error {
 	fps := flag.Int("fps", 30, "frames per second")
 	workers := flag.Int("workers", 0, "compose workers (0: the renderer's default)")
 	cpuProfile := flag.String("cpuprofile", "", "write a pprof CPU profile of this process here")
+	coverPath := flag.String("cover", "", "cover art (JPEG or PNG) to decode; written by -mode inputs")
+	analysisPath := flag.String("analysis", "", "analysis JSON to decode; written by -mode inputs")
 	flag.Parse()
 	if *cpuProfile != "" {
 		stop, err := startProfile(*cpuProfile)
@@ -63,6 +75,10 @@ func run() error {
 	start := time.Now()
 	frames := renderer.FrameCount(*seconds, *fps)
 	switch *mode {
+	case "inputs":
+		if err := writeInputs(*coverPath, *analysisPath, *seconds, *fps); err != nil {
+			return err
+		}
 	case "encode":
 		args, err := renderer.FFmpegArgs(enc, w, h, *raw, *audio, *out)
 		if err != nil {
@@ -77,9 +93,12 @@ func run() error {
 		if err != nil {
 			return err
 		}
+		an, cover, err := readInputs(*coverPath, *analysisPath, *seconds, *fps)
+		if err != nil {
+			return err
+		}
 		job := renderer.Job{
-			Scene: renderer.SceneInput{Template: tpl, Layout: *layout,
-				Analysis: renderer.SyntheticAnalysis(*seconds, *fps, 48), Cover: renderer.SampleCover(),
+			Scene: renderer.SceneInput{Template: tpl, Layout: *layout, Analysis: an, Cover: cover,
 				Title: "Midnight Avenue", Artist: "The Backbeats", Watermark: true},
 			Encoding: enc, Duration: *seconds, AudioPath: *audio, OutPath: *out,
 		}
@@ -112,6 +131,56 @@ func run() error {
 	fmt.Printf("wall_seconds=%.3f frames=%d peak_rss_kb=%d go_cpu_seconds=%.3f go_sys_seconds=%.3f ffmpeg_cpu_seconds=%.3f\n",
 		time.Since(start).Seconds(), frames, peakRSS(), self, sysSeconds(), child)
 	return nil
+}
+
+// writeInputs writes the sample cover as a JPEG and a synthetic analysis as
+// JSON, the files the service would download for a job.
+func writeInputs(coverPath, analysisPath string, seconds float64, fps int) error {
+	if coverPath == "" || analysisPath == "" {
+		return fmt.Errorf("inputs: -cover and -analysis are required")
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, renderer.SampleCover(), &jpeg.Options{Quality: 90}); err != nil {
+		return fmt.Errorf("inputs: cover: %w", err)
+	}
+	if err := os.WriteFile(coverPath, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("inputs: %w", err)
+	}
+	data, err := json.Marshal(renderer.SyntheticAnalysis(seconds, fps, 48))
+	if err != nil {
+		return fmt.Errorf("inputs: analysis: %w", err)
+	}
+	if err := os.WriteFile(analysisPath, data, 0o644); err != nil {
+		return fmt.Errorf("inputs: %w", err)
+	}
+	return nil
+}
+
+// readInputs decodes the files writeInputs wrote, or synthesises the inputs
+// when no files are given.
+func readInputs(coverPath, analysisPath string, seconds float64, fps int) (*analysis.Analysis, image.Image, error) {
+	if coverPath == "" && analysisPath == "" {
+		return renderer.SyntheticAnalysis(seconds, fps, 48), renderer.SampleCover(), nil
+	}
+	f, err := os.Open(analysisPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("analysis: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	an, err := analysis.Decode(bufio.NewReader(f))
+	if err != nil {
+		return nil, nil, err
+	}
+	cf, err := os.Open(coverPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cover: %w", err)
+	}
+	defer func() { _ = cf.Close() }()
+	cover, _, err := image.Decode(bufio.NewReader(cf))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cover: %w", err)
+	}
+	return an, cover, nil
 }
 
 // startProfile starts a CPU profile written to path; stop ends it.
