@@ -30,17 +30,41 @@ func fillBackground(dst *image.RGBA, frame image.Rectangle, stops []color.NRGBA,
 	for i := range lut {
 		lut[i] = gradientAt(stops, float64(i)/steps)
 	}
-	b := dst.Rect
+	put := func(x, y, k int) {
+		if c := lut[k]; c.A == 255 {
+			o := dst.PixOffset(x, y)
+			binary.LittleEndian.PutUint32(dst.Pix[o:o+4], uint32(c.R)|uint32(c.G)<<8|uint32(c.B)<<16|0xff<<24)
+		} else {
+			blendPixel(dst, dst.PixOffset(x, y), c, 255)
+		}
+	}
+	b := dst.Rect.Intersect(frame)
+	if radial && b == frame && frame.Dx()%2 == 0 && frame.Dy()%2 == 0 {
+		// Symmetric about both centre lines, exactly (the offsets are
+		// halves): one quadrant's distances serve all four.
+		x0, y0, mx, my := b.Min.X, b.Min.Y, b.Min.X+b.Max.X-1, b.Min.Y+b.Max.Y-1
+		for y := y0; y < y0+frame.Dy()/2; y++ {
+			for x := x0; x < x0+frame.Dx()/2; x++ {
+				px, py := float64(x-x0)+0.5-cx, float64(y-y0)+0.5-cy
+				k := int(clamp01(math.Hypot(px, py)/half)*steps + 0.5)
+				put(x, y, k)
+				put(mx-(x-x0), y, k)
+				put(x, my-(y-y0), k)
+				put(mx-(x-x0), my-(y-y0), k)
+			}
+		}
+		return
+	}
 	for y := b.Min.Y; y < b.Max.Y; y++ {
 		for x := b.Min.X; x < b.Max.X; x++ {
-			px, py := float64(x)+0.5-cx, float64(y)+0.5-cy
+			px, py := float64(x-frame.Min.X)+0.5-cx, float64(y-frame.Min.Y)+0.5-cy
 			var t float64
 			if radial {
 				t = math.Hypot(px, py) / half
 			} else {
 				t = (px*sin+py*cos)/extent + 0.5
 			}
-			blendPixel(dst, dst.PixOffset(x, y), lut[int(clamp01(t)*steps+0.5)], 255)
+			put(x, y, int(clamp01(t)*steps+0.5))
 		}
 	}
 }
