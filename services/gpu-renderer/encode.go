@@ -34,9 +34,18 @@ type Encoding struct {
 	// Encoder is EncoderX264 or EncoderNVENC (falls back to x264 when NVENC
 	// cannot be opened).
 	Encoder string
-	// Concurrency is the number of frame workers; 0 means GOMAXPROCS.
+	// Concurrency is the number of compose workers; 0 means
+	// DefaultComposeWorkers.
 	Concurrency int
 }
+
+// DefaultComposeWorkers is the number of compose workers of a render that
+// does not set one: one per four cores, at least one. A worker composes a
+// 1080×1080 frame in about a millisecond, ten times faster than x264
+// encodes one on the same core, so more workers would not speed a render
+// up; they would only take cores and cache from the encoder
+// (docs/benchmarks.md measures both).
+func DefaultComposeWorkers() int { return max(1, runtime.GOMAXPROCS(0)/4) }
 
 // x264Presets maps the x264 presets to the NVENC preset of similar cost.
 var x264Presets = map[string]string{
@@ -56,7 +65,7 @@ func (e Encoding) withDefaults() (Encoding, error) {
 		e.Encoder = EncoderX264
 	}
 	if e.Concurrency <= 0 {
-		e.Concurrency = runtime.GOMAXPROCS(0)
+		e.Concurrency = DefaultComposeWorkers()
 	}
 	if e.CRF < 0 || e.CRF > 51 {
 		return e, fmt.Errorf("crf %d out of 0..51", e.CRF)

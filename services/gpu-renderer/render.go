@@ -7,10 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strconv"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -160,7 +157,7 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	r.log.Debug("ffmpeg started", zap.Strings("args", args), zap.Int("frames", frames))
 
 	sink := newFrameSink(stdin, yuvFrameSize(w, h, enc.HDR))
-	ferr := r.produce(fctx, scene, enc, 0, frames, sink, progress)
+	ferr := r.produce(fctx, scene, enc, 0, frames, sink, true, progress)
 	if ferr != nil {
 		fcancel(ferr)
 	}
@@ -199,7 +196,7 @@ func (r *Renderer) RenderRaw(ctx context.Context, job Job, from, to int, out io.
 	if from < 0 || from >= to {
 		return Result{}, errInvalid(fmt.Errorf("frame range %d..%d outside 0..%d", from, to, scene.Frames()))
 	}
-	if err := r.produce(ctx, scene, enc, from, to, writeSink{out}, nil); err != nil {
+	if err := r.produce(ctx, scene, enc, from, to, writeSink{out}, false, nil); err != nil {
 		return Result{}, err
 	}
 	return Result{Frames: to - from, Elapsed: time.Since(start)}, nil
@@ -255,16 +252,16 @@ var errPipe = errors.New("write to ffmpeg")
 // worker's composer rewrites only the row spans of the dirty boxes that
 // differ from the base or from what the buffer holds (see dirty.go). So a
 // frame costs the pixels its moving layers actually cover.
-func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from, to int, out frameSink, progress func(int)) error {
+//
+// With yield, the workers run at a low CPU priority (see yieldToEncoder):
+// the encoder, not composing, bounds a render, so composing should take the
+// cores only when the encoder leaves them idle.
+func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from, to int, out frameSink, yield bool, progress func(int)) error {
 	scene.staticYUV(enc.HDR) // convert the base once, before the workers race for it
 	workers := max(1, min(enc.Concurrency, to-from))
 	// Frames in flight, counting one a sink may hold back: bounds memory
 	// and keeps the workers busy.
 	window := 2*workers + 1
-	if v, _ := strconv.Atoi(os.Getenv("BB_WINDOW")); v > 0 {
-		window = v
-	}
-	nice, _ := strconv.Atoi(os.Getenv("BB_NICE"))
 
 	tokens := make(chan struct{}, window)
 	jobs := make(chan int)
@@ -304,12 +301,12 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 	})
 	for range workers {
 		g.Go(func() error {
-			if nice != 0 {
+			if yield {
+				// This goroutine keeps its thread, at a low priority, to
+				// its end; Go then ends the thread rather than reuse it.
 				runtime.LockOSThread()
-				if nice == 99 {
-					_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0)
-				} else {
-					_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), nice)
+				if err := yieldToEncoder(); err != nil {
+					r.log.Debug("compose worker keeps its priority", zap.Error(err))
 				}
 			}
 			c := scene.newComposer()

@@ -33,6 +33,22 @@ func setPipeSize(f *os.File, size int) (int, error) {
 	return got, nil
 }
 
+// composeNice is the nice value of compose worker threads during a render.
+const composeNice = 19
+
+// yieldToEncoder lowers the calling thread's CPU priority to composeNice.
+// Linux schedules threads, so ffmpeg and the rest of the process keep
+// theirs: when x264 has work for every core it gets them, and the compose
+// workers run in the gaps (x264 leaves some while it waits on its own
+// threads), filling the frames in flight ahead of it. Within a container,
+// priorities only rank the container's own threads against each other.
+func yieldToEncoder() error {
+	if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), composeNice); err != nil {
+		return fmt.Errorf("lower compose thread priority: %w", err)
+	}
+	return nil
+}
+
 // spliceSink hands frames to ffmpeg with vmsplice(2): the kernel puts
 // references to the frame's pages in the pipe instead of copying 1.75 MB
 // per frame into it, and ffmpeg's read copies them out once, as it would

@@ -9,12 +9,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/sys/unix"
 
 	"github.com/backbeat/backbeat/pkg/media"
 )
@@ -118,4 +121,44 @@ func TestRenderPipesExactlyTheRawFrames(t *testing.T) {
 	want, got := md5(encoded), md5(job.OutPath)
 	require.Equal(t, 12, strings.Count(want, "\n0,"), "one checksum per frame")
 	require.Equal(t, want, got)
+}
+
+// TestComposeWorkersYieldToTheEncoder: during Render the compose workers'
+// threads run at composeNice, and the thread that called Render keeps its
+// priority; RenderRaw (no encoder to yield to) does not lower it.
+func TestComposeWorkersYieldToTheEncoder(t *testing.T) {
+	requireFFmpeg(t)
+	t.Parallel()
+	job := smallJob(t, LayoutSquare, 64, 64)
+	var mu sync.Mutex
+	seen := map[int]int{} // thread id → its nice value
+	hook := func(_ context.Context, _ int) error {
+		tid := unix.Gettid()
+		prio, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		seen[tid] = 20 - prio // the raw syscall returns 20 - nice
+		mu.Unlock()
+		return nil
+	}
+	_, err := NewRenderer(zaptest.NewLogger(t), hook).Render(context.Background(), job, nil)
+	require.NoError(t, err)
+	require.NotEmpty(t, seen)
+	for tid, nice := range seen {
+		require.Equal(t, composeNice, nice, "compose thread %d", tid)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	own, err := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
+	require.NoError(t, err)
+	require.Equal(t, 0, 20-own, "the caller's thread keeps its priority")
+
+	clear(seen)
+	_, err = NewRenderer(zaptest.NewLogger(t), hook).RenderRaw(context.Background(), job, 0, 3, io.Discard)
+	require.NoError(t, err)
+	for tid, nice := range seen {
+		require.Equal(t, 0, nice, "RenderRaw thread %d", tid)
+	}
 }

@@ -15,3 +15,6 @@ func setPipeSize(_ *os.File, _ int) (int, error) {
 
 // newFrameSink writes frames with plain writes: vmsplice is Linux-only.
 func newFrameSink(pipe *os.File, _ int) frameSink { return writeSink{pipe} }
+
+// yieldToEncoder does nothing here: thread priorities are set on Linux only.
+func yieldToEncoder() error { return nil }
