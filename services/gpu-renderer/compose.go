@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/backbeat/backbeat/pkg/analysis"
@@ -146,6 +147,12 @@ func (s *Scene) build(in SceneInput, pal *palette) error {
 		d, err := s.newDrawer(rect, in, pal, l)
 		if err != nil {
 			return fmt.Errorf("layers[%d].%s: %w", i, kind, err)
+		}
+		if p, ok := d.(*progress); ok && !slices.ContainsFunc(live, rect.Overlaps) {
+			// Nothing moving under the track: it is static, drawn once
+			// into the base, and frames draw only the played part.
+			p.drawTrack(s.static)
+			p.trackInBase = true
 		}
 		if d != nil {
 			s.layers = append(s.layers, layerEntry{d: d, box: rect})

@@ -5,6 +5,7 @@ import (
 	"image"
 	"image/color"
 	"math"
+	"unsafe"
 
 	xdraw "golang.org/x/image/draw"
 )
@@ -224,6 +225,19 @@ func fillRoundRect(dst *image.RGBA, dmg *damage, clip image.Rectangle, x0, y0, x
 	for x := ix0; x < ix1; x++ {
 		straight = append(straight, uint32(roundRectCoverage(float64(x)+0.5, midY, x0, y0, x1, y1, r)*255+0.5))
 	}
+	// [sLo, sHi): the columns of full coverage, one run between the edges.
+	sLo, sHi := 0, 0
+	for k, a := range straight {
+		if a >= 255 {
+			if sHi == 0 {
+				sLo = k
+			} else if sHi != k {
+				sLo, sHi = 0, 0 // not one run: blend every column
+				break
+			}
+			sHi = k + 1
+		}
+	}
 	for y := iy0; y < iy1; y++ {
 		if rows != nil {
 			c = rows[y]
@@ -231,15 +245,16 @@ func fillRoundRect(dst *image.RGBA, dmg *damage, clip image.Rectangle, x0, y0, x
 		py := float64(y) + 0.5
 		i := dst.PixOffset(ix0, y)
 		if py-0.5 >= y0+r && py+0.5 <= y1-r {
-			// Fully covered pixels of an opaque colour are one 32-bit
-			// store, exactly what blendPixel would write.
-			solid, opaque := uint32(c.R)|uint32(c.G)<<8|uint32(c.B)<<16|0xff<<24, c.A == 255
-			row := dst.Pix[i : i+4*len(straight)]
+			// The fully covered run of an opaque colour is a fill of
+			// 32-bit words, exactly what blendPixel would write; only the
+			// anti-aliased edge columns are blended.
+			lo, hi := 0, 0
+			if c.A == 255 {
+				lo, hi = sLo, sHi
+				fillWords(dst.Pix[i+4*lo:i+4*hi], uint32(c.R)|uint32(c.G)<<8|uint32(c.B)<<16|0xff<<24)
+			}
 			for k, a := range straight {
-				switch {
-				case a >= 255 && opaque:
-					binary.LittleEndian.PutUint32(row[4*k:4*k+4], solid)
-				case a > 0:
+				if a > 0 && (k < lo || k >= hi) {
 					blendPixel(dst, i+4*k, c, a)
 				}
 			}
@@ -250,16 +265,46 @@ func fillRoundRect(dst *image.RGBA, dmg *damage, clip image.Rectangle, x0, y0, x
 		// compute it once, exactly as roundRectCoverage would.
 		flat := math.Abs(py-cy)-(hy-r) > 0
 		mid := roundRectCoverage(cx, py, x0, y0, x1, y1, r)
+		am := uint32(mid*255 + 0.5)
 		for x := ix0; x < ix1; x, i = x+1, i+4 {
 			px := float64(x) + 0.5
-			cov := mid
 			if !flat || math.Abs(px-cx)-(hx-r) > 0 {
-				cov = roundRectCoverage(px, py, x0, y0, x1, y1, r)
+				if cov := roundRectCoverage(px, py, x0, y0, x1, y1, r); cov > 0 {
+					blendPixel(dst, i, c, uint32(cov*255+0.5))
+				}
+				continue
 			}
-			if cov > 0 {
-				blendPixel(dst, i, c, uint32(cov*255+0.5))
+			// The run between the corners, all at the centre's coverage:
+			// a fill when that is full and the colour opaque.
+			end := x + 1
+			for end < ix1 && !(math.Abs(float64(end)+0.5-cx)-(hx-r) > 0) {
+				end++
 			}
+			switch {
+			case am >= 255 && c.A == 255:
+				fillWords(dst.Pix[i:i+4*(end-x)], uint32(c.R)|uint32(c.G)<<8|uint32(c.B)<<16|0xff<<24)
+			case mid > 0:
+				for j := i; j < i+4*(end-x); j += 4 {
+					blendPixel(dst, j, c, am)
+				}
+			}
+			i += 4 * (end - 1 - x)
+			x = end - 1
 		}
+	}
+}
+
+// fillWords sets every 4-byte pixel of p (a whole number of pixels, at a
+// multiple of 4 bytes into an image's Pix) to the RGBA word w.
+func fillWords(p []byte, w uint32) {
+	if len(p) < 4 {
+		return
+	}
+	// Pix comes from make, 8-byte aligned, and pixels start at multiples
+	// of 4: the words are aligned.
+	ws := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(p))), len(p)/4)
+	for j := range ws {
+		ws[j] = w
 	}
 }
 

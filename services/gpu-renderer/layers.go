@@ -156,13 +156,23 @@ type progress struct {
 	s           *Scene
 	box         image.Rectangle
 	fill, track color.NRGBA
+	// trackInBase is set when the track is drawn once into the static base.
+	trackInBase bool
+}
+
+// drawTrack draws the whole track, unplayed.
+func (p *progress) drawTrack(dst *image.RGBA) {
+	b := p.box
+	fillRoundRect(dst, nil, b, float64(b.Min.X), float64(b.Min.Y), float64(b.Max.X), float64(b.Max.Y), float64(b.Dy())/2, p.track, nil)
 }
 
 func (p *progress) draw(dst *image.RGBA, dmg *damage, n int) {
 	b := p.box
-	x0, y0, x1, y1 := float64(b.Min.X), float64(b.Min.Y), float64(b.Max.X), float64(b.Max.Y)
+	x0, y0, y1 := float64(b.Min.X), float64(b.Min.Y), float64(b.Max.Y)
 	r := float64(b.Dy()) / 2
-	fillRoundRect(dst, dmg, b, x0, y0, x1, y1, r, p.track, nil)
+	if !p.trackInBase {
+		fillRoundRect(dst, dmg, b, x0, y0, float64(b.Max.X), y1, r, p.track, nil)
+	}
 	frac := min(1, float64(n+1)/float64(p.s.frames))
 	fillRoundRect(dst, dmg, b, x0, y0, x0+frac*float64(b.Dx()), y1, r, p.fill, nil)
 }
