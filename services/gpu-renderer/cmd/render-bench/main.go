@@ -128,8 +128,8 @@ func run() error {
 		return fmt.Errorf("unknown mode %q", *mode)
 	}
 	self, child := cpuSeconds(syscall.RUSAGE_SELF), cpuSeconds(syscall.RUSAGE_CHILDREN)
-	fmt.Printf("wall_seconds=%.3f frames=%d peak_rss_kb=%d go_cpu_seconds=%.3f go_sys_seconds=%.3f ffmpeg_cpu_seconds=%.3f\n",
-		time.Since(start).Seconds(), frames, peakRSS(), self, sysSeconds(), child)
+	fmt.Printf("wall_seconds=%.3f frames=%d peak_rss_kb=%d go_cpu_seconds=%.3f go_sys_seconds=%.3f ffmpeg_cpu_seconds=%.3f ffmpeg_sys_seconds=%.3f\n",
+		time.Since(start).Seconds(), frames, peakRSS(), self, sysSeconds(syscall.RUSAGE_SELF), child, sysSeconds(syscall.RUSAGE_CHILDREN))
 	return nil
 }
 
@@ -207,11 +207,12 @@ func cpuSeconds(who int) float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-// sysSeconds is the kernel's share of this process's CPU time: the pipe
-// writes to ffmpeg, page faults, wake-ups.
-func sysSeconds() float64 {
+// sysSeconds is the kernel's share of the CPU time of this process
+// (RUSAGE_SELF: pipe writes, page faults, wake-ups) or of ffmpeg
+// (RUSAGE_CHILDREN: its reads, among others).
+func sysSeconds(who int) float64 {
 	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	if err := syscall.Getrusage(who, &ru); err != nil {
 		return 0
 	}
 	return time.Duration(ru.Stime.Nano()).Seconds()
