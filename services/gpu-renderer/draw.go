@@ -263,13 +263,20 @@ func fillRoundRect(dst *image.RGBA, dmg *damage, clip image.Rectangle, x0, y0, x
 		// In a cap row, pixels between the corners all have the coverage
 		// of the centre column (the edge distance there is vertical):
 		// compute it once, exactly as roundRectCoverage would.
-		flat := math.Abs(py-cy)-(hy-r) > 0
+		// roundRectCoverage, inlined with its row terms hoisted (same
+		// arithmetic, same results).
+		qy := math.Abs(py-cy) - (hy - r)
+		flat := qy > 0
 		mid := roundRectCoverage(cx, py, x0, y0, x1, y1, r)
 		am := uint32(mid*255 + 0.5)
 		for x := ix0; x < ix1; x, i = x+1, i+4 {
 			px := float64(x) + 0.5
-			if !flat || math.Abs(px-cx)-(hx-r) > 0 {
-				if cov := roundRectCoverage(px, py, x0, y0, x1, y1, r); cov > 0 {
+			if qx := math.Abs(px-cx) - (hx - r); !flat || qx > 0 {
+				d := max(qx, qy) - r
+				if qx > 0 && qy > 0 {
+					d = math.Hypot(qx, qy) - r
+				}
+				if cov := min(1, max(0, 0.5-d)); cov > 0 {
 					blendPixel(dst, i, c, uint32(cov*255+0.5))
 				}
 				continue
