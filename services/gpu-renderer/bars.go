@@ -5,7 +5,6 @@ import (
 	"image"
 	"image/color"
 	"math"
-	"slices"
 )
 
 // bars is the spectrum: linear, mirrored (lows in the middle) or circular.
@@ -32,7 +31,7 @@ func (s *Scene) newBars(box image.Rectangle, pal *palette, cfg *BarsLayer) (*bar
 		b.nbars = (cfg.Count + 1) / 2
 	}
 	if cfg.Style == "circular" {
-		b.circ = newCircTable(box, cfg, lo, hi)
+		b.circ = newCircTable(box, 4*s.w, cfg, lo, hi)
 	} else {
 		b.rows = rowGradient(s.h, box, lo, hi, cfg.Anchor == "center")
 	}
@@ -111,18 +110,23 @@ func (b *bars) draw(dst *image.RGBA, dmg *damage, n int) {
 }
 
 // circTable precomputes, for every pixel a circular bar may cover, its bar,
-// its angular coverage and its radius, sorted by bar then radius: a frame
-// then visits only the pixels its bars actually cover.
+// its angular coverage and its radius, grouped by bar and then by whole
+// radius: a frame visits only the pixels its bars actually cover.
 type circTable struct {
 	cx, cy, r0, r1 float64
-	start          []int // entries of bar i are start[i]:start[i+1]
+	stride         int   // Pix stride the offsets are for
+	base, nb       int   // bucket k holds radii [base+k, base+k+1); nb buckets
+	start          []int // entries of bar i, bucket k end at start[i*(nb+1)+k+1]
 	pix            []circPixel
-	colors         []color.NRGBA // by integer radius
-	solid          []uint32      // colors as RGBA words where opaque, else 0
+	// box[i*nb+k] bounds the pixels of bar i in buckets 0..k: the damage
+	// of a bar reaching into bucket k.
+	box    []image.Rectangle
+	colors []color.NRGBA // by integer radius
+	solid  []uint32      // colors as RGBA words where opaque, else 0
 }
 
 type circPixel struct {
-	off int32   // y<<16 | x
+	off int32   // Pix offset
 	d   float32 // distance from the centre
 	a   uint8   // angular coverage 0..255
 	// full is the pixel's alpha when the bar reaches past it: its angular
@@ -130,24 +134,46 @@ type circPixel struct {
 	full uint8
 }
 
-func newCircTable(box image.Rectangle, cfg *BarsLayer, lo, hi color.NRGBA) *circTable {
-	t := &circTable{cx: float64(box.Min.X+box.Max.X) / 2, cy: float64(box.Min.Y+box.Max.Y) / 2}
+func newCircTable(box image.Rectangle, stride int, cfg *BarsLayer, lo, hi color.NRGBA) *circTable {
+	t := &circTable{cx: float64(box.Min.X+box.Max.X) / 2, cy: float64(box.Min.Y+box.Max.Y) / 2, stride: stride}
 	t.r1 = float64(min(box.Dx(), box.Dy()))/2 - 0.5
 	t.r0 = cfg.Inner * t.r1
 	count := float64(cfg.Count)
 	g := cfg.Gap / 2
-	perBar := make([][]circPixel, cfg.Count)
-	// Room for each bar's share of the annulus, so the appends below do
-	// not keep regrowing (this table is built at every render's start).
-	guess := int(math.Pi*((t.r1+1)*(t.r1+1)-max(0, t.r0-1)*max(0, t.r0-1))/count) + 16
+	dMin, dMax := t.r0-1, t.r1+1
+	t.base = int(math.Floor(max(0, dMin)))
+	t.nb = int(dMax) - t.base + 1
+	type entry struct {
+		p    circPixel
+		x, y int
+	}
+	perBar := make([][]entry, cfg.Count)
+	guess := int(math.Pi*((dMax)*(dMax)-max(0, dMin)*max(0, dMin))/count) + 16
 	for i := range perBar {
-		perBar[i] = make([]circPixel, 0, guess)
+		perBar[i] = make([]entry, 0, guess)
 	}
 	for y := box.Min.Y; y < box.Max.Y; y++ {
-		for x := box.Min.X; x < box.Max.X; x++ {
-			dx, dy := float64(x)+0.5-t.cx, float64(y)+0.5-t.cy
+		dy := float64(y) + 0.5 - t.cy
+		if math.Abs(dy) > dMax+1 {
+			continue
+		}
+		// Only the annulus is visited: |dx| beyond outer is farther than
+		// dMax+1, and below hole nearer than dMin-1 (a pixel of margin
+		// each; the distance test below decides).
+		outer := math.Sqrt((dMax+1)*(dMax+1) - dy*dy)
+		hole := -1.0
+		if dMin-1 > math.Abs(dy) {
+			hole = math.Sqrt((dMin-1)*(dMin-1) - dy*dy)
+		}
+		xa := max(box.Min.X, int(math.Floor(t.cx-outer))-1)
+		xb := min(box.Max.X, int(math.Ceil(t.cx+outer))+1)
+		for x := xa; x < xb; x++ {
+			dx := float64(x) + 0.5 - t.cx
+			if math.Abs(dx) < hole {
+				continue
+			}
 			d := math.Hypot(dx, dy)
-			if d < t.r0-1 || d > t.r1+1 {
+			if d < dMin || d > dMax {
 				continue
 			}
 			theta := math.Atan2(dx, -dy) // 0 at the top, clockwise
@@ -162,29 +188,46 @@ func newCircTable(box image.Rectangle, cfg *BarsLayer, lo, hi color.NRGBA) *circ
 			if cov <= 0 {
 				continue
 			}
-			px := circPixel{off: int32(y<<16 | x), d: float32(d), a: uint8(min(1, cov)*255 + 0.5)}
+			px := circPixel{off: int32(y*stride + 4*x), d: float32(d), a: uint8(min(1, cov)*255 + 0.5)}
 			px.full = uint8(min(1, max(0, float64(px.d)-t.r0+0.5))*float64(px.a) + 0.5)
-			perBar[i] = append(perBar[i], px)
+			perBar[i] = append(perBar[i], entry{px, x, y})
 		}
 	}
-	t.start = make([]int, cfg.Count+1)
+	// Per bar, a counting sort by whole radius (stable, so the order is
+	// the scan's), and the running bounding box per bucket.
 	total := 0
-	for _, ps := range perBar {
-		total += len(ps)
+	for _, es := range perBar {
+		total += len(es)
 	}
-	t.pix = make([]circPixel, 0, total)
-	for i, ps := range perBar {
-		slices.SortFunc(ps, func(a, b circPixel) int {
-			if a.d != b.d {
-				if a.d < b.d {
-					return -1
-				}
-				return 1
-			}
-			return int(a.off - b.off)
-		})
-		t.pix = append(t.pix, ps...)
-		t.start[i+1] = len(t.pix)
+	t.pix = make([]circPixel, total)
+	t.start = make([]int, cfg.Count*(t.nb+1)+1)
+	t.box = make([]image.Rectangle, cfg.Count*t.nb)
+	at := 0
+	counts := make([]int, t.nb)
+	for i, es := range perBar {
+		clear(counts)
+		for _, e := range es {
+			counts[t.bucket(float64(e.p.d))]++
+		}
+		first := i * (t.nb + 1)
+		t.start[first] = at
+		for k, c := range counts {
+			t.start[first+k+1] = t.start[first+k] + c
+		}
+		next := append([]int(nil), t.start[first:first+t.nb]...)
+		bb := make([]image.Rectangle, t.nb)
+		for _, e := range es {
+			k := t.bucket(float64(e.p.d))
+			t.pix[next[k]] = e.p
+			next[k]++
+			bb[k] = bb[k].Union(image.Rect(e.x, e.y, e.x+1, e.y+1))
+		}
+		run := image.Rectangle{}
+		for k := range bb {
+			run = run.Union(bb[k])
+			t.box[i*t.nb+k] = run
+		}
+		at += len(es)
 	}
 	t.colors = make([]color.NRGBA, int(t.r1)+3)
 	t.solid = make([]uint32, len(t.colors))
@@ -198,15 +241,28 @@ func newCircTable(box image.Rectangle, cfg *BarsLayer, lo, hi color.NRGBA) *circ
 	return t
 }
 
+// bucket is the bucket of distance d, clamped to the table.
+func (t *circTable) bucket(d float64) int { return min(max(int(d)-t.base, 0), t.nb-1) }
+
 func (t *circTable) draw(dst *image.RGBA, dmg *damage, b *bars, lv []float64) {
+	if dst.Stride != t.stride {
+		panic("circular bars drawn into a frame of another size")
+	}
 	span := t.r1 - t.r0
 	for i := 0; i < b.cfg.Count; i++ {
 		reach := t.r0 + max(b.cfg.MinHeight, lv[b.barIndex(i)])*span
-		x0, y0, x1, y1 := math.MaxInt, math.MaxInt, math.MinInt, math.MinInt
-		for _, p := range t.pix[t.start[i]:t.start[i+1]] {
+		lim := reach + 0.5
+		if lim < float64(t.base) {
+			continue
+		}
+		// Every bucket that may hold a pixel within lim; inside the last
+		// one the order is not by distance, so none is skipped by a break.
+		k := t.bucket(lim)
+		first := i * (t.nb + 1)
+		for _, p := range t.pix[t.start[first]:t.start[first+k+1]] {
 			d := float64(p.d)
-			if d > reach+0.5 {
-				break
+			if d > lim {
+				continue
 			}
 			// Short of the tip the coverage is the table's; only the
 			// last pixel or two are computed.
@@ -217,17 +273,15 @@ func (t *circTable) draw(dst *image.RGBA, dmg *damage, b *bars, lv []float64) {
 			if a == 0 {
 				continue // blending nothing leaves the pixel as it is
 			}
-			x, y := int(p.off&0xffff), int(p.off>>16)
-			x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x+1), max(y1, y+1)
-			o := dst.PixOffset(x, y)
+			o := int(p.off)
 			if w := t.solid[int(d)]; a >= 255 && w != 0 {
 				binary.LittleEndian.PutUint32(dst.Pix[o:o+4], w)
 				continue
 			}
 			blendPixel(dst, o, t.colors[int(d)], a)
 		}
-		if x0 < x1 {
-			dmg.rect(x0, y0, x1, y1)
+		if r := t.box[i*t.nb+k]; !r.Empty() {
+			dmg.rect(r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
 		}
 	}
 }
