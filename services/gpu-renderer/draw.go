@@ -161,11 +161,24 @@ func roundCorners(img *image.RGBA, radius float64) {
 	// columns sit at -0.5, where rounding may give 0.99999, so they are
 	// visited like the corners.)
 	c := int(math.Ceil(radius)) + 1
+	fw, fh := float64(w), float64(h)
 	for y := 0; y < h; y++ {
-		inner := y >= c && y < h-c
+		// Columns [skipLo, skipHi) are surely covered: between the corner
+		// frames in the middle rows; in a corner row, where the arc is
+		// more than a pixel and a half away (so coverage is exactly 1).
+		skipLo, skipHi := 0, 0
+		if y >= c && y < h-c {
+			skipLo, skipHi = c, w-c
+		} else if qy, m := math.Abs(float64(y)+0.5-fh/2)-(fh/2-radius), radius-1.5; qy > 0 && qy < m {
+			half := fw/2 - radius + math.Sqrt(m*m-qy*qy)
+			skipLo, skipHi = int(math.Ceil(fw/2-half-0.5))+1, int(math.Floor(fw/2+half-0.5))
+		}
 		for x := 0; x < w; x++ {
-			if inner && x == c && w-c > c {
-				x = w - c
+			if x == skipLo && skipHi > skipLo {
+				x = skipHi
+				if x >= w {
+					break
+				}
 			}
 			cov := roundRectCoverage(float64(x)+0.5, float64(y)+0.5, 0, 0, float64(w), float64(h), radius)
 			if cov >= 1 {
