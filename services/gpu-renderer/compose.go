@@ -3,6 +3,7 @@ package renderer
 import (
 	"fmt"
 	"image"
+	"image/draw"
 	"math"
 	"slices"
 	"sync"
@@ -99,6 +100,17 @@ func NewScene(in SceneInput) (*Scene, error) {
 	pal, err := newPalette(in.Template, in.Settings)
 	if err != nil {
 		return nil, err
+	}
+	if in.Cover != nil {
+		// Decoded JPEGs are YCbCr: convert once here, so every scaling of
+		// the cover below reads RGBA (x/image/draw converts per sample
+		// otherwise, which costs more than the scaling).
+		if _, ok := in.Cover.(*image.RGBA); !ok {
+			b := in.Cover.Bounds()
+			rgba := image.NewRGBA(b)
+			draw.Draw(rgba, b, in.Cover, b.Min, draw.Src)
+			in.Cover = rgba
+		}
 	}
 	s := &Scene{w: w, h: h, fps: in.FPS, frames: in.Frames, an: in.Analysis}
 	s.static = image.NewRGBA(image.Rect(0, 0, w, h))
