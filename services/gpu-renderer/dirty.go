@@ -172,6 +172,9 @@ func (c *composer) compose(out *yuvFrame, n int, hdr bool) {
 			}
 			out.moved[i][p] = append(out.moved[i][p][:0], c.held...)
 			for _, run := range c.conv {
+				if !hdr {
+					run = vectorWidth(run, r, core)
+				}
 				convertSpan(out.b, work, run, y, hdr)
 			}
 		}
@@ -380,4 +383,24 @@ func (d *damage) spans(out []span, p, lo, hi int) []span {
 		merged = append(merged, sp)
 	}
 	return merged
+}
+
+// vectorWidth widens run to a whole number of vector steps (simdBlocks
+// blocks) where the rectangle allows, so no pixel of it is left to the Go
+// loop. The pixels it adds are the static base in the work frame (or a
+// neighbour run's, converted twice), so their YUV is what the buffer must
+// hold anyway; it never reaches into the occluder's core, whose pixels the
+// work frame does not have.
+func vectorWidth(run span, r image.Rectangle, core span) span {
+	const step = 2 * simdBlocks
+	if rem := (run.hi - run.lo) % step; rem != 0 {
+		limit := r.Max.X
+		if core.lo < core.hi && run.hi <= core.lo {
+			limit = core.lo
+		}
+		if hi := run.hi + step - rem; hi <= limit {
+			run.hi = hi
+		}
+	}
+	return run
 }
