@@ -360,6 +360,39 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 			}
 		}
 	}
+	// A ring centred on a pixel edge or centre, clipped symmetrically (the
+	// rings of a layer, centred in their box), is mirror-symmetric: column
+	// x and column m2-x are at the same distance, exactly, since the
+	// offsets are multiples of a half. Each coverage then serves two
+	// pixels.
+	m2 := int(2*cx) - 1
+	if float64(m2+1) != 2*cx || clip.Min.X+clip.Max.X-1 != m2 {
+		m2 = -1
+	}
+	mirrored := func(y, xa, xb int, dy float64) {
+		xa, xb = max(xa, clip.Min.X), min(xb, clip.Max.X)
+		if xa >= xb {
+			return
+		}
+		dmg.row(y, xa, xb)
+		dmg.row(y, m2-xb+1, m2-xa+1)
+		row := dst.PixOffset(0, y)
+		for x := xa; x < xb && x <= m2-x; x++ {
+			dx := float64(x) + 0.5 - cx
+			d := math.Sqrt(dx*dx + dy*dy)
+			cov := min(1, max(0, rOut-d+0.5))
+			if rIn > 0 {
+				cov *= min(1, max(0, d-rIn+0.5))
+			}
+			if cov > 0 {
+				a := uint32(cov*av + 0.5)
+				blendPixel(dst, row+4*x, c, a)
+				if x != m2-x {
+					blendPixel(dst, row+4*(m2-x), c, a)
+				}
+			}
+		}
+	}
 	for y := y0; y < y1; y++ {
 		dy := float64(y) + 0.5 - cy
 		dy2 := dy * dy
@@ -370,8 +403,16 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 		left, right := int(math.Floor(cx-xo)), int(math.Ceil(cx+xo))
 		if rIn > 1 && dy2 < ai {
 			xi := math.Sqrt(ai - dy2)
+			if m2 >= 0 {
+				mirrored(y, left, int(math.Ceil(cx-xi)), dy) // and its mirror, the right arc
+				continue
+			}
 			span(y, left, int(math.Ceil(cx-xi)), dy)
 			span(y, int(math.Floor(cx+xi)), right, dy)
+			continue
+		}
+		if m2 >= 0 {
+			mirrored(y, left, right, dy)
 			continue
 		}
 		span(y, left, right, dy)
