@@ -282,7 +282,26 @@ func fillRoundRect(dst *image.RGBA, dmg *damage, clip image.Rectangle, x0, y0, x
 		flat := qy > 0
 		mid := roundRectCoverage(cx, py, x0, y0, x1, y1, r)
 		am := uint32(mid*255 + 0.5)
+		// [fa, fb): columns within the corner arcs by more than a pixel
+		// and a half, whose coverage is exactly 1 (no square root needed).
+		fa, fb := 0, 0
+		if flat && qy < r-1.5 {
+			ext := hx - r + math.Sqrt((r-1.5)*(r-1.5)-qy*qy)
+			fa, fb = max(ix0, int(math.Ceil(cx-ext-0.5))), min(ix1, int(math.Floor(cx+ext-0.5))+1)
+		}
 		for x := ix0; x < ix1; x, i = x+1, i+4 {
+			if x == fa && fb > fa {
+				if c.A == 255 {
+					fillWords(dst.Pix[i:i+4*(fb-x)], uint32(c.R)|uint32(c.G)<<8|uint32(c.B)<<16|0xff<<24)
+				} else {
+					for j := i; j < i+4*(fb-x); j += 4 {
+						blendPixel(dst, j, c, 255)
+					}
+				}
+				i += 4 * (fb - 1 - x)
+				x = fb - 1
+				continue
+			}
 			px := float64(x) + 0.5
 			if qx := math.Abs(px-cx) - (hx - r); !flat || qx > 0 {
 				d := max(qx, qy) - r
