@@ -50,6 +50,12 @@ awk '/^BenchmarkCompose\// {name=$1; sub(/-[0-9]+$/, "", name); sub(/^BenchmarkC
 fi
 
 ffmpeg -loglevel error -y -f lavfi -i "sine=frequency=220:sample_rate=48000:duration=$LONG" -c:a aac -b:a 128k "$WORK/audio.m4a"
+# The job's other inputs as files, decoded by the timed process as the
+# service decodes what it downloads: a JPEG cover and an analysis per length.
+for s in "$CLIP" "$SHORT" "$LONG"; do
+  "$WORK/render-bench" -mode inputs -seconds "$s" -cover "$WORK/cover.jpg" -analysis "$WORK/analysis-$s.json"
+done
+inputs() { echo -cover "$WORK/cover.jpg" -analysis "$WORK/analysis-$1.json"; }
 
 if has 2; then
 echo
@@ -58,14 +64,14 @@ echo "# wall = elapsed seconds; cpu = user+sys seconds of the process and ffmpeg
 echo "# go_cpu = the Go process's own share of full_cpu (getrusage RUSAGE_SELF), the rest is ffmpeg"
 printf "%-10s %8s %8s %7s %8s %8s %7s %7s\n" template full_s enc_s ratio full_cpu enc_cpu ratio go_cpu
 for t in $TEMPLATES; do
-  "$WORK/render-bench" -mode raw -template "$t" -seconds "$CLIP" -out "$WORK/frames.yuv" >/dev/null
+  "$WORK/render-bench" -mode raw -template "$t" -seconds "$CLIP" $(inputs "$CLIP") -out "$WORK/frames.yuv" >/dev/null
   : >"$WORK/full.txt"; : >"$WORK/enc.txt"; : >"$WORK/fullc.txt"; : >"$WORK/encc.txt"; : >"$WORK/fullgo.txt"
   for _ in $(seq "$RUNS"); do
     /usr/bin/time -f "%e %U %S" -o "$WORK/t.txt" "$WORK/render-bench" -mode encode -seconds "$CLIP" \
       -audio "$WORK/audio.m4a" -raw "$WORK/frames.yuv" -out "$WORK/enc.mp4" >/dev/null
     awk '{print $1}' "$WORK/t.txt" >>"$WORK/enc.txt"; awk '{print $2+$3}' "$WORK/t.txt" >>"$WORK/encc.txt"
     /usr/bin/time -f "%e %U %S" -o "$WORK/t.txt" "$WORK/render-bench" -mode full -template "$t" -seconds "$CLIP" \
-      -audio "$WORK/audio.m4a" -out "$WORK/full.mp4" >"$WORK/out.txt"
+      $(inputs "$CLIP") -audio "$WORK/audio.m4a" -out "$WORK/full.mp4" >"$WORK/out.txt"
     awk '{print $1}' "$WORK/t.txt" >>"$WORK/full.txt"; awk '{print $2+$3}' "$WORK/t.txt" >>"$WORK/fullc.txt"
     field go_cpu_seconds <"$WORK/out.txt" >>"$WORK/fullgo.txt"
   done
@@ -86,7 +92,7 @@ for s in "$SHORT" "$LONG"; do
   : >"$WORK/w.txt"; : >"$WORK/r.txt"; : >"$WORK/h.txt"
   for _ in $(seq "$RUNS"); do
     /usr/bin/time -v -o "$WORK/time.txt" "$WORK/render-bench" -mode full -template spectrum -seconds "$s" \
-      -audio "$WORK/audio.m4a" -out "$WORK/len.mp4" >"$WORK/out.txt"
+      $(inputs "$s") -audio "$WORK/audio.m4a" -out "$WORK/len.mp4" >"$WORK/out.txt"
     field wall_seconds <"$WORK/out.txt" >>"$WORK/w.txt"
     field peak_rss_kb <"$WORK/out.txt" >>"$WORK/h.txt"
     sed -n 's/.*Maximum resident set size (kbytes): //p' "$WORK/time.txt" >>"$WORK/r.txt"

@@ -313,7 +313,7 @@ type damage struct {
 // damageGap is the widest gap between two damaged spans of a row pair that
 // is converted rather than skipped: a conversion call costs more than a few
 // pixels, and converting unchanged pixels is exact.
-const damageGap = 8
+const damageGap = 16
 
 func newDamage(h int) *damage { return &damage{pairs: make([][]span, h/2)} }
 
