@@ -83,6 +83,9 @@ type cover struct {
 	s      *Scene
 	box    image.Rectangle
 	levels []*image.RGBA
+	// visible[k][y] is the span of level k's row y that is not fully
+	// transparent: a circle's corners are skipped, not blended as nothing.
+	visible [][]span
 }
 
 func (s *Scene) newCover(box image.Rectangle, img image.Image, pal *palette, c *CoverLayer) *cover {
@@ -132,7 +135,29 @@ func (s *Scene) newCover(box image.Rectangle, img image.Image, pal *palette, c *
 		})
 	}
 	wg.Wait()
+	cv.visible = make([][]span, len(cv.levels))
+	for k, img := range cv.levels {
+		cv.visible[k] = visibleSpans(img)
+	}
 	return cv
+}
+
+// visibleSpans returns, per row of img (origin 0,0), the columns from its
+// first to its last pixel with non-zero alpha (empty if none).
+func visibleSpans(img *image.RGBA) []span {
+	out := make([]span, img.Rect.Dy())
+	for y := range out {
+		row := img.Pix[y*img.Stride : y*img.Stride+4*img.Rect.Dx()]
+		lo, hi := 0, img.Rect.Dx()
+		for lo < hi && row[4*lo+3] == 0 {
+			lo++
+		}
+		for hi > lo && row[4*hi-1] == 0 {
+			hi--
+		}
+		out[y] = span{lo, hi}
+	}
+	return out
 }
 
 // key is the pulse level of frame n: the cover's pixels depend on it alone.

@@ -136,22 +136,27 @@ func packSpans(packed, frame []byte, w, h int, r image.Rectangle, spans []span, 
 // opaque implements occluder: the cover at level k is placed centred in its
 // box and clipped to it; its rounded corners are not opaque.
 func (c *cover) drawAround(dst *image.RGBA, dmg *damage, n int, r image.Rectangle, cores []span) {
-	img := c.levels[c.key(n)]
+	k := c.key(n)
+	img := c.levels[k]
 	ox := c.box.Min.X + c.box.Dx()/2 - img.Rect.Dx()/2
 	oy := c.box.Min.Y + c.box.Dy()/2 - img.Rect.Dy()/2
 	at := image.Rectangle{Min: image.Pt(ox, oy), Max: image.Pt(ox+img.Rect.Dx(), oy+img.Rect.Dy())}
 	clip := at.Intersect(c.box).Intersect(dst.Rect)
 	for y := clip.Min.Y; y < clip.Max.Y; y++ {
+		// Transparent pixels leave dst as it is: only the visible part
+		// of the row is blended.
+		vis := c.visible[k][y-oy]
+		xa, xb := max(clip.Min.X, ox+vis.lo), min(clip.Max.X, ox+vis.hi)
 		core := span{}
 		if p := (y - r.Min.Y) / 2; y >= r.Min.Y && p < len(cores) {
 			core = cores[p]
 		}
 		if core.lo >= core.hi {
-			blendOverRow(dst, dmg, img, ox, oy, y, clip.Min.X, clip.Max.X)
+			blendOverRow(dst, dmg, img, ox, oy, y, xa, xb)
 			continue
 		}
-		blendOverRow(dst, dmg, img, ox, oy, y, clip.Min.X, min(clip.Max.X, core.lo))
-		blendOverRow(dst, dmg, img, ox, oy, y, max(clip.Min.X, core.hi), clip.Max.X)
+		blendOverRow(dst, dmg, img, ox, oy, y, xa, min(xb, core.lo))
+		blendOverRow(dst, dmg, img, ox, oy, y, max(xa, core.hi), xb)
 	}
 }
 
