@@ -53,7 +53,7 @@ ffmpeg -loglevel error -y -f lavfi -i "sine=frequency=220:sample_rate=48000:dura
 # The job's other inputs as files, decoded by the timed process as the
 # service decodes what it downloads: a JPEG cover and an analysis per length.
 for s in "$CLIP" "$SHORT" "$LONG"; do
-  "$WORK/render-bench" -mode inputs -seconds "$s" -cover "$WORK/cover.jpg" -analysis "$WORK/analysis-$s.json"
+  "$WORK/render-bench" -mode inputs -seconds "$s" -cover "$WORK/cover.jpg" -analysis "$WORK/analysis-$s.json" >/dev/null
 done
 inputs() { echo -cover "$WORK/cover.jpg" -analysis "$WORK/analysis-$1.json"; }
 

@@ -259,6 +259,9 @@ var errPipe = errors.New("write to ffmpeg")
 func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from, to int, out frameSink, yield bool, progress func(int)) error {
 	scene.staticYUV(enc.HDR) // convert the base once, before the workers race for it
 	workers := max(1, min(enc.Concurrency, to-from))
+	if workers == 1 {
+		return r.produceInline(ctx, scene, enc, from, to, out, yield, progress)
+	}
 	// Frames in flight, counting one a sink may hold back: bounds memory
 	// and keeps the workers busy.
 	window := 2*workers + 1
@@ -348,6 +351,48 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 		return nil
 	})
 	return g.Wait()
+}
+
+// produceInline is produce with one worker: this goroutine composes each
+// frame and hands it to the sink itself. With no goroutines to pass frames
+// between, a frame costs no channel hand-offs and wake-ups (three per frame
+// otherwise); while the sink waits for ffmpeg to read, nothing needs
+// composing, since the encoder is the slower side.
+func (r *Renderer) produceInline(ctx context.Context, scene *Scene, enc Encoding, from, to int, out frameSink, yield bool, progress func(int)) error {
+	if yield {
+		// As in produce: the thread stays low-priority until it ends.
+		done := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread()
+			if err := yieldToEncoder(); err != nil {
+				r.log.Debug("compose worker keeps its priority", zap.Error(err))
+			}
+			done <- r.produceInline(ctx, scene, enc, from, to, out, false, progress)
+		}()
+		return <-done
+	}
+	c := scene.newComposer()
+	var free []*yuvFrame
+	release := func(b *yuvFrame) { free = append(free, b) }
+	for n := from; n < to; n++ {
+		if err := r.beforeDraw(ctx, n); err != nil {
+			return err
+		}
+		var buf *yuvFrame
+		if k := len(free) - 1; k >= 0 {
+			buf, free = free[k], free[:k]
+		} else {
+			buf = scene.newYUVFrame(enc.HDR)
+		}
+		c.compose(buf, n, enc.HDR)
+		if err := out.send(buf, release); err != nil {
+			return fmt.Errorf("%w: frame %d: %v", errPipe, n, err)
+		}
+		if progress != nil {
+			progress(n + 1 - from)
+		}
+	}
+	return nil
 }
 
 // beforeDraw runs the test seam and stops on a cancelled context.

@@ -2,6 +2,7 @@ package renderer
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"errors"
 	"path/filepath"
@@ -127,57 +128,75 @@ func TestRenderNVENCFallsBack(t *testing.T) {
 
 // TestRenderCancelKillsFFmpeg hangs at frame 5, cancels, and checks Render
 // returns within a second with ffmpeg gone.
+// TestRenderCancelKillsFFmpeg cancels a render mid-way, with one compose
+// worker (frames composed and written inline) and with two (a pipeline of
+// goroutines): Render returns the cause within a second and ffmpeg is gone.
 func TestRenderCancelKillsFFmpeg(t *testing.T) {
 	requireFFmpeg(t)
 	t.Parallel()
-	job := smallJob(t, LayoutSquare, 128, 128)
-	reached := make(chan struct{})
-	r := NewRenderer(zaptest.NewLogger(t), func(ctx context.Context, n int) error {
-		if n == 5 {
-			close(reached)
-			<-ctx.Done()
-			return context.Cause(ctx)
-		}
-		return nil
-	})
-	pids := make(chan int, 1)
-	r.ffmpegStarted = func(pid int) { pids <- pid }
-	ctx, cancel := context.WithCancelCause(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := r.Render(ctx, job, nil)
-		done <- err
-	}()
-	pid := <-pids
-	<-reached
-	cancelled := time.Now()
-	errStop := errors.New("run superseded")
-	cancel(errStop)
-	select {
-	case err := <-done:
-		require.Less(t, time.Since(cancelled), time.Second)
-		require.ErrorIs(t, err, errStop)
-	case <-time.After(3 * time.Second):
-		t.Fatal("Render did not return after cancel")
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			t.Parallel()
+			job := smallJob(t, LayoutSquare, 128, 128)
+			job.Encoding.Concurrency = workers
+			reached := make(chan struct{})
+			r := NewRenderer(zaptest.NewLogger(t), func(ctx context.Context, n int) error {
+				if n == 5 {
+					close(reached)
+					<-ctx.Done()
+					return context.Cause(ctx)
+				}
+				return nil
+			})
+			pids := make(chan int, 1)
+			r.ffmpegStarted = func(pid int) { pids <- pid }
+			ctx, cancel := context.WithCancelCause(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				_, err := r.Render(ctx, job, nil)
+				done <- err
+			}()
+			pid := <-pids
+			<-reached
+			cancelled := time.Now()
+			errStop := errors.New("run superseded")
+			cancel(errStop)
+			select {
+			case err := <-done:
+				require.Less(t, time.Since(cancelled), time.Second)
+				require.ErrorIs(t, err, errStop)
+			case <-time.After(3 * time.Second):
+				t.Fatal("Render did not return after cancel")
+			}
+			requireGone(t, pid)
+		})
 	}
-	requireGone(t, pid)
 }
 
-// TestRenderFrameFailure fails one frame: ffmpeg is killed, the error surfaces.
+// TestRenderFrameFailure fails one frame, with one and with two workers:
+// ffmpeg is killed, the error surfaces.
 func TestRenderFrameFailure(t *testing.T) {
 	requireFFmpeg(t)
 	t.Parallel()
-	job := smallJob(t, LayoutSquare, 128, 128)
-	boom := errors.New("boom")
-	r := NewRenderer(zaptest.NewLogger(t), func(_ context.Context, n int) error {
-		if n == 7 {
-			return boom
-		}
-		return nil
-	})
-	_, err := r.Render(context.Background(), job, nil)
-	require.ErrorIs(t, err, boom)
-	require.False(t, IsInvalid(err))
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			t.Parallel()
+			job := smallJob(t, LayoutSquare, 128, 128)
+			job.Encoding.Concurrency = workers
+			boom := errors.New("boom")
+			r := NewRenderer(zaptest.NewLogger(t), func(_ context.Context, n int) error {
+				if n == 7 {
+					return boom
+				}
+				return nil
+			})
+			var last int
+			_, err := r.Render(context.Background(), job, func(d int) { last = d })
+			require.ErrorIs(t, err, boom)
+			require.False(t, IsInvalid(err))
+			require.Less(t, last, 8, "no frame after the failed one was written")
+		})
+	}
 }
 
 func TestRenderInvalidInput(t *testing.T) {

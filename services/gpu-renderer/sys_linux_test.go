@@ -143,11 +143,15 @@ func TestComposeWorkersYieldToTheEncoder(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}
-	_, err := NewRenderer(zaptest.NewLogger(t), hook).Render(context.Background(), job, nil)
-	require.NoError(t, err)
-	require.NotEmpty(t, seen)
-	for tid, nice := range seen {
-		require.Equal(t, composeNice, nice, "compose thread %d", tid)
+	for _, workers := range []int{1, 2} { // inline, and a pipeline of goroutines
+		job.Encoding.Concurrency = workers
+		clear(seen)
+		_, err := NewRenderer(zaptest.NewLogger(t), hook).Render(context.Background(), job, nil)
+		require.NoError(t, err)
+		require.NotEmpty(t, seen)
+		for tid, nice := range seen {
+			require.Equal(t, composeNice, nice, "%d workers: compose thread %d", workers, tid)
+		}
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
