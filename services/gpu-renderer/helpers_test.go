@@ -109,3 +109,16 @@ func requireGone(t testing.TB, pid int) {
 	t.Helper()
 	require.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "process %d (ffmpeg) still running", pid)
 }
+
+// blockAtFrame is a frame hook that, at frame n, closes reached and holds
+// the render there until it is cancelled.
+func blockAtFrame(n int, reached chan struct{}) func(context.Context, int) error {
+	return func(ctx context.Context, frame int) error {
+		if frame == n {
+			close(reached)
+			<-ctx.Done()
+			return context.Cause(ctx)
+		}
+		return nil
+	}
+}

@@ -140,14 +140,7 @@ func TestRenderCancelKillsFFmpeg(t *testing.T) {
 			job := smallJob(t, LayoutSquare, 128, 128)
 			job.Encoding.Concurrency = workers
 			reached := make(chan struct{})
-			r := NewRenderer(zaptest.NewLogger(t), func(ctx context.Context, n int) error {
-				if n == 5 {
-					close(reached)
-					<-ctx.Done()
-					return context.Cause(ctx)
-				}
-				return nil
-			})
+			r := NewRenderer(zaptest.NewLogger(t), blockAtFrame(5, reached))
 			pids := make(chan int, 1)
 			r.ffmpegStarted = func(pid int) { pids <- pid }
 			ctx, cancel := context.WithCancelCause(context.Background())

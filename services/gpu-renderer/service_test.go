@@ -133,14 +133,7 @@ func TestHandleCancelledRun(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
 	reached := make(chan struct{})
-	s := tb.service(t, Config{BeforeFrame: func(ctx context.Context, n int) error {
-		if n == 5 {
-			close(reached)
-			<-ctx.Done()
-			return context.Cause(ctx)
-		}
-		return nil
-	}})
+	s := tb.service(t, Config{BeforeFrame: blockAtFrame(5, reached)})
 	pids := make(chan int, 1)
 	s.r.ffmpegStarted = func(pid int) { pids <- pid }
 	job := tb.job(t, "vid2")
