@@ -114,10 +114,14 @@ func (b *bars) draw(dst *image.RGBA, dmg *damage, n int) {
 // radius: a frame visits only the pixels its bars actually cover.
 type circTable struct {
 	cx, cy, r0, r1 float64
-	stride         int   // Pix stride the offsets are for
-	base, nb       int   // bucket k holds radii [base+k, base+k+1); nb buckets
-	start          []int // entries of bar i, bucket k end at start[i*(nb+1)+k+1]
-	pix            []circPixel
+	stride         int // Pix stride the offsets are for
+	// m2 is x + mirror(x) for the vertical axis through cx, when the table
+	// holds only the left half (x <= m2-x) and each pixel stands for its
+	// mirror too; -1 when it holds every pixel.
+	m2       int
+	base, nb int   // bucket k holds radii [base+k, base+k+1); nb buckets
+	start    []int // entries of bar i, bucket k end at start[i*(nb+1)+k+1]
+	pix      []circPixel
 	// box[i*nb+k] bounds the pixels of bar i in buckets 0..k: the damage
 	// of a bar reaching into bucket k.
 	box    []image.Rectangle
@@ -143,6 +147,14 @@ func newCircTable(box image.Rectangle, stride int, cfg *BarsLayer, lo, hi color.
 	dMin, dMax := t.r0-1, t.r1+1
 	t.base = int(math.Floor(max(0, dMin)))
 	t.nb = int(dMax) - t.base + 1
+	// Bar i and bar count-1-i show the same level (barIndex) and are
+	// mirror images about the vertical axis: when that axis falls on a
+	// pixel edge or centre, only the left half is tabled, and drawing a
+	// pixel draws its mirror as well, at the same distance and coverage.
+	t.m2 = box.Min.X + box.Max.X - 1
+	if float64(t.m2+1) != 2*t.cx {
+		t.m2 = -1
+	}
 	type entry struct {
 		p    circPixel
 		x, y int
@@ -167,6 +179,9 @@ func newCircTable(box image.Rectangle, stride int, cfg *BarsLayer, lo, hi color.
 		}
 		xa := max(box.Min.X, int(math.Floor(t.cx-outer))-1)
 		xb := min(box.Max.X, int(math.Ceil(t.cx+outer))+1)
+		if t.m2 >= 0 {
+			xb = min(xb, t.m2/2+1) // x <= m2-x
+		}
 		for x := xa; x < xb; x++ {
 			dx := float64(x) + 0.5 - t.cx
 			if math.Abs(dx) < hole {
@@ -241,6 +256,15 @@ func newCircTable(box image.Rectangle, stride int, cfg *BarsLayer, lo, hi color.
 	return t
 }
 
+// put writes a bar pixel of alpha a at Pix offset o, distance d.
+func (t *circTable) put(dst *image.RGBA, o int, d float64, a uint32) {
+	if w := t.solid[int(d)]; a >= 255 && w != 0 {
+		binary.LittleEndian.PutUint32(dst.Pix[o:o+4], w)
+		return
+	}
+	blendPixel(dst, o, t.colors[int(d)], a)
+}
+
 // bucket is the bucket of distance d, clamped to the table.
 func (t *circTable) bucket(d float64) int { return min(max(int(d)-t.base, 0), t.nb-1) }
 
@@ -274,14 +298,20 @@ func (t *circTable) draw(dst *image.RGBA, dmg *damage, b *bars, lv []float64) {
 				continue // blending nothing leaves the pixel as it is
 			}
 			o := int(p.off)
-			if w := t.solid[int(d)]; a >= 255 && w != 0 {
-				binary.LittleEndian.PutUint32(dst.Pix[o:o+4], w)
-				continue
+			t.put(dst, o, d, a)
+			if t.m2 >= 0 {
+				// The mirror: same row, column m2-x.
+				row := o - o%t.stride
+				if mo := row + 4*t.m2 - (o - row); mo != o {
+					t.put(dst, mo, d, a)
+				}
 			}
-			blendPixel(dst, o, t.colors[int(d)], a)
 		}
 		if r := t.box[i*t.nb+k]; !r.Empty() {
 			dmg.rect(r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
+			if t.m2 >= 0 {
+				dmg.rect(t.m2+1-r.Max.X, r.Min.Y, t.m2+1-r.Min.X, r.Max.Y)
+			}
 		}
 	}
 }
