@@ -39,13 +39,23 @@ type Encoding struct {
 	Concurrency int
 }
 
-// DefaultComposeWorkers is the number of compose workers of a render that
-// does not set one: one per four cores, at least one. A worker composes a
+// DefaultComposeWorkers is the number of compose workers of an x264 render
+// that does not set one: one per four cores, at least one. A worker composes a
 // 1080×1080 frame in about a millisecond, ten times faster than x264
 // encodes one on the same core, so more workers would not speed a render
 // up; they would only take cores and cache from the encoder
 // (docs/benchmarks.md measures both).
 func DefaultComposeWorkers() int { return max(1, runtime.GOMAXPROCS(0)/4) }
+
+// composeWorkers is the default number of compose workers of a render on
+// encoder: with libx264 the encoder needs the cores (DefaultComposeWorkers);
+// NVENC encodes on the GPU, leaving every core to composing.
+func composeWorkers(encoder string) int {
+	if encoder == EncoderNVENC {
+		return runtime.GOMAXPROCS(0)
+	}
+	return DefaultComposeWorkers()
+}
 
 // x264Presets maps the x264 presets to the NVENC preset of similar cost.
 var x264Presets = map[string]string{

@@ -117,6 +117,9 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 		_, _ = waitScene()
 		return Result{}, err
 	}
+	if job.Encoding.Concurrency <= 0 {
+		enc.Concurrency = composeWorkers(encoder)
+	}
 	args, err := ffmpegArgs(enc, encoder, w, h, job.AudioPath, job.OutPath)
 	if err != nil {
 		_, _ = waitScene()

@@ -126,8 +126,6 @@ func TestRenderNVENCFallsBack(t *testing.T) {
 	probeVideo(t, job.OutPath, 128, 128, 12, job.Duration)
 }
 
-// TestRenderCancelKillsFFmpeg hangs at frame 5, cancels, and checks Render
-// returns within a second with ffmpeg gone.
 // TestRenderCancelKillsFFmpeg cancels a render mid-way, with one compose
 // worker (frames composed and written inline) and with two (a pipeline of
 // goroutines): Render returns the cause within a second and ffmpeg is gone.

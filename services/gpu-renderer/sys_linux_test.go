@@ -166,3 +166,24 @@ func TestComposeWorkersYieldToTheEncoder(t *testing.T) {
 		require.Equal(t, 0, nice, "RenderRaw thread %d", tid)
 	}
 }
+
+// TestDefaultComposeWorkers: an x264 render that sets no concurrency composes
+// on DefaultComposeWorkers threads (one on this 2-core machine), each locked
+// and lowered for the whole render.
+func TestDefaultComposeWorkers(t *testing.T) {
+	requireFFmpeg(t)
+	t.Parallel()
+	job := smallJob(t, LayoutSquare, 64, 64)
+	job.Encoding.Concurrency = 0
+	var mu sync.Mutex
+	threads := map[int]bool{}
+	_, err := NewRenderer(zaptest.NewLogger(t), func(context.Context, int) error {
+		mu.Lock()
+		threads[unix.Gettid()] = true
+		mu.Unlock()
+		return nil
+	}).Render(context.Background(), job, nil)
+	require.NoError(t, err)
+	require.Len(t, threads, DefaultComposeWorkers())
+	require.Equal(t, max(1, runtime.GOMAXPROCS(0)/4), DefaultComposeWorkers())
+}
