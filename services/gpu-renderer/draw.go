@@ -368,14 +368,8 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 		dmg.row(y, xa, xb)
 		i := dst.PixOffset(xa, y)
 		for x := xa; x < xb; x, i = x+1, i+4 {
-			dx := float64(x) + 0.5 - cx
-			d := math.Sqrt(dx*dx + dy*dy)
-			cov := min(1, max(0, rOut-d+0.5))
-			if rIn > 0 {
-				cov *= min(1, max(0, d-rIn+0.5))
-			}
-			if cov > 0 {
-				blendPixel(dst, i, c, uint32(cov*av+0.5))
+			if a := ringAlpha(float64(x)+0.5-cx, dy, rIn, rOut, av); a > 0 {
+				blendPixel(dst, i, c, a)
 			}
 		}
 	}
@@ -397,14 +391,7 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 		dmg.row(y, m2-xb+1, m2-xa+1)
 		row := dst.PixOffset(0, y)
 		for x := xa; x < xb && x <= m2-x; x++ {
-			dx := float64(x) + 0.5 - cx
-			d := math.Sqrt(dx*dx + dy*dy)
-			cov := min(1, max(0, rOut-d+0.5))
-			if rIn > 0 {
-				cov *= min(1, max(0, d-rIn+0.5))
-			}
-			if cov > 0 {
-				a := uint32(cov*av + 0.5)
+			if a := ringAlpha(float64(x)+0.5-cx, dy, rIn, rOut, av); a > 0 {
 				blendPixel(dst, row+4*x, c, a)
 				if x != m2-x {
 					blendPixel(dst, row+4*(m2-x), c, a)
@@ -436,6 +423,22 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 		}
 		span(y, left, right, dy)
 	}
+}
+
+// ringAlpha is the alpha (0..255, opacity av = alpha·255) of the pixel at
+// offset (dx, dy) from a ring's centre: its coverage by the disc of radius
+// rOut, less the disc of radius rIn when rIn > 0, anti-aliased over a
+// pixel. Zero blends nothing.
+func ringAlpha(dx, dy, rIn, rOut, av float64) uint32 {
+	d := math.Sqrt(dx*dx + dy*dy)
+	cov := min(1, max(0, rOut-d+0.5))
+	if rIn > 0 {
+		cov *= min(1, max(0, d-rIn+0.5))
+	}
+	if cov <= 0 {
+		return 0
+	}
+	return uint32(cov*av + 0.5)
 }
 
 // blendPixel mixes colour c into the pixel at Pix offset i with coverage a
