@@ -248,13 +248,13 @@ func (s writeSink) send(f *yuvFrame, free func(*yuvFrame)) error {
 var errPipe = errors.New("write to ffmpeg")
 
 // produce draws frames [from, to) on enc.Concurrency workers and writes them
-// in order. At most 2×workers frames are in flight and their buffers are
+// in order. At most 2×workers+1 frames are in flight and their buffers are
 // recycled, so memory does not grow with the video's length.
 //
 // A buffer gets the static base's YUV once, when it is made; after that a
-// worker's composer rewrites only the row spans of the dirty boxes that
-// differ from the base or from what the buffer holds (see dirty.go). So a
-// frame costs the pixels its moving layers actually cover.
+// worker's composer rewrites only the row spans this frame's layers drew in,
+// and gives back the base where the buffer's older frame had drawn (see
+// dirty.go). So a frame costs the pixels its moving layers actually cover.
 //
 // With yield, the workers run at a low CPU priority (see yieldToEncoder):
 // the encoder, not composing, bounds a render, so composing should take the
