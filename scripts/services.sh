@@ -87,9 +87,24 @@ start_postgres() {
 
 minio_running() { http_ok "$MINIO_ADDR" /minio/health/live; }
 
+# minio_dirs prints the data directory (the last argument) of every running
+# `minio server`.
+minio_dirs() {
+	local p
+	for p in $(pgrep -f 'minio server' || true); do
+		tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | tail -n 1
+	done
+}
+
 start_minio() {
 	if minio_running; then
-		log "MinIO already running on $MINIO_ADDR"
+		# A MinIO left by a removed checkout still answers health checks but
+		# fails every write: refuse it rather than reuse it.
+		local dir
+		while read -r dir; do
+			[[ -z $dir || -d $dir ]] || die "the MinIO on $MINIO_ADDR serves $dir, which no longer exists (a removed checkout?): stop it (pkill -f 'minio server') and start again"
+		done < <(minio_dirs)
+		log "MinIO already running on $MINIO_ADDR (data: $(minio_dirs | tr '\n' ' '))"
 		return
 	fi
 	command -v minio >/dev/null || die "minio missing: run scripts/install-deps.sh"
