@@ -250,7 +250,7 @@ func newCircTable(box image.Rectangle, stride int, cfg *BarsLayer, lo, hi color.
 		c := lerpNRGBA(lo, hi, clamp01((float64(r)-t.r0)/max(1, t.r1-t.r0)))
 		t.colors[r] = c
 		if c.A == 255 {
-			t.solid[r] = uint32(c.R) | uint32(c.G)<<8 | uint32(c.B)<<16 | 0xff<<24
+			t.solid[r] = rgbaWord(c)
 		}
 	}
 	return t

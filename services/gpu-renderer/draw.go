@@ -34,7 +34,7 @@ func fillBackground(dst *image.RGBA, frame image.Rectangle, stops []color.NRGBA,
 	put := func(x, y, k int) {
 		if c := lut[k]; c.A == 255 {
 			o := dst.PixOffset(x, y)
-			binary.LittleEndian.PutUint32(dst.Pix[o:o+4], uint32(c.R)|uint32(c.G)<<8|uint32(c.B)<<16|0xff<<24)
+			binary.LittleEndian.PutUint32(dst.Pix[o:o+4], rgbaWord(c))
 		} else {
 			blendPixel(dst, dst.PixOffset(x, y), c, 255)
 		}
@@ -264,7 +264,7 @@ func fillRoundRect(dst *image.RGBA, dmg *damage, clip image.Rectangle, x0, y0, x
 			lo, hi := 0, 0
 			if c.A == 255 {
 				lo, hi = sLo, sHi
-				fillWords(dst.Pix[i+4*lo:i+4*hi], uint32(c.R)|uint32(c.G)<<8|uint32(c.B)<<16|0xff<<24)
+				fillWords(dst.Pix[i+4*lo:i+4*hi], rgbaWord(c))
 			}
 			for k, a := range straight {
 				if a > 0 && (k < lo || k >= hi) {
@@ -291,13 +291,7 @@ func fillRoundRect(dst *image.RGBA, dmg *damage, clip image.Rectangle, x0, y0, x
 		}
 		for x := ix0; x < ix1; x, i = x+1, i+4 {
 			if x == fa && fb > fa {
-				if c.A == 255 {
-					fillWords(dst.Pix[i:i+4*(fb-x)], uint32(c.R)|uint32(c.G)<<8|uint32(c.B)<<16|0xff<<24)
-				} else {
-					for j := i; j < i+4*(fb-x); j += 4 {
-						blendPixel(dst, j, c, 255)
-					}
-				}
+				fillRun(dst, i, fb-x, c, 255)
 				i += 4 * (fb - 1 - x)
 				x = fb - 1
 				continue
@@ -319,16 +313,28 @@ func fillRoundRect(dst *image.RGBA, dmg *damage, clip image.Rectangle, x0, y0, x
 			for end < ix1 && !(math.Abs(float64(end)+0.5-cx)-(hx-r) > 0) {
 				end++
 			}
-			switch {
-			case am >= 255 && c.A == 255:
-				fillWords(dst.Pix[i:i+4*(end-x)], uint32(c.R)|uint32(c.G)<<8|uint32(c.B)<<16|0xff<<24)
-			case mid > 0:
-				for j := i; j < i+4*(end-x); j += 4 {
-					blendPixel(dst, j, c, am)
-				}
-			}
+			fillRun(dst, i, end-x, c, am)
 			i += 4 * (end - 1 - x)
 			x = end - 1
+		}
+	}
+}
+
+// rgbaWord is c as an opaque RGBA word, as Pix holds it in little-endian
+// order: what blendPixel writes at full coverage.
+func rgbaWord(c color.NRGBA) uint32 {
+	return uint32(c.R) | uint32(c.G)<<8 | uint32(c.B)<<16 | 0xff<<24
+}
+
+// fillRun blends colour c at coverage a over the n pixels from Pix offset
+// i: one word fill when that is an opaque overwrite, else pixel by pixel.
+func fillRun(dst *image.RGBA, i, n int, c color.NRGBA, a uint32) {
+	switch {
+	case a >= 255 && c.A == 255:
+		fillWords(dst.Pix[i:i+4*n], rgbaWord(c))
+	case a > 0:
+		for j := i; j < i+4*n; j += 4 {
+			blendPixel(dst, j, c, a)
 		}
 	}
 }
@@ -449,7 +455,7 @@ func blendPixel(dst *image.RGBA, i int, c color.NRGBA, a uint32) {
 		a = (a*uint32(c.A) + 127) / 255
 	}
 	p := dst.Pix[i : i+4 : i+4]
-	cw := uint32(c.R) | uint32(c.G)<<8 | uint32(c.B)<<16 | 0xff<<24
+	cw := rgbaWord(c)
 	if a >= 255 {
 		binary.LittleEndian.PutUint32(p, cw)
 		return

@@ -1,8 +1,6 @@
 package renderer
 
-import (
-	"image"
-)
+import "image"
 
 // Occluders. When a keyed layer (the cover) is drawn last in a dirty
 // rectangle shared with other per-frame layers (halo's rings and bars
