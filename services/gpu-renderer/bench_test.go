@@ -4,17 +4,30 @@ import (
 	"testing"
 )
 
+// benchFrames is the length of the compositor benchmark's video: the 30 s
+// of the full-render benchmark (scripts/bench/render.sh), whose frames it
+// composes in order, as a render does.
+const benchFrames = 30 * 30
+
 // benchCompose measures one full-size frame of a template as the renderer
 // makes it: compose the per-frame layers and convert them to 8-bit YUV in a
-// recycled buffer that already holds the static base.
+// recycled buffer that already holds the static base. The inputs are those
+// of render-bench: the synthetic analysis and the sample cover.
 func benchCompose(b *testing.B, name, layout string) {
-	s := testScene(b, builtin(b, name), layout, 0, 0)
+	s, err := NewScene(SceneInput{
+		Template: builtin(b, name), Layout: layout, FPS: 30, Frames: benchFrames,
+		Analysis: SyntheticAnalysis(benchFrames/30, 30, 48), Cover: SampleCover(),
+		Title: "Night Drive", Artist: "The Testers", Watermark: true,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
 	c := s.newComposer()
 	buf := s.newYUVFrame(false)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		c.compose(buf, i%60, false)
+		c.compose(buf, i%benchFrames, false)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
 }

@@ -365,19 +365,23 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 	y1 := min(int(math.Ceil(cy+rOut+1)), clip.Max.Y)
 	ao := (rOut + 1) * (rOut + 1)
 	ai := (rIn - 1) * (rIn - 1)
-	av := alpha * 255
-	span := func(y, xa, xb int, dy float64) {
+	// Above 1 an alpha would take coverage past 255, which the blends do
+	// not take.
+	k := newRingKernel(cx, rIn, rOut, min(1, alpha)*255, c)
+	span := func(y, xa, xb int) {
 		xa, xb = max(xa, clip.Min.X), min(xb, clip.Max.X)
 		if xa >= xb {
 			return
 		}
 		dmg.row(y, xa, xb)
-		i := dst.PixOffset(xa, y)
-		for x := xa; x < xb; x, i = x+1, i+4 {
-			if a := ringAlpha(float64(x)+0.5-cx, dy, rIn, rOut, av); a > 0 {
-				blendPixel(dst, i, c, a)
-			}
+		row := dst.PixOffset(0, y)
+		x := xa
+		if useSIMD {
+			v := (xb - xa) &^ 3
+			ringSpanSIMD(dst.Pix[row+4*x:row+4*(x+v)], nil, x, v, &k)
+			x += v
 		}
+		ringSpanGo(dst.Pix[row+4*x:row+4*xb], nil, x, xb-x, &k)
 	}
 	// A ring centred on a pixel edge or centre, clipped symmetrically (the
 	// rings of a layer, centred in their box), is mirror-symmetric: column
@@ -388,7 +392,7 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 	if float64(m2+1) != 2*cx || clip.Min.X+clip.Max.X-1 != m2 {
 		m2 = -1
 	}
-	mirrored := func(y, xa, xb int, dy float64) {
+	mirrored := func(y, xa, xb int) {
 		xa, xb = max(xa, clip.Min.X), min(xb, clip.Max.X)
 		if xa >= xb {
 			return
@@ -396,8 +400,16 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 		dmg.row(y, xa, xb)
 		dmg.row(y, m2-xb+1, m2-xa+1)
 		row := dst.PixOffset(0, y)
-		for x := xa; x < xb && x <= m2-x; x++ {
-			if a := ringAlpha(float64(x)+0.5-cx, dy, rIn, rOut, av); a > 0 {
+		x := xa
+		if useSIMD {
+			// Whole steps of pixels left of their mirrors (2x < m2), so
+			// no pixel is blended twice.
+			v := max(0, min(xb, (m2+1)/2)-xa) &^ 3
+			ringSpanSIMD(dst.Pix[row+4*x:row+4*(x+v)], dst.Pix[row+4*(m2-x-v+1):row+4*(m2-x+1)], x, v, &k)
+			x += v
+		}
+		for ; x < xb && x <= m2-x; x++ {
+			if a := ringAlpha(float64(x)+0.5-cx, k.dy2, rIn, rOut, k.av); a > 0 {
 				blendPixel(dst, row+4*x, c, a)
 				if x != m2-x {
 					blendPixel(dst, row+4*(m2-x), c, a)
@@ -411,32 +423,81 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 		if dy2 > ao {
 			continue
 		}
+		k.dy2 = dy2
 		xo := math.Sqrt(ao - dy2)
 		left, right := int(math.Floor(cx-xo)), int(math.Ceil(cx+xo))
 		if rIn > 1 && dy2 < ai {
 			xi := math.Sqrt(ai - dy2)
 			if m2 >= 0 {
-				mirrored(y, left, int(math.Ceil(cx-xi)), dy) // and its mirror, the right arc
+				mirrored(y, left, int(math.Ceil(cx-xi))) // and its mirror, the right arc
 				continue
 			}
-			span(y, left, int(math.Ceil(cx-xi)), dy)
-			span(y, int(math.Floor(cx+xi)), right, dy)
+			span(y, left, int(math.Ceil(cx-xi)))
+			span(y, int(math.Floor(cx+xi)), right)
 			continue
 		}
 		if m2 >= 0 {
-			mirrored(y, left, right, dy)
+			mirrored(y, left, right)
 			continue
 		}
-		span(y, left, right, dy)
+		span(y, left, right)
+	}
+}
+
+// ringKernel is what ringSpanGo and its vector twin need of a ring (or
+// disc) and the row being drawn, laid out as ring_amd64.s reads it.
+type ringKernel struct {
+	cx, dy2, rIn, rOut, av float64 // av: the ring's opacity × 255
+	inner                  int64   // rIn > 0
+	color                  [16]uint16
+	ca                     [4]uint32 // the colour's alpha
+	opaque                 int64     // the colour's alpha is 255
+	c                      color.NRGBA
+}
+
+func newRingKernel(cx, rIn, rOut, av float64, c color.NRGBA) ringKernel {
+	k := ringKernel{cx: cx, rIn: rIn, rOut: rOut, av: av, c: c}
+	if rIn > 0 {
+		k.inner = 1
+	}
+	if c.A == 255 {
+		k.opaque = 1
+	}
+	w := rgbaWord(c)
+	for i := range k.color {
+		k.color[i] = uint16(w >> (8 * (i % 4)) & 0xff)
+	}
+	for i := range k.ca {
+		k.ca[i] = uint32(c.A)
+	}
+	return k
+}
+
+// ringSpanGo blends the ring into the n pixels of row (columns x0..x0+n-1
+// of row k.dy2's), at ringAlpha's coverage; when mir is not nil it holds
+// their mirrors, in reverse order, which get the same blends.
+func ringSpanGo(row, mir []byte, x0, n int, k *ringKernel) {
+	for j := range n {
+		a := ringAlpha(float64(x0+j)+0.5-k.cx, k.dy2, k.rIn, k.rOut, k.av)
+		if a == 0 {
+			continue
+		}
+		blendBytes(row[4*j:4*j+4:4*j+4], k.c, a)
+		if mir != nil {
+			m := 4 * (n - 1 - j)
+			blendBytes(mir[m:m+4:m+4], k.c, a)
+		}
 	}
 }
 
 // ringAlpha is the alpha (0..255, opacity av = alpha·255) of the pixel at
-// offset (dx, dy) from a ring's centre: its coverage by the disc of radius
-// rOut, less the disc of radius rIn when rIn > 0, anti-aliased over a
-// pixel. Zero blends nothing.
-func ringAlpha(dx, dy, rIn, rOut, av float64) uint32 {
-	d := math.Sqrt(dx*dx + dy*dy)
+// offset dx from a ring's centre, in a row dy2 = dy·dy away: its coverage
+// by the disc of radius rOut, less the disc of radius rIn when rIn > 0,
+// anti-aliased over a pixel. Zero blends nothing. The float64 conversions
+// keep the compiler from fusing a multiply and an add, so the vector path,
+// which does not fuse them either, computes the same bits.
+func ringAlpha(dx, dy2, rIn, rOut, av float64) uint32 {
+	d := math.Sqrt(float64(dx*dx) + dy2)
 	cov := min(1, max(0, rOut-d+0.5))
 	if rIn > 0 {
 		cov *= min(1, max(0, d-rIn+0.5))
@@ -444,17 +505,21 @@ func ringAlpha(dx, dy, rIn, rOut, av float64) uint32 {
 	if cov <= 0 {
 		return 0
 	}
-	return uint32(cov*av + 0.5)
+	return uint32(float64(cov*av) + 0.5)
 }
 
 // blendPixel mixes colour c into the pixel at Pix offset i with coverage a
 // (0..255), scaled by c's own alpha: each channel becomes
 // (c·a + p·(255−a) + 127) / 255, alpha with c's taken as 255.
 func blendPixel(dst *image.RGBA, i int, c color.NRGBA, a uint32) {
+	blendBytes(dst.Pix[i:i+4:i+4], c, a)
+}
+
+// blendBytes is blendPixel on the pixel p.
+func blendBytes(p []byte, c color.NRGBA, a uint32) {
 	if c.A != 255 {
 		a = (a*uint32(c.A) + 127) / 255
 	}
-	p := dst.Pix[i : i+4 : i+4]
 	cw := rgbaWord(c)
 	if a >= 255 {
 		binary.LittleEndian.PutUint32(p, cw)

@@ -1,0 +1,7 @@
+//go:build !amd64 || purego
+
+package renderer
+
+// ringSpanSIMD is ringSpanGo: only amd64 has the vector path, and useSIMD
+// is false elsewhere, so fillRing does not call it.
+func ringSpanSIMD(row, mir []byte, x0, n int, k *ringKernel) { ringSpanGo(row, mir, x0, n, k) }
