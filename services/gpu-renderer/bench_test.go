@@ -13,7 +13,12 @@ const benchFrames = 30 * 30
 // makes it: compose the per-frame layers and convert them to 8-bit YUV in a
 // recycled buffer that already holds the static base. The inputs are those
 // of render-bench: the synthetic analysis and the sample cover.
-func benchCompose(b *testing.B, name, layout string) {
+func benchCompose(b *testing.B, name, layout string) { benchComposeEvicting(b, name, layout, nil) }
+
+// benchComposeEvicting is benchCompose with two output buffers taken in
+// turn, as the renderer's vmsplice sink does, and, when evict is not nil,
+// every byte of evict written between frames, untimed.
+func benchComposeEvicting(b *testing.B, name, layout string, evict []byte) {
 	s, err := NewScene(SceneInput{
 		Template: builtin(b, name), Layout: layout, FPS: 30, Frames: benchFrames,
 		Analysis: SyntheticAnalysis(benchFrames/30, 30, 48), Cover: SampleCover(),
@@ -23,11 +28,21 @@ func benchCompose(b *testing.B, name, layout string) {
 		b.Fatal(err)
 	}
 	c := s.newComposer()
-	buf := s.newYUVFrame(false)
+	bufs := []*yuvFrame{s.newYUVFrame(false)}
+	if evict != nil {
+		bufs = append(bufs, s.newYUVFrame(false))
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		c.compose(buf, i%benchFrames, false)
+		if evict != nil {
+			b.StopTimer()
+			for j := 0; j < len(evict); j += 64 {
+				evict[j]++
+			}
+			b.StartTimer()
+		}
+		c.compose(bufs[i%len(bufs)], i%benchFrames, false)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
 }
@@ -39,6 +54,18 @@ func BenchmarkCompose(b *testing.B) {
 		for _, layout := range Layouts {
 			b.Run(tpl.Name+"/"+layout, func(b *testing.B) { benchCompose(b, tpl.Name, layout) })
 		}
+	}
+}
+
+// BenchmarkComposeCold is BenchmarkCompose (square) with the caches
+// emptied before every frame, by writing 64 MiB, twice the last-level cache
+// of the benchmark machine. It stands in for a render, where frames are
+// composed in the encoder's gaps on cores whose caches x264 has just
+// filled: there composing a frame costs about twice what it costs warm.
+func BenchmarkComposeCold(b *testing.B) {
+	evict := make([]byte, 64<<20)
+	for _, tpl := range BuiltinTemplates() {
+		b.Run(tpl.Name, func(b *testing.B) { benchComposeEvicting(b, tpl.Name, LayoutSquare, evict) })
 	}
 }
 

@@ -110,6 +110,22 @@ func (s *Scene) newComposer() *composer {
 func (c *composer) compose(out *yuvFrame, n int, hdr bool) {
 	s, work := c.s, c.work
 	st := s.static
+	// The restore below copies hundreds of short spans; asking for all
+	// their cache lines first lets their misses overlap.
+	for i, d := range s.dirty {
+		if d.keyed != nil {
+			continue
+		}
+		for p, ms := range c.moved[i] {
+			for _, m := range ms {
+				for y := d.r.Min.Y + 2*p; y < d.r.Min.Y+2*p+2; y++ {
+					o, e := st.PixOffset(m.lo, y), st.PixOffset(m.hi, y)
+					prefetchSpan(st.Pix[o:e])
+					prefetchSpan(work.Pix[o:e])
+				}
+			}
+		}
+	}
 	for i, d := range s.dirty {
 		if d.keyed != nil {
 			continue
