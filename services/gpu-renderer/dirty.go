@@ -59,7 +59,13 @@ type yuvFrame struct {
 
 // newYUVFrame returns a buffer holding the static base.
 func (s *Scene) newYUVFrame(hdr bool) *yuvFrame {
-	return &yuvFrame{b: append([]byte(nil), s.staticYUV(hdr)...), moved: s.rowSpans()}
+	return s.newYUVFrameIn(make([]byte, yuvFrameSize(s.w, s.h, hdr)), hdr)
+}
+
+// newYUVFrameIn is newYUVFrame in b, which must be a frame's size.
+func (s *Scene) newYUVFrameIn(b []byte, hdr bool) *yuvFrame {
+	copy(b, s.staticYUV(hdr))
+	return &yuvFrame{b: b, moved: s.rowSpans()}
 }
 
 // rowSpans is an empty list of spans per row pair of every dirty rectangle.

@@ -169,6 +169,7 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	// The pipe may have referred to the sink's last buffers until ffmpeg
 	// read them; only now may they be collected and their memory reused.
 	runtime.KeepAlive(sink)
+	sink.release()
 	switch {
 	case ferr != nil && ctx.Err() != nil:
 		return Result{}, fmt.Errorf("render cancelled: %w", context.Cause(ctx))
@@ -230,11 +231,21 @@ type frameSink interface {
 	// send writes f's bytes and calls free for every buffer, f or an
 	// earlier one, that may now be rewritten.
 	send(f *yuvFrame, free func(*yuvFrame)) error
+	// buffer returns n zeroed bytes for a frame buffer to send; compose
+	// workers may call it at once.
+	buffer(n int) []byte
+	// release frees what buffer returned. It is called once, when no
+	// frame is composed or sent any more and the reader is gone.
+	release()
 }
 
 // writeSink copies each frame with one Write: with the 1 MiB pipe the
 // kernel moves it in two pieces.
 type writeSink struct{ w io.Writer }
+
+func (writeSink) buffer(n int) []byte { return make([]byte, n) }
+
+func (writeSink) release() {}
 
 func (s writeSink) send(f *yuvFrame, free func(*yuvFrame)) error {
 	if _, err := s.w.Write(f.b); err != nil {
@@ -284,7 +295,7 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 		case b := <-free:
 			return b
 		default:
-			return scene.newYUVFrame(enc.HDR)
+			return scene.newYUVFrameIn(out.buffer(yuvFrameSize(scene.w, scene.h, enc.HDR)), enc.HDR)
 		}
 	}
 
@@ -385,7 +396,7 @@ func (r *Renderer) produceInline(ctx context.Context, scene *Scene, enc Encoding
 		if k := len(free) - 1; k >= 0 {
 			buf, free = free[k], free[:k]
 		} else {
-			buf = scene.newYUVFrame(enc.HDR)
+			buf = scene.newYUVFrameIn(out.buffer(yuvFrameSize(scene.w, scene.h, enc.HDR)), enc.HDR)
 		}
 		c.compose(buf, n, enc.HDR)
 		if err := out.send(buf, release); err != nil {

@@ -5,6 +5,7 @@ package renderer
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
@@ -43,7 +45,7 @@ func TestSpliceSinkReusesBuffersOnlyAfterTheyAreRead(t *testing.T) {
 		all, _ := io.ReadAll(slowReader{pr})
 		got <- all
 	}()
-	bufs := []*yuvFrame{{b: make([]byte, frameBytes)}, {b: make([]byte, frameBytes)}, {b: make([]byte, frameBytes)}}
+	bufs := []*yuvFrame{{b: sink.buffer(frameBytes)}, {b: sink.buffer(frameBytes)}, {b: sink.buffer(frameBytes)}}
 	free := append([]*yuvFrame(nil), bufs...)
 	freed := 0
 	for n := range frames {
@@ -69,6 +71,44 @@ func TestSpliceSinkReusesBuffersOnlyAfterTheyAreRead(t *testing.T) {
 		require.True(t, bytes.Equal(want[n], all[n*frameBytes:(n+1)*frameBytes]), "frame %d read back changed", n)
 	}
 	require.GreaterOrEqual(t, freed, frames-1, "all but the last frame are freed once later ones are in the pipe")
+	sink.release()
+}
+
+// TestSpliceSinkBuffersAreHugePageAlignedAndReleased: the sink's buffers
+// are zeroed, start on a 2 MiB boundary (where the kernel can back them
+// with huge pages), do not overlap, and are unmapped by release.
+func TestSpliceSinkBuffersAreHugePageAlignedAndReleased(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pr.Close(); _ = pw.Close() })
+	_, err = setPipeSize(pw, pipeSize)
+	require.NoError(t, err)
+	const frameBytes = 1749600 // 1080×1080 yuv420p
+	sink := newFrameSink(pw, frameBytes)
+	require.IsType(t, &spliceSink{}, sink)
+	a, b := sink.buffer(frameBytes), sink.buffer(frameBytes)
+	require.Len(t, a, frameBytes)
+	require.Zero(t, uintptr(unsafe.Pointer(&a[0]))%hugePage)
+	require.Zero(t, uintptr(unsafe.Pointer(&b[0]))%hugePage)
+	require.Equal(t, -1, bytes.IndexFunc(a, func(r rune) bool { return r != 0 }), "fresh buffers are zeroed")
+	a[0], a[frameBytes-1], b[0] = 1, 2, 3
+	require.Equal(t, byte(1), a[0], "buffers do not overlap")
+	mapped := func(p *byte) bool {
+		maps, err := os.ReadFile("/proc/self/maps")
+		require.NoError(t, err)
+		addr := uintptr(unsafe.Pointer(p))
+		for _, line := range strings.Split(string(maps), "\n") {
+			var lo, hi uintptr
+			if _, err := fmt.Sscanf(line, "%x-%x", &lo, &hi); err == nil && addr >= lo && addr < hi {
+				return true
+			}
+		}
+		return false
+	}
+	pa := &a[0]
+	require.True(t, mapped(pa))
+	sink.release()
+	require.False(t, mapped(pa), "release unmaps the buffers")
 }
 
 // slowReader reads in small pieces with pauses, so the writer often finds
