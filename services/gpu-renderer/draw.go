@@ -363,8 +363,13 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 	clip = clip.Intersect(dst.Rect)
 	y0 := max(int(math.Floor(cy-rOut-1)), clip.Min.Y)
 	y1 := min(int(math.Ceil(cy+rOut+1)), clip.Max.Y)
-	ao := (rOut + 1) * (rOut + 1)
-	ai := (rIn - 1) * (rIn - 1)
+	// A pixel whose centre is farther than rOut+0.5 from the centre, or
+	// nearer than rIn-0.5, is not covered at all; and any coverage below
+	// 0.5/255 rounds to an alpha of 0. So the pixels drawn (and damaged)
+	// are those within [rIn-0.5, rOut+0.5], widened by ringSlack against
+	// rounding.
+	ao := (rOut + 0.5 + ringSlack) * (rOut + 0.5 + ringSlack)
+	ai := (rIn - 0.5 - ringSlack) * (rIn - 0.5 - ringSlack)
 	// Above 1 an alpha would take coverage past 255, which the blends do
 	// not take.
 	k := newRingKernel(cx, rIn, rOut, min(1, alpha)*255, c)
@@ -424,16 +429,19 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 			continue
 		}
 		k.dy2 = dy2
+		// Columns whose centre x+0.5 is within xo of cx, and for a ring
+		// not within xi.
 		xo := math.Sqrt(ao - dy2)
-		left, right := int(math.Floor(cx-xo)), int(math.Ceil(cx+xo))
+		left, right := int(math.Ceil(cx-0.5-xo)), int(math.Floor(cx-0.5+xo))+1
 		if rIn > 1 && dy2 < ai {
 			xi := math.Sqrt(ai - dy2)
+			end, start := int(math.Floor(cx-0.5-xi))+1, int(math.Ceil(cx-0.5+xi))
 			if m2 >= 0 {
-				mirrored(y, left, int(math.Ceil(cx-xi))) // and its mirror, the right arc
+				mirrored(y, left, end) // and its mirror, the right arc
 				continue
 			}
-			span(y, left, int(math.Ceil(cx-xi)))
-			span(y, int(math.Floor(cx+xi)), right)
+			span(y, left, end)
+			span(y, start, right)
 			continue
 		}
 		if m2 >= 0 {
@@ -443,6 +451,11 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 		span(y, left, right)
 	}
 }
+
+// ringSlack widens the bounds of the pixels a ring draws: less than the
+// 0.5/255 of coverage that would round to an alpha of 1, far more than the
+// rounding of the bounds' square roots.
+const ringSlack = 1.0 / 1024
 
 // ringKernel is what ringSpanGo and its vector twin need of a ring (or
 // disc) and the row being drawn, laid out as ring_amd64.s reads it.
