@@ -31,6 +31,18 @@ while IFS= read -r dir; do
 	while IFS= read -r line; do summary+=("$line"); done < <(grep -E '^(ok|FAIL|\?)[[:space:]]' "$log" || true)
 done < <(go list -m -f '{{.Dir}}')
 
+# The renderer's assembly has Go twins (ring, YUV, prefetch); -tags purego
+# builds those alone, as on other CPUs, and its tests must pass too.
+rel=services/gpu-renderer
+log="$LOGS/gpu-renderer-purego.log"
+printf '==> go test -tags purego %s\n' "$rel"
+if (cd "$ROOT/$rel" && go test -race -count=1 -timeout "$TIMEOUT" -tags purego "$@" ./... 2>&1) | tee "$log"; then
+	:
+else
+	failed+=("$rel (purego)")
+fi
+while IFS= read -r line; do summary+=("$line (purego)"); done < <(grep -E '^(ok|FAIL|\?)[[:space:]]' "$log" || true)
+
 printf '\n==> summary (logs in %s)\n' "${LOGS#"$ROOT"/}"
 printf '%s\n' "${summary[@]}"
 if ((${#failed[@]})); then
