@@ -90,6 +90,29 @@ type composer struct {
 	held  []span // scratch: what the buffer holds after this frame
 	conv  []span // scratch: runs to convert
 	core  [1]span
+	// restore is scratch: the Pix ranges, as spans of byte offsets, of
+	// the rows this frame drew last time (restoreRows).
+	restore []span
+}
+
+// restoreRows appends to out the Pix range of every row of the spans the
+// scratch frame drew last time, outside keyed rectangles (whose pixels it
+// never holds).
+func (c *composer) restoreRows(out []span) []span {
+	st := c.s.static
+	for i, d := range c.s.dirty {
+		if d.keyed != nil {
+			continue
+		}
+		for p, ms := range c.moved[i] {
+			for _, m := range ms {
+				for y := d.r.Min.Y + 2*p; y < d.r.Min.Y+2*p+2; y++ {
+					out = append(out, span{st.PixOffset(m.lo, y), st.PixOffset(m.hi, y)})
+				}
+			}
+		}
+	}
+	return out
 }
 
 // newComposer returns a worker's compositor; it is not safe for concurrent
@@ -116,34 +139,16 @@ func (s *Scene) newComposer() *composer {
 func (c *composer) compose(out *yuvFrame, n int, hdr bool) {
 	s, work := c.s, c.work
 	st := s.static
-	// The restore below copies hundreds of short spans; asking for all
-	// their cache lines first lets their misses overlap.
-	for i, d := range s.dirty {
-		if d.keyed != nil {
-			continue
-		}
-		for p, ms := range c.moved[i] {
-			for _, m := range ms {
-				for y := d.r.Min.Y + 2*p; y < d.r.Min.Y+2*p+2; y++ {
-					o, e := st.PixOffset(m.lo, y), st.PixOffset(m.hi, y)
-					prefetchSpan(st.Pix[o:e])
-					prefetchSpan(work.Pix[o:e])
-				}
-			}
-		}
+	// Back to the base where this scratch frame drew last time: hundreds
+	// of short copies. Asking for all their cache lines first lets their
+	// misses overlap.
+	c.restore = c.restoreRows(c.restore[:0])
+	for _, r := range c.restore {
+		prefetchSpan(st.Pix[r.lo:r.hi])
+		prefetchSpan(work.Pix[r.lo:r.hi])
 	}
-	for i, d := range s.dirty {
-		if d.keyed != nil {
-			continue
-		}
-		for p, ms := range c.moved[i] {
-			for _, m := range ms {
-				for y := d.r.Min.Y + 2*p; y < d.r.Min.Y+2*p+2; y++ {
-					o, e := st.PixOffset(m.lo, y), st.PixOffset(m.hi, y)
-					copy(work.Pix[o:e], st.Pix[o:e])
-				}
-			}
-		}
+	for _, r := range c.restore {
+		copy(work.Pix[r.lo:r.hi], st.Pix[r.lo:r.hi])
 	}
 	c.dmg.reset()
 	for _, l := range s.layers {
