@@ -430,7 +430,8 @@ func (r *Renderer) produceInline(ctx context.Context, scene *Scene, enc Encoding
 			if err := r.beforeDraw(gctx, n); err != nil {
 				return err
 			}
-			for len(ready) == cap(ready) {
+			if len(ready) == cap(ready) {
+				// Full: wait for the writer to take it down to low.
 				for len(ready) > low {
 					select {
 					case <-drained:
