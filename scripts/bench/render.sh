@@ -61,8 +61,9 @@ if has 2; then
 echo
 echo "## 2. Full render vs encode-only, 1080x1080, 30 fps, CRF 20, veryfast, ${CLIP}s ($((CLIP*30)) frames)"
 echo "# wall = elapsed seconds; cpu = user+sys seconds of the process and ffmpeg (less sensitive to other load);"
-echo "# go_cpu = the Go process's own share of full_cpu (getrusage RUSAGE_SELF), the rest is ffmpeg"
-printf "%-10s %8s %8s %7s %8s %8s %7s %7s\n" template full_s enc_s ratio full_cpu enc_cpu ratio go_cpu
+echo "# go_cpu = the Go process's own share of full_cpu (getrusage RUSAGE_SELF), the rest is ffmpeg;"
+echo "# paired = median of full/encode-only over each run's pair (the two ran back to back, under the same load)"
+printf "%-10s %8s %8s %7s %8s %8s %7s %7s %7s\n" template full_s enc_s ratio full_cpu enc_cpu ratio go_cpu paired
 for t in $TEMPLATES; do
   "$WORK/render-bench" -mode raw -template "$t" -seconds "$CLIP" $(inputs "$CLIP") -out "$WORK/frames.yuv" >/dev/null
   : >"$WORK/full.txt"; : >"$WORK/enc.txt"; : >"$WORK/fullc.txt"; : >"$WORK/encc.txt"; : >"$WORK/fullgo.txt"
@@ -77,8 +78,9 @@ for t in $TEMPLATES; do
   done
   f=$(median <"$WORK/full.txt"); e=$(median <"$WORK/enc.txt")
   fc=$(median <"$WORK/fullc.txt"); ec=$(median <"$WORK/encc.txt"); fg=$(median <"$WORK/fullgo.txt")
-  printf "%-10s %8.2f %8.2f %7.3f %8.2f %8.2f %7.3f %7.2f   (wall full: %s; encode: %s)\n" "$t" "$f" "$e" "$(echo "$f / $e" | bc -l)" \
-    "$fc" "$ec" "$(echo "$fc / $ec" | bc -l)" "$fg" "$(tr '\n' ' ' <"$WORK/full.txt")" "$(tr '\n' ' ' <"$WORK/enc.txt")"
+  pr=$(paste "$WORK/full.txt" "$WORK/enc.txt" | awk '{printf "%.4f\n", $1 / $2}' | median)
+  printf "%-10s %8.2f %8.2f %7.3f %8.2f %8.2f %7.3f %7.2f %7.3f   (wall full: %s; encode: %s)\n" "$t" "$f" "$e" "$(echo "$f / $e" | bc -l)" \
+    "$fc" "$ec" "$(echo "$fc / $ec" | bc -l)" "$fg" "$pr" "$(tr '\n' ' ' <"$WORK/full.txt")" "$(tr '\n' ' ' <"$WORK/enc.txt")"
   rm -f "$WORK/frames.yuv"
 done
 fi
