@@ -373,21 +373,6 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 	// Above 1 an alpha would take coverage past 255, which the blends do
 	// not take.
 	k := newRingKernel(cx, rIn, rOut, min(1, alpha)*255, c)
-	span := func(y, xa, xb int) {
-		xa, xb = max(xa, clip.Min.X), min(xb, clip.Max.X)
-		if xa >= xb {
-			return
-		}
-		dmg.row(y, xa, xb)
-		row := dst.PixOffset(0, y)
-		x := xa
-		if useSIMD {
-			v := (xb - xa) &^ 3
-			ringSpanSIMD(dst.Pix[row+4*x:row+4*(x+v)], nil, x, v, &k)
-			x += v
-		}
-		ringSpanGo(dst.Pix[row+4*x:row+4*xb], nil, x, xb-x, &k)
-	}
 	// A ring centred on a pixel edge or centre, clipped symmetrically (the
 	// rings of a layer, centred in their box), is mirror-symmetric: column
 	// x and column m2-x are at the same distance, exactly, since the
@@ -397,6 +382,32 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 	if float64(m2+1) != 2*cx || clip.Min.X+clip.Max.X-1 != m2 {
 		m2 = -1
 	}
+	// blend draws the n pixels from column x of the row at Pix offset row,
+	// and with mirrors the n ending at column m2-x too: whole vector steps,
+	// then the Go loop for the rest.
+	blend := func(row, x, n int, mirrors bool) {
+		v := 0
+		if useSIMD {
+			v = n &^ 3
+		}
+		left := dst.Pix[row+4*x : row+4*(x+n)]
+		var vecMir, goMir []byte
+		if mirrors {
+			// Pixel j's mirror is pixel n-1-j of mir.
+			mir := dst.Pix[row+4*(m2-x-n+1) : row+4*(m2-x+1)]
+			vecMir, goMir = mir[4*(n-v):], mir[:4*(n-v)]
+		}
+		ringSpanSIMD(left[:4*v], vecMir, x, v, &k)
+		ringSpanGo(left[4*v:], goMir, x+v, n-v, &k)
+	}
+	span := func(y, xa, xb int) {
+		xa, xb = max(xa, clip.Min.X), min(xb, clip.Max.X)
+		if xa >= xb {
+			return
+		}
+		dmg.row(y, xa, xb)
+		blend(dst.PixOffset(0, y), xa, xb-xa, false)
+	}
 	mirrored := func(y, xa, xb int) {
 		xa, xb = max(xa, clip.Min.X), min(xb, clip.Max.X)
 		if xa >= xb {
@@ -405,21 +416,12 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 		dmg.row(y, xa, xb)
 		dmg.row(y, m2-xb+1, m2-xa+1)
 		row := dst.PixOffset(0, y)
-		x := xa
-		if useSIMD {
-			// Whole steps of pixels left of their mirrors (2x < m2), so
-			// no pixel is blended twice.
-			v := max(0, min(xb, (m2+1)/2)-xa) &^ 3
-			ringSpanSIMD(dst.Pix[row+4*x:row+4*(x+v)], dst.Pix[row+4*(m2-x-v+1):row+4*(m2-x+1)], x, v, &k)
-			x += v
-		}
-		for ; x < xb && x <= m2-x; x++ {
-			if a := ringAlpha(float64(x)+0.5-cx, k.dy2, rIn, rOut, k.av); a > 0 {
-				blendPixel(dst, row+4*x, c, a)
-				if x != m2-x {
-					blendPixel(dst, row+4*(m2-x), c, a)
-				}
-			}
+		// The pixels left of their mirrors (2x < m2), each drawn with its
+		// mirror, so none is blended twice; then the middle column, its
+		// own mirror, when m2 is even.
+		blend(row, xa, max(0, min(xb, (m2+1)/2)-xa), true)
+		if mid := m2 / 2; m2%2 == 0 && mid >= xa && mid < xb {
+			blend(row, mid, 1, false)
 		}
 	}
 	for y := y0; y < y1; y++ {
