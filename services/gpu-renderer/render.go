@@ -167,8 +167,8 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	_ = stdin.Close()
 	werr := cmd.Wait()
 	// The pipe may have referred to the sink's last buffers until ffmpeg
-	// read them; only now may they be collected and their memory reused.
-	runtime.KeepAlive(sink)
+	// read them; only now may they be unmapped (or, on the heap, collected:
+	// this call also keeps the sink alive until here).
 	sink.release()
 	switch {
 	case ferr != nil && ctx.Err() != nil:
