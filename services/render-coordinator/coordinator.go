@@ -14,10 +14,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/backbeat/backbeat/pkg/alert"
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/ids"
 	"github.com/backbeat/backbeat/pkg/store"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
@@ -40,32 +42,60 @@ type Config struct {
 	Name string
 }
 
+// Publisher publishes a message with a deterministic id; *bus.Publisher in
+// production, the simulation's bus in tests.
+type Publisher interface {
+	Publish(ctx context.Context, subject string, m proto.Message, msgID string) error
+	Subjects() bus.Subjects
+}
+
+// RunsKV is the runs bucket as the coordinator uses it (*bus.Runs).
+type RunsKV interface {
+	Get(ctx context.Context, videoID string) (bus.RunState, bool, error)
+	Set(ctx context.Context, videoID string, s bus.RunState) error
+}
+
+// ProgressSource returns the last render progress of a video and when it was
+// published (*bus.ProgressReader).
+type ProgressSource interface {
+	Last(ctx context.Context, videoID string) (*backbeatv1.RenderProgress, time.Time, error)
+}
+
 // Deps are the parts the coordinator talks to.
 type Deps struct {
-	Store   *store.Store
-	Pub     *bus.Publisher
-	Runs    *bus.Runs
-	Blob    blob.Store
-	Alerts  *alert.Sender
-	Log     *zap.Logger
-	Topo    bus.Topology
-	Metrics *bus.Metrics
+	Store *store.Store
+	Pub   Publisher
+	Runs  RunsKV
+	Blob  blob.Store
+	// Progress is where render progress is read; by default the PROGRESS
+	// stream of Pub's JetStream (Pub must then be a *bus.Publisher).
+	Progress ProgressSource
+	Alerts   *alert.Sender
+	Log      *zap.Logger
+	Topo     bus.Topology
+	Metrics  *bus.Metrics
+	// Now is the clock (time.Now by default); the simulation drives its own.
+	Now func() time.Time
+	// NewRunID mints run ids (ids.NewRunID by default).
+	NewRunID func() string
 }
 
 // Service is the coordinator.
 type Service struct {
 	cfg   Config
 	db    *store.Store
-	pub   *bus.Publisher
+	pub   Publisher
 	subj  bus.Subjects
-	runs  *bus.Runs
+	runs  RunsKV
 	blob  blob.Store
 	alert *alert.Sender
 	log   *zap.Logger
 	topo  bus.Topology
 	met   *bus.Metrics
 
-	progress *bus.ProgressReader
+	progress ProgressSource
+	now      func() time.Time
+	newRunID func() string
 
 	marksMu sync.Mutex
 	marks   map[string]progressMark
@@ -102,14 +132,30 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if al == nil {
 		al = alert.New("", log)
 	}
+	prog := d.Progress
+	if prog == nil {
+		bp, ok := d.Pub.(*bus.Publisher)
+		if !ok {
+			return nil, errors.New("coordinator: a progress source is required when the publisher is not a *bus.Publisher")
+		}
+		prog = bus.NewProgressReader(bp.JetStream(), bp.Subjects())
+	}
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	newRunID := d.NewRunID
+	if newRunID == nil {
+		newRunID = ids.NewRunID
+	}
 	return &Service{cfg: cfg, db: d.Store, pub: d.Pub, subj: d.Pub.Subjects(),
-		progress: bus.NewProgressReader(d.Pub.JetStream(), d.Pub.Subjects()), runs: d.Runs, blob: d.Blob,
+		progress: prog, runs: d.Runs, blob: d.Blob, now: func() time.Time { return now().UTC() }, newRunID: newRunID,
 		alert: al, log: log, topo: d.Topo, met: d.Metrics, marks: map[string]progressMark{}}, nil
 }
 
 // Router returns the EVENTS router with a handler per event kind.
 func (s *Service) Router() *bus.Router {
-	r := &bus.Router{Step: "coordinator", Pub: s.pub, Log: s.log, Policy: bus.Policy{
+	r := &bus.Router{Step: "coordinator", Pub: s.busPublisher(), Log: s.log, Policy: bus.Policy{
 		AckWait: 30 * time.Second, MaxDeliver: 10,
 		Backoff: []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second},
 	}, Name: s.cfg.Name, Metrics: s.met}
@@ -151,6 +197,13 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 		}
 	}
 	return nil
+}
+
+// busPublisher is the publisher as the bus runners need it; nil when the
+// coordinator runs on the simulation's bus (which drives handlers itself).
+func (s *Service) busPublisher() *bus.Publisher {
+	bp, _ := s.pub.(*bus.Publisher)
+	return bp
 }
 
 // url is the public URL of an object key on the edge.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -25,7 +24,24 @@ func createKey(ctx context.Context, m *backbeatv1.VideoCreate) string {
 	if m.RequestId != "" {
 		return "req:" + m.VideoId + ":" + m.RequestId
 	}
-	return "seq:" + strconv.FormatUint(bus.OriginalSequence(ctx), 10)
+	return "seq:" + strconv.FormatUint(eventSequence(ctx), 10)
+}
+
+type sequenceKey struct{}
+
+// withEventSequence sets the stream sequence eventSequence reports; the
+// simulation, which has no JetStream message to carry it, uses it.
+func withEventSequence(ctx context.Context, seq uint64) context.Context {
+	return context.WithValue(ctx, sequenceKey{}, seq)
+}
+
+// eventSequence is the EVENTS sequence of the event being handled, or of the
+// original when it is a replay (bus.OriginalSequence).
+func eventSequence(ctx context.Context) uint64 {
+	if seq, ok := ctx.Value(sequenceKey{}).(uint64); ok {
+		return seq
+	}
+	return bus.OriginalSequence(ctx)
 }
 
 // validateCreate returns the reason a create cannot be rendered, or "".
@@ -81,7 +97,7 @@ func (s *Service) onCreate(ctx context.Context, m *backbeatv1.VideoCreate) error
 	if err != nil {
 		return bus.Permanent(fmt.Errorf("encode spec: %w", err))
 	}
-	now := time.Now().UTC()
+	now := s.now()
 	var (
 		created    store.Run
 		superseded *store.Run
@@ -114,7 +130,7 @@ func (s *Service) onCreate(ctx context.Context, m *backbeatv1.VideoCreate) error
 			return bus.Permanentf("video %s belongs to another user", m.VideoId)
 		}
 		b := s.bundle(user.Bundle)
-		run := store.Run{ID: ids.NewRunID(), VideoID: m.VideoId, UserID: m.UserId, CreateKey: key,
+		run := store.Run{ID: s.newRunID(), VideoID: m.VideoId, UserID: m.UserId, CreateKey: key,
 			Status: store.StatusPending, Stage: store.StageAudio, Bundle: b.Name, Spec: string(spec)}
 		reason := ""
 		if errors.Is(userErr, gorm.ErrRecordNotFound) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"go.uber.org/zap"
 	"gorm.io/gorm"
@@ -41,7 +40,7 @@ func (s *Service) onStepFailed(ctx context.Context, m *backbeatv1.StepFailed) er
 		if m.Step == bus.StepAudio && run.Stage != store.StageAudio {
 			return errNoChange
 		}
-		_, err := s.finish(tx, run, store.StatusError, reason, time.Now().UTC())
+		_, err := s.finish(tx, run, store.StatusError, reason, s.now())
 		return err
 	}, nil)
 	if changed {
@@ -62,7 +61,7 @@ func (s *Service) renderFailed(ctx context.Context, m *backbeatv1.StepFailed) er
 		if run.Stage != store.StageRender || run.Attempt != m.Attempt || run.Status != store.StatusProcessing {
 			return errNoChange
 		}
-		now := time.Now().UTC()
+		now := s.now()
 		b := s.bundle(run.Bundle)
 		if err := endStep(tx, run.ID, bus.StepRender, run.Attempt, "", m.Reason, now); err != nil {
 			return err
@@ -110,7 +109,7 @@ func (s *Service) onCancel(ctx context.Context, m *backbeatv1.VideoCancel) error
 		reason = "cancelled: " + m.Reason
 	}
 	changed, run, err := s.apply(ctx, m.VideoId, runID, func(tx *gorm.DB, run *store.Run) error {
-		_, err := s.finish(tx, run, store.StatusCancelled, reason, time.Now().UTC())
+		_, err := s.finish(tx, run, store.StatusCancelled, reason, s.now())
 		return err
 	}, func(r store.Run) bool { return r.Status == store.StatusCancelled })
 	if err != nil || run.Status != store.StatusCancelled {
@@ -144,7 +143,7 @@ func (s *Service) onRecover(ctx context.Context, m *backbeatv1.VideoRecover) err
 		return err
 	}
 	changed, run, err := s.apply(ctx, m.VideoId, runID, func(tx *gorm.DB, run *store.Run) error {
-		now := time.Now().UTC()
+		now := s.now()
 		b := s.bundle(run.Bundle)
 		next := run.Attempt + 1
 		err := advance(tx, run, []string{store.StatusStalled}, store.StageRender, map[string]any{

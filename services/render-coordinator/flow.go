@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 	"gorm.io/gorm"
@@ -23,7 +22,7 @@ func (s *Service) onAudioDone(ctx context.Context, m *backbeatv1.AudioDone) erro
 				return bus.Permanentf("audio.done carries an invalid key %q", k)
 			}
 		}
-		now := time.Now().UTC()
+		now := s.now()
 		b := s.bundle(run.Bundle)
 		err := advance(tx, run, []string{store.StatusPending}, store.StageAudio, map[string]any{
 			"status": store.StatusProcessing, "stage": store.StageRender, "attempt": 1, "pool": b.PoolFor(1),
@@ -58,7 +57,7 @@ func (s *Service) onRenderDone(ctx context.Context, m *backbeatv1.RenderDone) er
 		if ids.ValidKey(m.VideoKey) != nil {
 			return bus.Permanentf("render.done carries an invalid key %q", m.VideoKey)
 		}
-		now := time.Now().UTC()
+		now := s.now()
 		err := advance(tx, run, []string{store.StatusProcessing}, store.StageRender, map[string]any{
 			"stage": store.StageCDN, "video_key": m.VideoKey, "render_seconds": m.RenderSeconds,
 		})
@@ -85,7 +84,7 @@ func (s *Service) onCDNDone(ctx context.Context, m *backbeatv1.CdnDone) error {
 // ready closes the cdn step and marks the run and video ready.
 func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr string) error {
 	changed, run, err := s.apply(ctx, videoID, runID, func(tx *gorm.DB, run *store.Run) error {
-		now := time.Now().UTC()
+		now := s.now()
 		err := advance(tx, run, []string{store.StatusProcessing}, store.StageCDN, map[string]any{
 			"status": store.StatusReady, "stage": store.StageDone, "finished_at": now, "reason": "",
 		})
@@ -153,6 +152,6 @@ func (s *Service) endAfterReady(ctx context.Context, videoID, runID, step, outpu
 		if err != nil {
 			return err
 		}
-		return endStep(tx, run.ID, step, 0, output, errText, time.Now().UTC())
+		return endStep(tx, run.ID, step, 0, output, errText, s.now())
 	})
 }

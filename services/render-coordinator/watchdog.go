@@ -66,7 +66,7 @@ func (s *Service) CheckStalls(ctx context.Context) error {
 			if !ok || p.FramesDone != m.frames {
 				m = progressMark{frames: p.FramesDone, since: at}
 				if ok {
-					m.since = time.Now()
+					m.since = s.now()
 				}
 				s.marks[key] = m
 			}
@@ -74,7 +74,7 @@ func (s *Service) CheckStalls(ctx context.Context) error {
 				last = m.since
 			}
 		}
-		idle := time.Since(last)
+		idle := s.now().Sub(last)
 		if idle < s.cfg.StallTimeout {
 			continue
 		}
@@ -98,7 +98,7 @@ func (s *Service) stall(ctx context.Context, run store.Run, idle time.Duration) 
 		if r.Attempt != attempt {
 			return errNoChange
 		}
-		now := time.Now().UTC()
+		now := s.now()
 		err := advance(tx, r, []string{store.StatusProcessing}, store.StageRender, map[string]any{
 			"status": store.StatusStalled, "reason": reason,
 		})
