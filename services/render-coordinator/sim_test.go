@@ -1139,4 +1139,3 @@ func edgeServes(key string) bool {
 func audioKeys(m *backbeatv1.AudioJob) []string {
 	return []string{ids.AudioKey(m.VideoId), ids.MP3Key(m.VideoId), ids.AnalysisKey(m.VideoId)}
 }
-
