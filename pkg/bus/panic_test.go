@@ -3,6 +3,7 @@ package bus_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"runtime/pprof"
 	"strings"
 	"sync/atomic"
@@ -89,9 +90,8 @@ func TestPanicBecomesStepFailed(t *testing.T) {
 			return ctx.Err()
 		}
 		boomCalls.Add(1)
-		var byPath map[string]int
-		byPath[j.VideoId]++ // assignment to entry in nil map
-		return nil
+		var earlier map[string]*backbeatv1.CdnJob
+		return errors.New(earlier[j.VideoId].Paths[0]) // nil pointer dereference
 	}, func(w *bus.Worker[*backbeatv1.CdnJob]) {
 		w.Metrics = met
 		w.Log = log
@@ -108,7 +108,7 @@ func TestPanicBecomesStepFailed(t *testing.T) {
 		require.Equal(t, "r2", sf.RunId)
 		require.Equal(t, bus.StepCDN, sf.Step)
 		require.True(t, sf.Permanent, "a panic would only panic again")
-		require.Equal(t, "panic: assignment to entry in nil map", sf.Reason, "the value, not the stack")
+		require.Equal(t, "panic: runtime error: invalid memory address or nil pointer dereference", sf.Reason, "the value, not the stack")
 	case <-time.After(10 * time.Second):
 		t.Fatal("no step.failed for the panic")
 	}
