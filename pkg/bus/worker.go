@@ -46,7 +46,19 @@ type Worker[T proto.Message] struct {
 	Name string
 	// Metrics, when set, counts outcomes and durations.
 	Metrics *Metrics
+	// OnStuck, when set, hears of a message that keeps failing with a
+	// retryable error (see StuckFunc).
+	OnStuck StuckFunc
 }
+
+// StuckFunc is told that the message on subject failed again with err on its
+// delivered-th delivery, which is Policy.AlertAfter or later: an outage that
+// outlasts the backoffs, for an alert. It is called on the AlertAfter-th
+// delivery and then once every AlertEvery deliveries of the same message,
+// after the message was nakked, on the runner's goroutine (a slow hook holds
+// a concurrency slot); a panic in it is recovered and logged. ctx carries
+// the message's logger (Logger) and trace.
+type StuckFunc func(ctx context.Context, subject string, delivered uint64, err error)
 
 // Outcomes of one delivery, as logged and counted.
 const (
@@ -154,7 +166,7 @@ func (w *Worker[T]) Process(ctx context.Context, msg jetstream.Msg) {
 }
 
 func (w *Worker[T]) processor() *processor {
-	return &processor{step: w.Step, pub: w.Pub, log: w.log(), policy: w.Policy, escalate: w.Escalate, name: w.Name, metrics: w.Metrics}
+	return &processor{step: w.Step, pub: w.Pub, log: w.log(), policy: w.Policy, escalate: w.Escalate, name: w.Name, metrics: w.Metrics, onStuck: w.OnStuck}
 }
 
 // processor holds the ack policy shared by Worker and Router.
@@ -166,6 +178,7 @@ type processor struct {
 	escalate bool
 	name     string
 	metrics  *Metrics
+	onStuck  StuckFunc
 }
 
 func (w *processor) process(ctx context.Context, msg jetstream.Msg,
@@ -235,14 +248,33 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 	case IsPermanent(err):
 		w.fail(ctx, msg, log, m, delivered, err, true)
 		w.observe(OutcomeTerm, start)
-	case w.escalate || (w.policy.MaxDeliver > 0 && int(delivered) >= w.policy.MaxDeliver):
+	case w.escalate || w.policy.exhausted(delivered):
 		w.fail(ctx, msg, log, m, delivered, err, false)
 		w.observe(OutcomeTerm, start)
 	default:
 		d := w.policy.Delay(delivered)
 		_ = msg.NakWithDelay(d)
-		log.Warn("handler failed, will retry", zap.Error(err), zap.Duration("retry_in", d))
+		if w.policy.stuck(delivered) {
+			log.Error("handler keeps failing, will retry", zap.Error(err), zap.Duration("retry_in", d))
+			if w.onStuck != nil && w.policy.alertDue(delivered) {
+				w.stuck(hctx, msg, delivered, err, log)
+			}
+		} else {
+			log.Warn("handler failed, will retry", zap.Error(err), zap.Duration("retry_in", d))
+		}
 		w.observe(OutcomeRetry, start)
+	}
+}
+
+// stuck calls onStuck; a panic in the hook costs an alert, not the process.
+func (w *processor) stuck(ctx context.Context, msg jetstream.Msg, delivered uint64, cause error, log *zap.Logger) {
+	err := protect(func() error {
+		w.onStuck(ctx, msg.Subject(), delivered, cause)
+		return nil
+	})
+	var perr *panicError
+	if errors.As(err, &perr) {
+		log.Error("OnStuck panicked", zap.Error(err), zap.String("stack", perr.stack))
 	}
 }
 
