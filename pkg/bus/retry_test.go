@@ -166,3 +166,26 @@ func TestCoordinatorPolicyRetriesForever(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, -1, cons.CachedInfo().Config.MaxDeliver)
 }
+
+// A failure to handle the router's own step.failed is not reported again: the
+// new report would reach the same handler and fail the same way, for ever.
+func TestFailureOfOwnFailureReportIsNotReportedAgain(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	fails := failures(t, tb)
+	var calls atomic.Int32
+	cons, _ := coordinatorRouter(t, tb, func(r *bus.Router) {
+		bus.Route(r, bus.KindStepFailed, func() *backbeatv1.StepFailed { return &backbeatv1.StepFailed{} },
+			func(ctx context.Context, m *backbeatv1.StepFailed) error {
+				calls.Add(1)
+				var runs map[string]*backbeatv1.StepFailed
+				return errors.New(runs[m.RunId].Reason) // nil pointer dereference
+			})
+	})
+	own := &backbeatv1.StepFailed{VideoId: "v13", RunId: "r13", Step: "coordinator", Reason: "boom", Permanent: true}
+	require.NoError(t, tb.pub.Publish(context.Background(), tb.subj.Event("v13", bus.KindStepFailed), own, "sf13"))
+	require.Eventually(t, func() bool { return settled(t, cons) }, 5*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	require.Len(t, fails, 1, "only the original step.failed was published")
+	require.EqualValues(t, 1, calls.Load())
+}

@@ -281,7 +281,17 @@ func (w *processor) stuck(ctx context.Context, msg jetstream.Msg, delivered uint
 // fail terminates the message and tells the coordinator. The StepFailed is
 // published before the Term, so a crash in between redelivers rather than
 // loses the failure.
+//
+// A failure to handle a StepFailed of this very step (the coordinator's own
+// report) is terminated without a new report: the new one would reach the
+// same handler and fail the same way, one event after another, for ever.
 func (w *processor) fail(ctx context.Context, msg jetstream.Msg, log *zap.Logger, m proto.Message, delivered uint64, cause error, permanent bool) {
+	if own, ok := m.(*backbeatv1.StepFailed); ok && own.GetStep() == w.step {
+		_ = msg.TermWithReason("failed to handle this step's own failure report")
+		log.Error("failure report of this step could not be handled; terminated without a new report",
+			zap.Error(cause), zap.Bool("permanent", permanent), zap.String("reported_reason", own.GetReason()))
+		return
+	}
 	sf := &backbeatv1.StepFailed{Step: w.step, Reason: cause.Error(), Permanent: permanent, Worker: w.name}
 	if m != nil {
 		sf.VideoId = getString(m, "GetVideoId")
