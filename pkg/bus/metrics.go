@@ -6,7 +6,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics counts what workers do with messages, for /metrics.
+// Metrics counts what workers do with messages, for /metrics: one counter per
+// step and outcome (OutcomeAck, OutcomeRetry, OutcomeTerm, OutcomePanic, …),
+// so that a handler that panics shows up as such and not as a plain failure.
 type Metrics struct {
 	handled  *prometheus.CounterVec
 	duration *prometheus.HistogramVec

@@ -14,12 +14,22 @@ import (
 // coordinator's view of EVENTS): it picks the handler by the event kind at the
 // end of the subject, with the same ack policy as Worker.
 type Router struct {
-	Step    string
-	Pub     *Publisher
-	Log     *zap.Logger
-	Policy  Policy
-	Name    string
+	// Step names the router in logs, metrics and StepFailed events.
+	Step string
+	// Pub publishes StepFailed when an event will not be handled.
+	Pub *Publisher
+	// Log is the router's logger.
+	Log *zap.Logger
+	// Policy is the consumer's delivery policy; the coordinator's should be
+	// Topology.Policy(ConsumerCoordinator), which retries forever.
+	Policy Policy
+	// Name identifies this replica in StepFailed.
+	Name string
+	// Metrics, when set, counts outcomes and durations.
 	Metrics *Metrics
+	// OnStuck, when set, hears of an event that keeps failing with a
+	// retryable error (see StuckFunc).
+	OnStuck StuckFunc
 
 	routes map[string]route
 }
@@ -48,7 +58,7 @@ func (r *Router) processor() *processor {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &processor{step: r.Step, pub: r.Pub, log: log, policy: r.Policy, name: r.Name, metrics: r.Metrics}
+	return &processor{step: r.Step, pub: r.Pub, log: log, policy: r.Policy, name: r.Name, metrics: r.Metrics, onStuck: r.OnStuck}
 }
 
 // kindOf returns the event kind of an EVENTS subject: <p>.events.<vid>.<kind…>.

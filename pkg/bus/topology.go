@@ -16,7 +16,9 @@ const (
 	StreamProgress = "PROGRESS"
 	// StreamAdvisories keeps the server's max-deliveries advisories of JOBS,
 	// so a job that no worker ever acked (it crashed or hung on every
-	// delivery) still reaches the coordinator, even one that was down.
+	// delivery) still reaches the coordinator, even one that was down. A
+	// consumer whose Policy retries forever has MaxDeliver -1 and never
+	// produces such an advisory: that is intended (see Policy.RetryForever).
 	StreamAdvisories = "ADVISORIES"
 	// ConsumerExhausted is the coordinator's durable on ADVISORIES.
 	ConsumerExhausted = "coordinator-exhausted"
@@ -30,11 +32,75 @@ const (
 // held without a heartbeat, how often it is delivered, and the delays between
 // deliveries after a retryable error.
 type Policy struct {
-	AckWait    time.Duration
+	// AckWait is how long a delivery may go without an ack or a heartbeat
+	// before the server delivers the message again.
+	AckWait time.Duration
+	// MaxDeliver bounds the deliveries of a message: the last one that fails
+	// with a retryable error is reported as step.failed{permanent=false}.
+	// Ignored when RetryForever is set.
 	MaxDeliver int
-	Backoff    []time.Duration
+	// Backoff is the delay before the next delivery after the n-th failure;
+	// the last entry repeats.
+	Backoff []time.Duration
 	// MaxAckPending bounds messages in flight across all replicas.
 	MaxAckPending int
+	// RetryForever retries a non-permanent error for as long as it takes
+	// (every Backoff, then the last one over and over) and never reports it
+	// as step.failed. It is for a consumer where giving up costs more than
+	// waiting: the coordinator's events, where a step.failed ends the run
+	// with a refund although only Postgres was failing over. Permanent errors
+	// and panics still fail at once. The consumer is created with MaxDeliver
+	// -1, so the server never sends it a max-deliveries advisory (nor does
+	// ADVISORIES keep one): that is intended, OnStuck is the alert instead.
+	RetryForever bool
+	// AlertAfter is the delivery from which a retryable failure means the
+	// message is stuck: that failure and every later one is logged at Error
+	// level, and OnStuck is called on it and every AlertEvery deliveries
+	// after. 0 means DefaultAlertAfter.
+	AlertAfter int
+}
+
+// DefaultAlertAfter is the AlertAfter of a Policy that does not set one.
+const DefaultAlertAfter = 5
+
+// AlertEvery spaces the OnStuck calls of one stuck message, in deliveries:
+// with the coordinator's 30 s cap, one alert every five minutes rather than
+// one every retry. It counts deliveries rather than keeping a clock per
+// message, so every replica agrees and a restart forgets nothing.
+const AlertEvery = 10
+
+// consumerMaxDeliver is the consumer's MaxDeliver: -1 (unlimited) when the
+// runner retries forever.
+func (p Policy) consumerMaxDeliver() int {
+	if p.RetryForever {
+		return -1
+	}
+	return p.MaxDeliver
+}
+
+// exhausted says whether the n-th delivery was the last one allowed.
+func (p Policy) exhausted(delivered uint64) bool {
+	return !p.RetryForever && p.MaxDeliver > 0 && delivered >= uint64(p.MaxDeliver)
+}
+
+func (p Policy) alertAfter() uint64 {
+	if p.AlertAfter <= 0 {
+		return DefaultAlertAfter
+	}
+	return uint64(p.AlertAfter)
+}
+
+// stuck says whether a retryable failure of the n-th delivery is logged at
+// Error level.
+func (p Policy) stuck(delivered uint64) bool {
+	return delivered >= p.alertAfter()
+}
+
+// alertDue says whether the n-th delivery's failure is passed to OnStuck:
+// the AlertAfter-th, then one in every AlertEvery.
+func (p Policy) alertDue(delivered uint64) bool {
+	a := p.alertAfter()
+	return delivered >= a && (delivered-a)%AlertEvery == 0
 }
 
 // Delay is the NakWithDelay for the n-th delivery (1-based) of a message.
@@ -72,6 +138,18 @@ type Topology struct {
 	Memory bool
 }
 
+// CoordinatorPolicy is the coordinator's, on its EVENTS durable
+// (ConsumerCoordinator): an event is retried for as long as the failure
+// lasts, since its step.failed would end the run with a refund. Topology.Policy
+// returns it for ConsumerCoordinator when Policies has no entry of that name.
+var CoordinatorPolicy = Policy{
+	AckWait:       30 * time.Second,
+	RetryForever:  true,
+	AlertAfter:    DefaultAlertAfter,
+	Backoff:       []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second},
+	MaxAckPending: 256,
+}
+
 // DefaultPolicy is used for a step without its own policy.
 var DefaultPolicy = Policy{
 	AckWait:       30 * time.Second,
@@ -95,14 +173,19 @@ func DefaultTopology(prefix string, pools []string) Topology {
 			StepRender: {AckWait: 30 * time.Second, MaxDeliver: 2, Backoff: []time.Duration{2 * time.Second}, MaxAckPending: 64},
 			StepAudio:  {AckWait: 30 * time.Second, MaxDeliver: 4, Backoff: []time.Duration{time.Second, 5 * time.Second, 20 * time.Second}, MaxAckPending: 64},
 			StepCDN:    {AckWait: 30 * time.Second, MaxDeliver: 3, Backoff: []time.Duration{2 * time.Second, 10 * time.Second}, MaxAckPending: 256},
+			// The coordinator's events: an outage is waited out, never refunded.
+			ConsumerCoordinator: CoordinatorPolicy,
 		},
 	}
 }
 
-// Policy returns the policy of a step.
+// Policy returns the policy of a step, or of ConsumerCoordinator.
 func (t Topology) Policy(step string) Policy {
 	if p, ok := t.Policies[step]; ok {
 		return p
+	}
+	if step == ConsumerCoordinator {
+		return CoordinatorPolicy
 	}
 	return DefaultPolicy
 }
@@ -167,6 +250,7 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 			return fmt.Errorf("ensure kv %s: %w", b, err)
 		}
 	}
+	cp := t.Policy(ConsumerCoordinator)
 	cons := []struct {
 		stream string
 		cfg    jetstream.ConsumerConfig
@@ -175,8 +259,8 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 			Durable: ConsumerCoordinator, AckPolicy: jetstream.AckExplicitPolicy,
 			// No BackOff: on a consumer it replaces AckWait for the first
 			// deliveries; the runner's NakWithDelay spaces retries instead.
-			AckWait: 30 * time.Second, MaxDeliver: 10,
-			MaxAckPending:  256,
+			AckWait: cp.AckWait, MaxDeliver: cp.consumerMaxDeliver(),
+			MaxAckPending:  cp.MaxAckPending,
 			FilterSubjects: coordinatorKinds(s),
 		}},
 	}
@@ -194,7 +278,7 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 			cfg    jetstream.ConsumerConfig
 		}{StreamJobs, jetstream.ConsumerConfig{
 			Durable: name, AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: subject,
-			AckWait: p.AckWait, MaxDeliver: p.MaxDeliver, MaxAckPending: p.MaxAckPending,
+			AckWait: p.AckWait, MaxDeliver: p.consumerMaxDeliver(), MaxAckPending: p.MaxAckPending,
 		}})
 	}
 	add(StepAudio, s.AudioJob("*"), StepAudio)
@@ -215,7 +299,8 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 }
 
 // MaxDeliveriesAdvisory prefixes the server's advisories for messages that
-// reached a consumer's MaxDeliver: <prefix>.<stream>.<consumer>.
+// reached a consumer's MaxDeliver: <prefix>.<stream>.<consumer>. A consumer
+// with MaxDeliver -1 (Policy.RetryForever) never produces one, by design.
 const MaxDeliveriesAdvisory = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 
 // coordinatorKinds are the events the coordinator acts on (not its own

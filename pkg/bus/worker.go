@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,7 +46,19 @@ type Worker[T proto.Message] struct {
 	Name string
 	// Metrics, when set, counts outcomes and durations.
 	Metrics *Metrics
+	// OnStuck, when set, hears of a message that keeps failing with a
+	// retryable error (see StuckFunc).
+	OnStuck StuckFunc
 }
+
+// StuckFunc is told that the message on subject failed again with err on its
+// delivered-th delivery, which is Policy.AlertAfter or later: an outage that
+// outlasts the backoffs, for an alert. It is called on the AlertAfter-th
+// delivery and then once every AlertEvery deliveries of the same message,
+// after the message was nakked, on the runner's goroutine (a slow hook holds
+// a concurrency slot); a panic in it is recovered and logged. ctx carries
+// the message's logger (Logger) and trace.
+type StuckFunc func(ctx context.Context, subject string, delivered uint64, err error)
 
 // Outcomes of one delivery, as logged and counted.
 const (
@@ -54,6 +68,10 @@ const (
 	OutcomeTerm    = "term"
 	OutcomeDecode  = "undecodable"
 	OutcomeAborted = "shutdown"
+	// OutcomePanic counts decoders and handlers that panicked: the panic was
+	// recovered, reported as a permanent step.failed and the message
+	// terminated, so one bad message cannot take the process down.
+	OutcomePanic = "panic"
 )
 
 // Run fetches and processes messages until ctx is done, at most concurrency at
@@ -148,7 +166,7 @@ func (w *Worker[T]) Process(ctx context.Context, msg jetstream.Msg) {
 }
 
 func (w *Worker[T]) processor() *processor {
-	return &processor{step: w.Step, pub: w.Pub, log: w.log(), policy: w.Policy, escalate: w.Escalate, name: w.Name, metrics: w.Metrics}
+	return &processor{step: w.Step, pub: w.Pub, log: w.log(), policy: w.Policy, escalate: w.Escalate, name: w.Name, metrics: w.Metrics, onStuck: w.OnStuck}
 }
 
 // processor holds the ack policy shared by Worker and Router.
@@ -160,6 +178,7 @@ type processor struct {
 	escalate bool
 	name     string
 	metrics  *Metrics
+	onStuck  StuckFunc
 }
 
 func (w *processor) process(ctx context.Context, msg jetstream.Msg,
@@ -171,8 +190,19 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 		delivered = meta.NumDelivered
 	}
 	log := w.log.With(zap.String("step", w.step), zap.String("subject", msg.Subject()), zap.Uint64("delivery", delivered))
+	defer w.recoverRunner(msg, log, start)
 
-	m, err := decode(msg.Data(), msg.Headers().Get(HeaderContentType))
+	var m proto.Message
+	err := protect(func() (derr error) {
+		m, derr = decode(msg.Data(), msg.Headers().Get(HeaderContentType))
+		return derr
+	})
+	var perr *panicError
+	if errors.As(err, &perr) {
+		w.fail(ctx, msg, log.With(zap.String("stack", perr.stack)), nil, delivered, err, true)
+		w.observe(OutcomePanic, start)
+		return
+	}
 	if err != nil {
 		w.fail(ctx, msg, log, nil, delivered, fmt.Errorf("undecodable %s message: %w", w.step, err), true)
 		w.observe(OutcomeDecode, start)
@@ -191,10 +221,15 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 	hctx = WithLogger(hctx, log)
 	hctx = withDelivery(hctx, msg)
 	stop := w.heartbeat(hctx, msg, log)
-	err = handle(hctx, m)
+	err = protect(func() error { return handle(hctx, m) })
 	stop()
 
 	switch {
+	case errors.As(err, &perr):
+		// Before every other case: a panic is a bug, even during shutdown or
+		// when its value wraps ErrNotCurrent, and the code would panic again.
+		w.fail(ctx, msg, log.With(zap.String("stack", perr.stack)), m, delivered, err, true)
+		w.observe(OutcomePanic, start)
 	case err == nil:
 		if aerr := msg.Ack(); aerr != nil {
 			log.Warn("ack failed", zap.Error(aerr))
@@ -213,21 +248,50 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 	case IsPermanent(err):
 		w.fail(ctx, msg, log, m, delivered, err, true)
 		w.observe(OutcomeTerm, start)
-	case w.escalate || (w.policy.MaxDeliver > 0 && int(delivered) >= w.policy.MaxDeliver):
+	case w.escalate || w.policy.exhausted(delivered):
 		w.fail(ctx, msg, log, m, delivered, err, false)
 		w.observe(OutcomeTerm, start)
 	default:
 		d := w.policy.Delay(delivered)
 		_ = msg.NakWithDelay(d)
-		log.Warn("handler failed, will retry", zap.Error(err), zap.Duration("retry_in", d))
+		if w.policy.stuck(delivered) {
+			log.Error("handler keeps failing, will retry", zap.Error(err), zap.Duration("retry_in", d))
+			if w.onStuck != nil && w.policy.alertDue(delivered) {
+				w.stuck(hctx, msg, delivered, err, log)
+			}
+		} else {
+			log.Warn("handler failed, will retry", zap.Error(err), zap.Duration("retry_in", d))
+		}
 		w.observe(OutcomeRetry, start)
+	}
+}
+
+// stuck calls onStuck; a panic in the hook costs an alert, not the process.
+func (w *processor) stuck(ctx context.Context, msg jetstream.Msg, delivered uint64, cause error, log *zap.Logger) {
+	err := protect(func() error {
+		w.onStuck(ctx, msg.Subject(), delivered, cause)
+		return nil
+	})
+	var perr *panicError
+	if errors.As(err, &perr) {
+		log.Error("OnStuck panicked", zap.Error(err), zap.String("stack", perr.stack))
 	}
 }
 
 // fail terminates the message and tells the coordinator. The StepFailed is
 // published before the Term, so a crash in between redelivers rather than
 // loses the failure.
+//
+// A failure to handle a StepFailed of this very step (the coordinator's own
+// report) is terminated without a new report: the new one would reach the
+// same handler and fail the same way, one event after another, for ever.
 func (w *processor) fail(ctx context.Context, msg jetstream.Msg, log *zap.Logger, m proto.Message, delivered uint64, cause error, permanent bool) {
+	if own, ok := m.(*backbeatv1.StepFailed); ok && own.GetStep() == w.step {
+		_ = msg.TermWithReason("failed to handle this step's own failure report")
+		log.Error("failure report of this step could not be handled; terminated without a new report",
+			zap.Error(cause), zap.Bool("permanent", permanent), zap.String("reported_reason", own.GetReason()))
+		return
+	}
 	sf := &backbeatv1.StepFailed{Step: w.step, Reason: cause.Error(), Permanent: permanent, Worker: w.name}
 	if m != nil {
 		sf.VideoId = getString(m, "GetVideoId")
@@ -294,6 +358,89 @@ func (w *processor) heartbeat(ctx context.Context, msg jetstream.Msg, log *zap.L
 		}
 	}()
 	return func() { close(done); wg.Wait() }
+}
+
+// panicError is a panic recovered from a decoder or a handler. It is
+// reported as a permanent failure: the same message would panic again.
+type panicError struct {
+	value any
+	// stack holds the first frames from the panic site, for the log only: the
+	// step.failed event carries the value, not our source paths.
+	stack string
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+// panicFrames is how many frames of a panic's stack are logged.
+const panicFrames = 8
+
+// protect calls f and turns a panic in it into a *panicError, so that a bug
+// in one handler fails its message instead of killing every handler in the
+// process. It must be called on the goroutine that runs f: a panic on a
+// goroutine the handler started cannot be recovered here.
+func protect(f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{value: v, stack: panicStack()}
+		}
+	}()
+	return f()
+}
+
+// panicStack formats the frames below the panic, from the panic site down,
+// without the runtime's own frames. Call it from the deferred function that
+// recovered.
+func panicStack() string {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	var all []runtime.Frame
+	for {
+		f, more := frames.Next()
+		all = append(all, f)
+		if !more {
+			break
+		}
+	}
+	from := 0
+	for i, f := range all {
+		if f.Function == "runtime.gopanic" {
+			from = i + 1
+			break
+		}
+	}
+	for from < len(all)-1 && isRuntimeFrame(all[from].Function) {
+		from++
+	}
+	var b strings.Builder
+	for i := from; i < len(all) && i < from+panicFrames; i++ {
+		fmt.Fprintf(&b, "%s\n\t%s:%d\n", all[i].Function, all[i].File, all[i].Line)
+	}
+	return b.String()
+}
+
+func isRuntimeFrame(fn string) bool {
+	return strings.HasPrefix(fn, "runtime.") || strings.HasPrefix(fn, "internal/runtime/")
+}
+
+// recoverRunner is the last resort for a panic in the runner itself, outside
+// the decoder and the handler (say, an error whose Error method panics):
+// the process survives and the message is terminated, without a step.failed,
+// since reporting is what may have panicked. Deferred by process.
+func (w *processor) recoverRunner(msg jetstream.Msg, log *zap.Logger, start time.Time) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	reason := fmt.Sprintf("panic in message runner: %v", v)
+	if len(reason) > 200 {
+		reason = reason[:200]
+	}
+	if err := msg.TermWithReason(reason); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		log.Warn("term after runner panic failed", zap.Error(err))
+	}
+	log.Error("panic in message runner; message terminated without a step.failed",
+		zap.String("panic", fmt.Sprint(v)), zap.String("stack", panicStack()))
+	w.observe(OutcomePanic, start)
 }
 
 func (w *processor) observe(outcome string, start time.Time) {

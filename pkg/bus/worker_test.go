@@ -32,8 +32,9 @@ func setup(t *testing.T) *testBundle {
 	return &testBundle{js: js, nc: nc, pub: bus.NewPublisher(js, s), subj: s}
 }
 
-// runWorker runs a cdn worker with a fast policy until the test ends.
-func runWorker(t *testing.T, tb *testBundle, h bus.Handler[*backbeatv1.CdnJob]) {
+// runWorker runs a cdn worker with a fast policy until the test ends; opts
+// adjust the worker before it starts.
+func runWorker(t *testing.T, tb *testBundle, h bus.Handler[*backbeatv1.CdnJob], opts ...func(*bus.Worker[*backbeatv1.CdnJob])) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cons, err := bus.Consumer(ctx, tb.js, bus.StreamJobs, bus.StepCDN)
@@ -42,6 +43,9 @@ func runWorker(t *testing.T, tb *testBundle, h bus.Handler[*backbeatv1.CdnJob]) 
 		Step: bus.StepCDN, New: func() *backbeatv1.CdnJob { return &backbeatv1.CdnJob{} },
 		Handle: h, Pub: tb.pub, Log: zaptest.NewLogger(t),
 		Policy: bus.Policy{AckWait: 3 * time.Second, MaxDeliver: 3, Backoff: []time.Duration{50 * time.Millisecond}},
+	}
+	for _, o := range opts {
+		o(w)
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(ctx, cons, 2) }()
