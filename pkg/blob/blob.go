@@ -37,6 +37,14 @@ type Store interface {
 	GetFile(ctx context.Context, key, path string) (Info, error)
 	// Stat describes the object without reading it.
 	Stat(ctx context.Context, key string) (Info, error)
+	// Copy makes dstKey a copy of srcKey, bytes and content type, without
+	// the bytes passing through the caller (server-side on S3), so the
+	// coordinator can promote a run's objects to public keys. Like Put, the
+	// destination appears whole or not at all, and an existing one is
+	// replaced. A missing source is an error wrapping ErrNotFound. Copying
+	// onto an identical destination, or a key onto itself, succeeds without
+	// rewriting it, so a promotion can be retried.
+	Copy(ctx context.Context, srcKey, dstKey string) (Info, error)
 	// Delete removes the object; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 	// Ping checks the store is reachable (for /readyz).

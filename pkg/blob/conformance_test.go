@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/backbeat/backbeat/pkg/blob"
+	"github.com/backbeat/backbeat/pkg/ids"
 )
 
 // testStore is the one conformance suite every Store implementation passes.
@@ -201,6 +202,102 @@ func testStore(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		}
 	})
 
+	t.Run("Copy", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newStore(t), context.Background()
+		run := ids.NewRunID()
+		src, dst := ids.RunKey("v1", run, ids.ObjectVideo), ids.PublicKey("v1", run, ids.ObjectVideo)
+		data := []byte("the bytes of a finished render")
+		// A type the extension does not imply: Copy must carry it, not guess it.
+		put, err := s.Put(ctx, src, bytes.NewReader(data), int64(len(data)), "video/x-test")
+		require.NoError(t, err)
+
+		cp, err := s.Copy(ctx, src, dst)
+		require.NoError(t, err)
+		require.Equal(t, dst, cp.Key)
+		require.EqualValues(t, len(data), cp.Size)
+		require.Equal(t, "video/x-test", cp.ContentType)
+		require.Equal(t, put.ETag, cp.ETag, "same bytes, same ETag")
+		st, err := s.Stat(ctx, dst)
+		require.NoError(t, err)
+		require.Equal(t, cp.ETag, st.ETag)
+		require.EqualValues(t, len(data), st.Size)
+		require.Equal(t, "video/x-test", st.ContentType)
+		require.Equal(t, data, readAll(t, s, dst))
+		require.Equal(t, data, readAll(t, s, src), "the source stays")
+
+		again, err := s.Copy(ctx, src, dst)
+		require.NoError(t, err, "copying onto an identical destination succeeds")
+		require.Equal(t, cp.ETag, again.ETag)
+		self, err := s.Copy(ctx, src, src)
+		require.NoError(t, err, "copying a key onto itself succeeds")
+		require.Equal(t, put.ETag, self.ETag)
+		require.Equal(t, data, readAll(t, s, src))
+
+		// An existing, different destination is replaced, as by Put.
+		other := ids.RunKey("v1", run, ids.ObjectThumbnail)
+		_, err = s.Put(ctx, other, bytes.NewReader([]byte("older")), 5, "image/jpeg")
+		require.NoError(t, err)
+		_, err = s.Copy(ctx, src, other)
+		require.NoError(t, err)
+		require.Equal(t, data, readAll(t, s, other))
+		st, err = s.Stat(ctx, other)
+		require.NoError(t, err)
+		require.Equal(t, "video/x-test", st.ContentType)
+	})
+
+	t.Run("CopyMissingOrRefused", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newStore(t), context.Background()
+		run := ids.NewRunID()
+		missing, dst := ids.RunKey("v1", run, ids.ObjectVideo), ids.PublicKey("v1", run, ids.ObjectVideo)
+		_, err := s.Copy(ctx, missing, dst)
+		require.ErrorIs(t, err, blob.ErrNotFound)
+		_, err = s.Stat(ctx, dst)
+		require.ErrorIs(t, err, blob.ErrNotFound, "a failed copy leaves nothing behind")
+
+		_, err = s.Put(ctx, missing, bytes.NewReader([]byte("x")), 1, "")
+		require.NoError(t, err)
+		for _, bad := range []string{"../x", "/abs", "a//b", "", "a\\b", ".blob/meta/x"} {
+			_, err = s.Copy(ctx, missing, bad)
+			require.Error(t, err, "copy to %q", bad)
+			require.NotErrorIs(t, err, blob.ErrNotFound, "copy to %q", bad)
+			_, err = s.Copy(ctx, bad, dst)
+			require.Error(t, err, "copy from %q", bad)
+			require.NotErrorIs(t, err, blob.ErrNotFound, "copy from %q", bad)
+		}
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err = s.Copy(cancelled, missing, dst)
+		require.Error(t, err)
+		_, err = s.Stat(ctx, dst)
+		require.ErrorIs(t, err, blob.ErrNotFound, "a cancelled copy leaves nothing behind")
+	})
+
+	t.Run("CopyIsWholeOrNothing", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newStore(t), context.Background()
+		const size = 2 << 20
+		run := ids.NewRunID()
+		srcs := []string{ids.RunKey("v1", run, ids.ObjectVideo), ids.RunKey("v1", run, ids.ObjectAudio)}
+		for i, k := range srcs {
+			_, err := s.Put(ctx, k, bytes.NewReader(bytes.Repeat([]byte{byte('a' + i)}, size)), size, "video/mp4")
+			require.NoError(t, err)
+		}
+		dst := ids.PublicKey("v1", run, ids.ObjectVideo)
+		stop := make(chan struct{})
+		readErr := make(chan error, 1)
+		go func() { readErr <- readWhole(ctx, s, dst, size, stop) }()
+		for i := range 8 {
+			_, err := s.Copy(ctx, srcs[i%2], dst)
+			require.NoError(t, err)
+		}
+		close(stop)
+		require.NoError(t, <-readErr)
+		b := readAll(t, s, dst)
+		require.Equal(t, bytes.Repeat([]byte{'b'}, size), b, "the last copy wins, whole")
+	})
+
 	t.Run("SizeMismatchRejected", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := newStore(t), context.Background()
@@ -237,6 +334,17 @@ func readWhole(ctx context.Context, s blob.Store, key string, size int, stop <-c
 			return fmt.Errorf("read a torn object: %d bytes", len(b))
 		}
 	}
+}
+
+// readAll returns the bytes stored under key.
+func readAll(t *testing.T, s blob.Store, key string) []byte {
+	t.Helper()
+	rc, _, err := s.Get(context.Background(), key)
+	require.NoError(t, err)
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	require.NoError(t, err)
+	return b
 }
 
 // assertNoError reports err from a goroutine without calling t.FailNow there.

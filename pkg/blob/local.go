@@ -180,6 +180,42 @@ func (l *Local) Stat(ctx context.Context, key string) (Info, error) {
 	return l.describe(key, f, metaPath)
 }
 
+// Copy implements Store. It streams the source version it opened through
+// Put, which writes a temporary file and renames it over the destination,
+// so a reader of dstKey sees the old object or the whole copy, never a part.
+func (l *Local) Copy(ctx context.Context, srcKey, dstKey string) (Info, error) {
+	srcPath, srcMeta, err := l.paths(srcKey)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := CheckKey(dstKey); err != nil {
+		return Info{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Info{}, fmt.Errorf("blob: copy %s to %s: %w", srcKey, dstKey, err)
+	}
+	f, err := os.Open(srcPath)
+	if err != nil {
+		return Info{}, notFound("copy", srcKey, err)
+	}
+	defer f.Close()
+	src, err := l.describe(srcKey, f, srcMeta)
+	if err != nil {
+		return Info{}, err
+	}
+	if srcKey == dstKey {
+		return src, nil
+	}
+	if dst, err := l.Stat(ctx, dstKey); err == nil && sameObject(src, dst) {
+		return dst, nil
+	}
+	info, err := l.Put(ctx, dstKey, f, src.Size, src.ContentType)
+	if err != nil {
+		return Info{}, fmt.Errorf("blob: copy %s: %w", srcKey, err)
+	}
+	return info, nil
+}
+
 // Delete implements Store.
 func (l *Local) Delete(ctx context.Context, key string) error {
 	dst, metaPath, err := l.paths(key)

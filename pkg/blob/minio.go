@@ -154,6 +154,57 @@ func (m *MinIO) Stat(ctx context.Context, key string) (Info, error) {
 	return toInfo(key, oi), nil
 }
 
+// copyAttempts bounds the retries of a Copy whose source is replaced between
+// its Stat and its CopyObject.
+const copyAttempts = 3
+
+// Copy implements Store with one server-side CopyObject (objects up to 5 GiB,
+// S3's limit for a single copy), which S3 commits atomically like a PUT. The
+// copy is conditional on the ETag the source had when it was described, so
+// the returned Info always belongs to the bytes copied.
+func (m *MinIO) Copy(ctx context.Context, srcKey, dstKey string) (Info, error) {
+	if err := CheckKey(srcKey); err != nil {
+		return Info{}, err
+	}
+	if err := CheckKey(dstKey); err != nil {
+		return Info{}, err
+	}
+	for attempt := 1; ; attempt++ {
+		oi, err := m.client.StatObject(ctx, m.bucket, srcKey, minio.StatObjectOptions{})
+		if err != nil {
+			return Info{}, m.mapErr("copy", srcKey, err)
+		}
+		src := toInfo(srcKey, oi)
+		if srcKey == dstKey {
+			return src, nil
+		}
+		if dst, err := m.Stat(ctx, dstKey); err == nil && sameObject(src, dst) {
+			return dst, nil
+		}
+		up, err := m.client.CopyObject(ctx,
+			minio.CopyDestOptions{Bucket: m.bucket, Object: dstKey},
+			minio.CopySrcOptions{Bucket: m.bucket, Object: srcKey, MatchETag: src.ETag})
+		if err != nil {
+			if minio.ToErrorResponse(err).Code == "PreconditionFailed" && attempt < copyAttempts {
+				continue // the source was replaced after the Stat: describe it again
+			}
+			if mapped := m.mapErr("copy", srcKey, err); errors.Is(mapped, ErrNotFound) {
+				return Info{}, mapped // the source was deleted after the Stat
+			}
+			return Info{}, fmt.Errorf("blob: copy %s to %s: %w", srcKey, dstKey, err)
+		}
+		mod := up.LastModified
+		if mod.IsZero() {
+			mod = time.Now()
+		}
+		etag := strings.Trim(up.ETag, `"`)
+		if etag == "" {
+			etag = src.ETag
+		}
+		return Info{Key: dstKey, Size: src.Size, ETag: etag, ContentType: src.ContentType, ModTime: mod}, nil
+	}
+}
+
 // Delete implements Store; S3 already treats deleting a missing key as success.
 func (m *MinIO) Delete(ctx context.Context, key string) error {
 	if err := CheckKey(key); err != nil {

@@ -1,6 +1,7 @@
 // Package ids validates the identifiers that reach subjects, object keys and
 // file paths, so that a video id such as "../x" is refused before it can name
-// anything, and mints run ids.
+// anything, mints run ids, and fixes the object keys of every video and run
+// (keys.go).
 package ids
 
 import (
@@ -50,34 +51,31 @@ func ValidKey(key string) error {
 	return nil
 }
 
-// NewRunID returns a random 16-byte hex id for a run.
+// runIDBytes is the entropy of a run id: 96 random bits make a collision
+// between two runs of the same video practically impossible.
+const runIDBytes = 12
+
+// NewRunID returns a fresh run id: "r" followed by 12 random bytes in
+// lowercase hex (25 characters), the only form ValidateRunID accepts.
 func NewRunID() string {
-	var b [12]byte
+	var b [runIDBytes]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(fmt.Sprintf("crypto/rand: %v", err))
 	}
 	return "r" + hex.EncodeToString(b[:])
 }
 
-// Keys of the objects of one video, as DESIGN.md fixes them.
-
-// AudioKey is the AAC track muxed into the video.
-func AudioKey(vid string) string { return "audio/" + vid + ".m4a" }
-
-// MP3Key is the 320 kb/s download.
-func MP3Key(vid string) string { return "audio/" + vid + ".mp3" }
-
-// AnalysisKey is the per-frame analysis the renderer draws from.
-func AnalysisKey(vid string) string { return "analysis/" + vid + ".json" }
-
-// VideoKey is the rendered MP4.
-func VideoKey(vid string) string { return "videos/" + vid + ".mp4" }
-
-// ThumbnailKey is the representative frame.
-func ThumbnailKey(vid string) string { return "thumbnails/" + vid + ".jpg" }
-
-// SquareThumbnailKey is the centre-cropped square thumbnail.
-func SquareThumbnailKey(vid string) string { return "thumbnails/" + vid + "-square.jpg" }
-
-// UploadPrefix is where the app's uploads for a video live.
-func UploadPrefix(vid string) string { return "uploads/" + vid + "/" }
+// ValidateRunID reports whether id is a run id as NewRunID makes them: "r"
+// and 24 lowercase hex digits. Run ids name a folder of object keys
+// (RunKey), so workers refuse any other form instead of writing under it.
+func ValidateRunID(id string) error {
+	if len(id) != 1+2*runIDBytes || id[0] != 'r' {
+		return fmt.Errorf("invalid run id %q: want r and %d lowercase hex digits", id, 2*runIDBytes)
+	}
+	for _, c := range id[1:] {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return fmt.Errorf("invalid run id %q: want r and %d lowercase hex digits", id, 2*runIDBytes)
+		}
+	}
+	return nil
+}

@@ -31,7 +31,7 @@ func (s *Service) fetchSource(ctx context.Context, job *backbeatv1.AudioJob, dir
 		if err := ids.ValidKey(key); err != nil {
 			return "", bus.Permanent(fmt.Errorf("source key: %w", err))
 		}
-		if !strings.HasPrefix(key, ids.UploadPrefix(vid)) {
+		if !ids.IsUploadKey(key, vid) {
 			return "", bus.Permanentf("source key %q is not an upload of video %s (want %s…)", key, vid, ids.UploadPrefix(vid))
 		}
 		dst := filepath.Join(dir, "source"+safeExt(key))

@@ -1,7 +1,7 @@
 // Package audio is the audio step of Backbeat: it takes an AudioJob, fetches
 // the track, crops the chosen region, writes the AAC for muxing, the MP3 for
-// download and the per-frame analysis the renderer draws from, and publishes
-// audio.done. The work itself (Convert, Analyze) runs on local files and is
+// download and the per-frame analysis the renderer draws from under the run's
+// private keys (ids.RunKey), and publishes audio.done. The work itself (Convert, Analyze) runs on local files and is
 // testable without NATS; Handle adds the bus around it.
 package audio
 
@@ -129,8 +129,9 @@ func (s *Service) Handle(ctx context.Context, job *backbeatv1.AudioJob) error {
 	if err := ids.ValidateVideoID(vid); err != nil {
 		return bus.Permanent(err)
 	}
-	if run == "" {
-		return bus.Permanentf("audio job for %s has no run_id", vid)
+	if err := ids.ValidateRunID(run); err != nil {
+		// The run id names the folder the outputs go to (ids.RunKey).
+		return bus.Permanent(fmt.Errorf("audio job for %s: %w", vid, err))
 	}
 	gctx, cancel, err := s.runs.Guard(ctx, vid, run, 0)
 	if err != nil {
@@ -157,8 +158,11 @@ func (s *Service) Handle(ctx context.Context, job *backbeatv1.AudioJob) error {
 }
 
 // process fetches, converts and uploads, and returns the event to publish.
+// The outputs go under the run's private keys (ids.RunKey): the edge never
+// serves them, a newer run cannot overwrite them, and the coordinator copies
+// the MP3 to its public key only once the run is ready.
 func (s *Service) process(ctx context.Context, job *backbeatv1.AudioJob, log *zap.Logger) (*backbeatv1.AudioDone, error) {
-	vid := job.GetVideoId()
+	vid, run := job.GetVideoId(), job.GetRunId()
 	dir, err := os.MkdirTemp(s.cfg.WorkDir, "audio-"+vid+"-")
 	if err != nil {
 		return nil, fmt.Errorf("scratch dir: %w", err)
@@ -186,10 +190,11 @@ func (s *Service) process(ctx context.Context, job *backbeatv1.AudioJob, log *za
 	}
 	converted := time.Since(start)
 
+	audioKey, mp3Key, analysisKey := ids.RunKey(vid, run, ids.ObjectAudio), ids.RunKey(vid, run, ids.ObjectMP3), ids.RunKey(vid, run, ids.ObjectAnalysis)
 	uploads := []struct{ key, path, ct string }{
-		{ids.AudioKey(vid), out.AudioPath, "audio/mp4"},
-		{ids.MP3Key(vid), out.MP3Path, "audio/mpeg"},
-		{ids.AnalysisKey(vid), out.AnalysisPath, "application/json"},
+		{audioKey, out.AudioPath, "audio/mp4"},
+		{mp3Key, out.MP3Path, "audio/mpeg"},
+		{analysisKey, out.AnalysisPath, "application/json"},
 	}
 	for _, u := range uploads {
 		if _, err := s.blob.PutFile(ctx, u.key, u.path, u.ct); err != nil {
@@ -200,10 +205,10 @@ func (s *Service) process(ctx context.Context, job *backbeatv1.AudioJob, log *za
 		zap.Duration("upload", time.Since(start)-converted), zap.Int("frames", len(out.Analysis.Frames)))
 	return &backbeatv1.AudioDone{
 		VideoId:               vid,
-		RunId:                 job.GetRunId(),
-		AudioKey:              ids.AudioKey(vid),
-		Mp3Key:                ids.MP3Key(vid),
-		AnalysisKey:           ids.AnalysisKey(vid),
+		RunId:                 run,
+		AudioKey:              audioKey,
+		Mp3Key:                mp3Key,
+		AnalysisKey:           analysisKey,
 		DurationSeconds:       out.Duration,
 		SourceDurationSeconds: out.SourceDuration,
 	}, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,9 +87,12 @@ func TestHandle(t *testing.T) {
 	require.True(t, b.lastEvent(t, bus.KindAudioDone, &done))
 	require.Equal(t, b.vid, done.GetVideoId())
 	require.Equal(t, b.run, done.GetRunId())
-	require.Equal(t, ids.AudioKey(b.vid), done.GetAudioKey())
-	require.Equal(t, ids.MP3Key(b.vid), done.GetMp3Key())
-	require.Equal(t, ids.AnalysisKey(b.vid), done.GetAnalysisKey())
+	require.Equal(t, ids.RunKey(b.vid, b.run, ids.ObjectAudio), done.GetAudioKey())
+	require.Equal(t, ids.RunKey(b.vid, b.run, ids.ObjectMP3), done.GetMp3Key())
+	require.Equal(t, ids.RunKey(b.vid, b.run, ids.ObjectAnalysis), done.GetAnalysisKey())
+	for _, k := range []string{done.GetAudioKey(), done.GetMp3Key(), done.GetAnalysisKey()} {
+		require.True(t, ids.IsRunKey(k, b.vid, b.run), "%s is a private key of the run", k)
+	}
 	require.InDelta(t, 2.0, done.GetDurationSeconds(), 1.0/30)
 	require.InDelta(t, 3.0, done.GetSourceDurationSeconds(), 0.05)
 
@@ -129,7 +133,7 @@ func TestHandleStaleRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1)
 	job := b.job()
-	job.RunId = "r-older"
+	job.RunId = ids.NewRunID()
 	err := b.svc.Handle(context.Background(), job)
 	require.ErrorIs(t, err, bus.ErrNotCurrent)
 	var done backbeatv1.AudioDone
@@ -173,6 +177,8 @@ func TestHandleBadInputIsPermanent(t *testing.T) {
 		"not on the allow-list":     func(j *backbeatv1.AudioJob) { j.SourceKey, j.SourceUrl = "", "https://evil.example.org/a.mp3" },
 		"non-public address":        func(j *backbeatv1.AudioJob) { j.SourceKey, j.SourceUrl = "", "https://127.0.0.1/a.mp3" },
 		"invalid video id":          func(j *backbeatv1.AudioJob) { j.VideoId = "../x" },
+		`invalid run id "run1"`:     func(j *backbeatv1.AudioJob) { j.RunId = "run1" },
+		`invalid run id ""`:         func(j *backbeatv1.AudioJob) { j.RunId = "" },
 	}
 	for want, mutate := range cases {
 		job := b.job()
@@ -180,6 +186,63 @@ func TestHandleBadInputIsPermanent(t *testing.T) {
 		err := b.svc.Handle(ctx, job)
 		require.True(t, bus.IsPermanent(err), "%s: %v", want, err)
 		require.ErrorContains(t, err, want)
+	}
+}
+
+// TestNewRunLeavesOlderRunsObjects is issue 8's defect 2 on the audio side:
+// a newer run of the same video writes its own keys, so the objects an older
+// run's renderer may still be reading keep their bytes, and nothing lands
+// under a key the edge serves.
+func TestNewRunLeavesOlderRunsObjects(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 3)
+	ctx := context.Background()
+	require.NoError(t, b.svc.Handle(ctx, b.job()))
+	var first backbeatv1.AudioDone
+	require.True(t, b.lastEvent(t, bus.KindAudioDone, &first))
+	before := map[string]string{}
+	for _, k := range []string{first.GetAudioKey(), first.GetMp3Key(), first.GetAnalysisKey()} {
+		info, err := b.store.Stat(ctx, k)
+		require.NoError(t, err)
+		before[k] = info.ETag
+	}
+
+	older := b.run
+	b.run = ids.NewRunID()
+	require.NoError(t, b.runs.Set(ctx, b.vid, bus.RunState{RunID: b.run, State: bus.RunActive}))
+	job := b.job()
+	job.StartSeconds, job.EndSeconds = 1, 2.5 // different bytes
+	require.NoError(t, b.svc.Handle(ctx, job))
+	var second backbeatv1.AudioDone
+	require.True(t, b.lastEvent(t, bus.KindAudioDone, &second))
+	require.Equal(t, b.run, second.GetRunId())
+	for _, k := range []string{second.GetAudioKey(), second.GetMp3Key(), second.GetAnalysisKey()} {
+		require.True(t, ids.IsRunKey(k, b.vid, b.run), k)
+		require.False(t, ids.IsRunKey(k, b.vid, older), k)
+		_, ok := before[k]
+		require.False(t, ok, "run %s reused key %s of run %s", b.run, k, older)
+	}
+	for k, etag := range before {
+		info, err := b.store.Stat(ctx, k)
+		require.NoError(t, err)
+		require.Equal(t, etag, info.ETag, "%s changed under the older run", k)
+	}
+
+	// Nothing was written outside the runs' private folders but the upload.
+	var keys []string
+	require.NoError(t, filepath.WalkDir(b.store.Dir(), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(b.store.Dir(), path)
+		if err == nil && !strings.HasPrefix(rel, ".blob"+string(filepath.Separator)) {
+			keys = append(keys, filepath.ToSlash(rel))
+		}
+		return err
+	}))
+	require.Len(t, keys, 7)
+	for _, k := range keys {
+		require.True(t, k == b.key || ids.IsRunKey(k, b.vid, older) || ids.IsRunKey(k, b.vid, b.run), "unexpected object %s", k)
 	}
 }
 

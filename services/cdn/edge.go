@@ -1,9 +1,11 @@
 // Package cdn is Backbeat's edge and its purge worker. The edge serves the
-// public objects of videos (MP4s, thumbnails, audio downloads) from a local
-// disk cache in front of the blob store, with the HTTP semantics a browser
-// needs to seek in a video; every replica drops a cached object as soon as its
-// key is written to the JetStream KV bucket "purges". The purge worker writes
-// those keys when a re-render replaces an object, and optionally tells an
+// public objects of videos (MP4s, thumbnails, audio downloads), which live
+// only under videos/<vid>/<run>/<name> (ids.PublicKey, copied there by the
+// coordinator when a run is ready), from a local disk cache in front of the
+// blob store, with the HTTP semantics a browser needs to seek in a video;
+// every replica drops a cached object as soon as its key is written to the
+// JetStream KV bucket "purges". The purge worker writes those keys (any valid
+// key) when an object is replaced or withdrawn, and optionally tells an
 // external CDN too. A failed purge never fails the video.
 package cdn
 
@@ -22,9 +24,12 @@ import (
 	"github.com/backbeat/backbeat/pkg/ids"
 )
 
-// PublicPrefixes are the only key prefixes the edge serves. Uploads and
-// analyses are private: a user's raw upload must not become a public URL.
-var PublicPrefixes = []string{"videos/", "thumbnails/", "audio/"}
+// PublicPrefixes are the URL folders servers mount the edge on: only the
+// root of ids.PublicPrefix. Within it the edge serves nothing but
+// well-formed public keys (PublicKey). Uploads and run outputs (runs/) are
+// private: a user's raw upload must not become a public URL, and a run's
+// objects are not public until the coordinator promotes them at ready.
+var PublicPrefixes = []string{"videos/"}
 
 // EdgeConfig sizes the edge's disk cache.
 type EdgeConfig struct {
@@ -117,7 +122,9 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	key, err := PublicKey(r.URL.Path)
 	if err != nil {
-		http.Error(w, "bad object path", http.StatusBadRequest)
+		// Not found, not bad request: whether a private key exists is
+		// nobody's business, and no public object has such a path.
+		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
 	res, err := e.cache.open(r.Context(), key)
@@ -140,8 +147,9 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if et := quoteETag(res.info.ETag); et != "" {
 		h.Set("ETag", et)
 	}
-	// The same URL gets new bytes after a re-render: clients may keep a copy
-	// but must revalidate it (cheap: 304 by ETag) before each use.
+	// A public key names one run, so its bytes do not change, but a video can
+	// be withdrawn (deleted and purged): clients may keep a copy but must
+	// revalidate it (cheap: 304 by ETag) before each use.
 	h.Set("Cache-Control", "public, no-cache")
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -156,9 +164,11 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // PublicKey turns a request path into the object key it names, refusing
-// anything outside PublicPrefixes and anything ids.ValidKey refuses (.., empty
-// segments, odd characters). The path is used as sent, not cleaned, so
-// "/videos/../uploads/x" is refused rather than resolved.
+// anything that ids.ParsePublicKey does not accept: keys outside videos/,
+// the flat keys of the first layout (videos/<vid>.mp4), names that are not
+// object names, and anything ids.ValidKey refuses (.., empty segments, odd
+// characters). The path is used as sent, not cleaned, so
+// "/videos/../runs/x" is refused rather than resolved.
 func PublicKey(urlPath string) (string, error) {
 	key, ok := strings.CutPrefix(urlPath, "/")
 	if !ok {
@@ -167,12 +177,10 @@ func PublicKey(urlPath string) (string, error) {
 	if err := ids.ValidKey(key); err != nil {
 		return "", fmt.Errorf("path %q: %w", urlPath, err)
 	}
-	for _, p := range PublicPrefixes {
-		if rest, ok := strings.CutPrefix(key, p); ok && rest != "" {
-			return key, nil
-		}
+	if _, _, _, ok := ids.ParsePublicKey(key); !ok {
+		return "", fmt.Errorf("path %q is not a public object (want /%s<run>/<name>)", urlPath, ids.PublicPrefix("<vid>"))
 	}
-	return "", fmt.Errorf("path %q is not public", urlPath)
+	return key, nil
 }
 
 // contentTypes by extension win over what the store recorded, so an object

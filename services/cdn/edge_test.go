@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/backbeat/backbeat/pkg/blob"
+	"github.com/backbeat/backbeat/pkg/ids"
 )
 
 // edgeBundle is what the edge tests share.
@@ -57,6 +58,12 @@ func (b *edgeBundle) do(t *testing.T, method, path string, hdr map[string]string
 	return resp, body
 }
 
+// testRun is the run of every public key the edge tests serve.
+const testRun = "r0123456789abcdef01234567"
+
+// pub is the public key of the video of vid in testRun.
+func pub(vid string) string { return ids.PublicKey(vid, testRun, ids.ObjectVideo) }
+
 func payload(n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
@@ -69,9 +76,9 @@ func TestEdgeServesObjectThenHits(t *testing.T) {
 	t.Parallel()
 	b := setupEdge(t, 1<<20)
 	data := payload(10000)
-	b.put(t, "videos/v1.mp4", data)
+	b.put(t, pub("v1"), data)
 
-	resp, body := b.do(t, http.MethodGet, "/videos/v1.mp4", nil)
+	resp, body := b.do(t, http.MethodGet, "/"+pub("v1"), nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, data, body)
 	require.Equal(t, "video/mp4", resp.Header.Get("Content-Type"))
@@ -81,7 +88,7 @@ func TestEdgeServesObjectThenHits(t *testing.T) {
 	require.NotEmpty(t, resp.Header.Get("ETag"))
 	require.True(t, strings.HasPrefix(resp.Header.Get("ETag"), `"`))
 
-	resp, body = b.do(t, http.MethodGet, "/videos/v1.mp4", nil)
+	resp, body = b.do(t, http.MethodGet, "/"+pub("v1"), nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, data, body)
 	require.Equal(t, "HIT", resp.Header.Get("X-Cache"))
@@ -95,29 +102,29 @@ func TestEdgeRangeConditionalAndHead(t *testing.T) {
 	t.Parallel()
 	b := setupEdge(t, 1<<20)
 	data := payload(5000)
-	b.put(t, "videos/v2.mp4", data)
+	b.put(t, pub("v2"), data)
 
-	resp, body := b.do(t, http.MethodGet, "/videos/v2.mp4", map[string]string{"Range": "bytes=100-199"})
+	resp, body := b.do(t, http.MethodGet, "/"+pub("v2"), map[string]string{"Range": "bytes=100-199"})
 	require.Equal(t, http.StatusPartialContent, resp.StatusCode)
 	require.Equal(t, data[100:200], body)
 	require.Equal(t, "bytes 100-199/5000", resp.Header.Get("Content-Range"))
 	etag := resp.Header.Get("ETag")
 	require.NotEmpty(t, etag)
 
-	resp, body = b.do(t, http.MethodGet, "/videos/v2.mp4", map[string]string{"If-None-Match": etag})
+	resp, body = b.do(t, http.MethodGet, "/"+pub("v2"), map[string]string{"If-None-Match": etag})
 	require.Equal(t, http.StatusNotModified, resp.StatusCode)
 	require.Empty(t, body)
 
 	// If-Range with the current ETag honours the range; with an old one it
 	// sends the whole (new) object.
-	resp, body = b.do(t, http.MethodGet, "/videos/v2.mp4", map[string]string{"Range": "bytes=0-9", "If-Range": etag})
+	resp, body = b.do(t, http.MethodGet, "/"+pub("v2"), map[string]string{"Range": "bytes=0-9", "If-Range": etag})
 	require.Equal(t, http.StatusPartialContent, resp.StatusCode)
 	require.Equal(t, data[:10], body)
-	resp, body = b.do(t, http.MethodGet, "/videos/v2.mp4", map[string]string{"Range": "bytes=0-9", "If-Range": `"old"`})
+	resp, body = b.do(t, http.MethodGet, "/"+pub("v2"), map[string]string{"Range": "bytes=0-9", "If-Range": `"old"`})
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, data, body)
 
-	resp, body = b.do(t, http.MethodHead, "/videos/v2.mp4", nil)
+	resp, body = b.do(t, http.MethodHead, "/"+pub("v2"), nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Empty(t, body)
 	require.Equal(t, "5000", resp.Header.Get("Content-Length"))
@@ -127,38 +134,114 @@ func TestEdgeRangeConditionalAndHead(t *testing.T) {
 func TestEdgeRefusesPrivateAndBadPaths(t *testing.T) {
 	t.Parallel()
 	b := setupEdge(t, 1<<20)
-	b.put(t, "uploads/v3/track.mp3", payload(10))
-	b.put(t, "analysis/v3.json", payload(10))
+	// Objects that exist but are not public objects: uploads, and the flat
+	// keys of the first layout, which the edge served before (issue 8).
+	for _, k := range []string{"uploads/v3/track.mp3", "analysis/v3.json", "videos/v3.mp4", "thumbnails/v3.jpg",
+		"thumbnails/v3-square.jpg", "audio/v3.mp3", "audio/v3.m4a", "videos/v3/" + testRun + "/other.mp4"} {
+		b.put(t, k, payload(10))
+	}
 
 	for _, p := range []string{
 		"/uploads/v3/track.mp3",
 		"/uploads/x",
 		"/analysis/v3.json",
+		"/videos/v3.mp4",
+		"/thumbnails/v3.jpg",
+		"/thumbnails/v3-square.jpg",
+		"/audio/v3.mp3",
+		"/audio/v3.m4a",
+		"/videos/v3/" + testRun + "/other.mp4",
+		"/videos/v3/run1/video.mp4",
+		"/videos/v3/" + testRun,
+		"/videos/v3/",
 		"/videos/../uploads/v3/track.mp3",
 		"/videos/../x",
 		"/videos/",
 		"/videos//x.mp4",
 		"/videos/a%20b.mp4",
+		"/" + pub("v3") + "/",
 		"/",
 	} {
 		resp, _ := b.do(t, http.MethodGet, p, nil)
-		require.Equal(t, http.StatusBadRequest, resp.StatusCode, p)
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, p)
 	}
-	resp, _ := b.do(t, http.MethodGet, "/videos/missing.mp4", nil)
+	n, _ := b.edge.CacheStats()
+	require.Zero(t, n, "nothing refused was fetched")
+	resp, _ := b.do(t, http.MethodGet, "/"+pub("missing"), nil)
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
-	resp, _ = b.do(t, http.MethodPost, "/videos/missing.mp4", nil)
+	resp, _ = b.do(t, http.MethodPost, "/"+pub("missing"), nil)
 	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+}
+
+// TestEdgeNeverServesRunScopedObjects is issue 8's defect 2 on the edge: the
+// objects a run writes (runs/<vid>/<run>/…) and the uploads stay private even
+// when they exist, whatever the method, range or path spelling; the edge
+// serves a run's object only once the coordinator has promoted it (copied
+// it to its public key).
+func TestEdgeNeverServesRunScopedObjects(t *testing.T) {
+	t.Parallel()
+	b := setupEdge(t, 1<<20)
+	ctx := context.Background()
+	b.put(t, ids.UploadPrefix("v5")+"audio.mp3", payload(100))
+	for _, name := range ids.ObjectNames() {
+		b.put(t, ids.RunKey("v5", testRun, name), payload(100))
+	}
+	private := []string{ids.UploadPrefix("v5") + "audio.mp3", ids.RunPrefix("v5", testRun)}
+	for _, name := range ids.ObjectNames() {
+		private = append(private, ids.RunKey("v5", testRun, name))
+	}
+	for _, key := range private {
+		for _, path := range []string{"/" + key, "/videos/../" + key, "/videos/%2e%2e/" + key, "//" + key} {
+			for _, method := range []string{http.MethodGet, http.MethodHead} {
+				resp, body := b.do(t, method, path, map[string]string{"Range": "bytes=0-9"})
+				require.Equal(t, http.StatusNotFound, resp.StatusCode, "%s %s", method, path)
+				require.NotContains(t, string(body), string(payload(10)), "%s %s", method, path)
+			}
+		}
+	}
+	n, _ := b.edge.CacheStats()
+	require.Zero(t, n, "no private object reached the cache")
+
+	// Promotion makes the run's video public, under its public key only.
+	_, err := b.store.Copy(ctx, ids.RunKey("v5", testRun, ids.ObjectVideo), ids.PublicKey("v5", testRun, ids.ObjectVideo))
+	require.NoError(t, err)
+	resp, body := b.do(t, http.MethodGet, "/"+ids.PublicKey("v5", testRun, ids.ObjectVideo), nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, payload(100), body)
+	resp, _ = b.do(t, http.MethodGet, "/"+ids.RunKey("v5", testRun, ids.ObjectVideo), nil)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+func TestPublicKeyAcceptsExactlyThePublicLayout(t *testing.T) {
+	t.Parallel()
+	for _, name := range ids.ObjectNames() {
+		key := ids.PublicKey("X-square", testRun, name)
+		got, err := PublicKey("/" + key)
+		require.NoError(t, err, key)
+		require.Equal(t, key, got)
+		routed := false
+		for _, p := range PublicPrefixes {
+			routed = routed || strings.HasPrefix(key, p)
+		}
+		require.True(t, routed, "servers mount the edge on a prefix of %s", key)
+
+		_, err = PublicKey("/" + ids.RunKey("X-square", testRun, name))
+		require.Error(t, err)
+	}
+	require.Equal(t, []string{"videos/"}, PublicPrefixes, "the edge is mounted on the public folder only")
 }
 
 func TestEdgeContentTypes(t *testing.T) {
 	t.Parallel()
 	b := setupEdge(t, 1<<20)
-	for key, want := range map[string]string{
-		"thumbnails/v4.jpg":        "image/jpeg",
-		"thumbnails/v4-square.jpg": "image/jpeg",
-		"audio/v4.mp3":             "audio/mpeg",
-		"audio/v4.m4a":             "audio/mp4",
+	for name, want := range map[string]string{
+		ids.ObjectVideo:           "video/mp4",
+		ids.ObjectThumbnail:       "image/jpeg",
+		ids.ObjectSquareThumbnail: "image/jpeg",
+		ids.ObjectMP3:             "audio/mpeg",
+		ids.ObjectAudio:           "audio/mp4",
 	} {
+		key := ids.PublicKey("v4", testRun, name)
 		b.put(t, key, payload(64))
 		resp, _ := b.do(t, http.MethodGet, "/"+key, nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, key)
@@ -170,27 +253,27 @@ func TestEdgeEvictsLeastRecentlyUsed(t *testing.T) {
 	t.Parallel()
 	b := setupEdge(t, 2500)
 	for i := range 3 {
-		b.put(t, fmt.Sprintf("videos/e%d.mp4", i), payload(1000))
+		b.put(t, pub(fmt.Sprintf("e%d", i)), payload(1000))
 	}
-	b.do(t, http.MethodGet, "/videos/e0.mp4", nil)
-	b.do(t, http.MethodGet, "/videos/e1.mp4", nil)
-	b.do(t, http.MethodGet, "/videos/e0.mp4", nil) // e1 is now the least recent
-	b.do(t, http.MethodGet, "/videos/e2.mp4", nil) // evicts e1
+	b.do(t, http.MethodGet, "/"+pub("e0"), nil)
+	b.do(t, http.MethodGet, "/"+pub("e1"), nil)
+	b.do(t, http.MethodGet, "/"+pub("e0"), nil) // e1 is now the least recent
+	b.do(t, http.MethodGet, "/"+pub("e2"), nil) // evicts e1
 	n, size := b.edge.CacheStats()
 	require.Equal(t, 2, n)
 	require.Equal(t, int64(2000), size)
-	resp, _ := b.do(t, http.MethodGet, "/videos/e0.mp4", nil)
+	resp, _ := b.do(t, http.MethodGet, "/"+pub("e0"), nil)
 	require.Equal(t, "HIT", resp.Header.Get("X-Cache"))
-	resp, _ = b.do(t, http.MethodGet, "/videos/e1.mp4", nil)
+	resp, _ = b.do(t, http.MethodGet, "/"+pub("e1"), nil)
 	require.Equal(t, "MISS", resp.Header.Get("X-Cache"))
 
 	// Larger than the whole cache: served, never kept.
 	big := payload(4000)
-	b.put(t, "videos/big.mp4", big)
-	resp, body := b.do(t, http.MethodGet, "/videos/big.mp4", map[string]string{"Range": "bytes=3990-"})
+	b.put(t, pub("big"), big)
+	resp, body := b.do(t, http.MethodGet, "/"+pub("big"), map[string]string{"Range": "bytes=3990-"})
 	require.Equal(t, http.StatusPartialContent, resp.StatusCode)
 	require.Equal(t, big[3990:], body)
-	resp, _ = b.do(t, http.MethodGet, "/videos/big.mp4", nil)
+	resp, _ = b.do(t, http.MethodGet, "/"+pub("big"), nil)
 	require.Equal(t, "MISS", resp.Header.Get("X-Cache"))
 }
 
@@ -220,7 +303,7 @@ func TestEdgeConcurrentMissesFetchOnce(t *testing.T) {
 	require.NoError(t, err)
 	store := &countingStore{Local: local, delay: 200 * time.Millisecond}
 	data := payload(3000)
-	_, err = local.Put(context.Background(), "videos/c.mp4", bytes.NewReader(data), int64(len(data)), "video/mp4")
+	_, err = local.Put(context.Background(), pub("c"), bytes.NewReader(data), int64(len(data)), "video/mp4")
 	require.NoError(t, err)
 	edge, err := NewEdge(EdgeConfig{CacheDir: t.TempDir(), CacheMaxBytes: 1 << 20}, store, zaptest.NewLogger(t))
 	require.NoError(t, err)
@@ -229,7 +312,7 @@ func TestEdgeConcurrentMissesFetchOnce(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			rec := httptest.NewRecorder()
-			edge.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/videos/c.mp4", nil))
+			edge.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/"+pub("c"), nil))
 			if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), data) {
 				t.Errorf("concurrent GET: status %d, %d bytes", rec.Code, rec.Body.Len())
 			}
@@ -246,7 +329,7 @@ func TestEdgePurgeDuringFetchIsNotCached(t *testing.T) {
 	local, err := blob.NewLocal(t.TempDir())
 	require.NoError(t, err)
 	store := &countingStore{Local: local, delay: 300 * time.Millisecond, started: make(chan struct{})}
-	_, err = local.Put(context.Background(), "videos/p.mp4", strings.NewReader("old"), 3, "")
+	_, err = local.Put(context.Background(), pub("p"), strings.NewReader("old"), 3, "")
 	require.NoError(t, err)
 	edge, err := NewEdge(EdgeConfig{CacheDir: t.TempDir(), CacheMaxBytes: 1 << 20}, store, zaptest.NewLogger(t))
 	require.NoError(t, err)
@@ -255,10 +338,10 @@ func TestEdgePurgeDuringFetchIsNotCached(t *testing.T) {
 	go func() {
 		defer close(done)
 		rec := httptest.NewRecorder()
-		edge.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/videos/p.mp4", nil))
+		edge.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/"+pub("p"), nil))
 	}()
 	<-store.started
-	edge.Purge("videos/p.mp4")
+	edge.Purge(pub("p"))
 	<-done
 	n, _ := edge.CacheStats()
 	require.Zero(t, n, "bytes fetched before a purge must not be cached after it")

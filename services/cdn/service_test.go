@@ -18,6 +18,7 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/ids"
 	"github.com/backbeat/backbeat/pkg/testenv"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
@@ -112,15 +113,17 @@ func TestHandlePurgesEdgeAndExternalCDN(t *testing.T) {
 	edgeSrv := httptest.NewServer(s.Edge())
 	t.Cleanup(edgeSrv.Close)
 
+	run := ids.NewRunID()
+	video, thumb := ids.PublicKey("vid1", run, ids.ObjectVideo), ids.PublicKey("vid1", run, ids.ObjectThumbnail)
 	get := func() (string, string) {
-		resp, err := edgeSrv.Client().Get(edgeSrv.URL + "/videos/vid1.mp4")
+		resp, err := edgeSrv.Client().Get(edgeSrv.URL + "/" + video)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
 		require.NoError(t, err)
 		return string(body), resp.Header.Get("X-Cache")
 	}
-	_, err := b.store.Put(ctx, "videos/vid1.mp4", bytes.NewReader([]byte("first render")), -1, "video/mp4")
+	_, err := b.store.Put(ctx, video, bytes.NewReader([]byte("first render")), -1, "video/mp4")
 	require.NoError(t, err)
 	body, xc := get()
 	require.Equal(t, "first render", body)
@@ -129,15 +132,17 @@ func TestHandlePurgesEdgeAndExternalCDN(t *testing.T) {
 	require.Equal(t, "first render", body)
 	require.Equal(t, "HIT", xc)
 
-	// A re-render replaces the object; the edge keeps serving its copy until purged.
-	_, err = b.store.Put(ctx, "videos/vid1.mp4", bytes.NewReader([]byte("second render")), -1, "video/mp4")
+	// The object is replaced; the edge keeps serving its copy until purged.
+	_, err = b.store.Put(ctx, video, bytes.NewReader([]byte("second render")), -1, "video/mp4")
 	require.NoError(t, err)
 	body, _ = get()
 	require.Equal(t, "first render", body)
 
-	b.activeRun(t, "vid1", "run1")
-	err = s.Handle(ctx, &backbeatv1.CdnJob{VideoId: "vid1", RunId: "run1",
-		Paths: []string{"videos/vid1.mp4", "/thumbnails/vid1.jpg"}})
+	b.activeRun(t, "vid1", run)
+	// Public keys with or without a leading slash, and a key of the flat
+	// layout: the purge worker takes any valid key.
+	err = s.Handle(ctx, &backbeatv1.CdnJob{VideoId: "vid1", RunId: run,
+		Paths: []string{video, "/" + thumb, "thumbnails/vid1.jpg"}})
 	require.NoError(t, err)
 
 	require.Eventually(t, func() bool {
@@ -145,22 +150,22 @@ func TestHandlePurgesEdgeAndExternalCDN(t *testing.T) {
 		return body == "second render"
 	}, 5*time.Second, 20*time.Millisecond)
 
-	entry, err := b.purges.Get(ctx, "videos/vid1.mp4")
+	entry, err := b.purges.Get(ctx, video)
 	require.NoError(t, err)
 	var rec PurgeRecord
 	require.NoError(t, json.Unmarshal(entry.Value(), &rec))
-	require.Equal(t, "run1", rec.RunID)
+	require.Equal(t, run, rec.RunID)
 	require.False(t, rec.At.IsZero())
 
 	ext.mu.Lock()
 	require.Equal(t, 1, ext.calls)
 	require.Equal(t, "Bearer tok", ext.auth[0])
-	require.Equal(t, []string{"https://cdn.example.com/videos/vid1.mp4", "https://cdn.example.com/thumbnails/vid1.jpg"}, ext.files[0])
+	require.Equal(t, []string{"https://cdn.example.com/" + video, "https://cdn.example.com/" + thumb, "https://cdn.example.com/thumbnails/vid1.jpg"}, ext.files[0])
 	ext.mu.Unlock()
 
 	done := b.cdnDone(t, "vid1")
-	require.Equal(t, "run1", done.GetRunId())
-	require.Equal(t, []string{"videos/vid1.mp4", "thumbnails/vid1.jpg"}, done.GetPurgedPaths())
+	require.Equal(t, run, done.GetRunId())
+	require.Equal(t, []string{video, thumb, "thumbnails/vid1.jpg"}, done.GetPurgedPaths())
 	require.Empty(t, done.GetErrors())
 }
 

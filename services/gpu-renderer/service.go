@@ -155,23 +155,30 @@ func layoutOf(f backbeatv1.Format) (string, error) {
 	return "", fmt.Errorf("%w %v", ErrUnknownFormat, f)
 }
 
-// checkJob refuses what no retry can fix, before any download.
+// checkJob refuses what no retry can fix, before any download. The audio,
+// the analysis and the output must be private keys of the job's own run
+// (ids.IsRunKey): a render reads only what its run's audio step wrote, and
+// writes where the edge never serves and no other run reads; the coordinator
+// promotes the MP4 once the run is ready. The cover must be an upload of the
+// same video.
 func (s *Service) checkJob(job *backbeatv1.RenderJob) (*Template, string, error) {
-	if err := ids.ValidateVideoID(job.GetVideoId()); err != nil {
+	vid, run := job.GetVideoId(), job.GetRunId()
+	if err := ids.ValidateVideoID(vid); err != nil {
 		return nil, "", err
 	}
-	if job.GetRunId() == "" {
-		return nil, "", errors.New("render job without run id")
+	if err := ids.ValidateRunID(run); err != nil {
+		return nil, "", err
 	}
-	for what, key := range map[string]string{"audio": job.GetAudioKey(), "analysis": job.GetAnalysisKey(), "output": job.GetOutputKey()} {
-		if err := ids.ValidKey(key); err != nil {
-			return nil, "", fmt.Errorf("%s key: %w", what, err)
+	for _, k := range []struct{ what, key string }{{"audio", job.GetAudioKey()}, {"analysis", job.GetAnalysisKey()}, {"output", job.GetOutputKey()}} {
+		if !ids.IsRunKey(k.key, vid, run) {
+			return nil, "", fmt.Errorf("%s key %q is not a key of run %s of video %s (want %s<name>)", k.what, k.key, run, vid, ids.RunPrefix(vid, run))
 		}
 	}
-	if k := job.GetCoverKey(); k != "" {
-		if err := ids.ValidKey(k); err != nil {
-			return nil, "", fmt.Errorf("cover key: %w", err)
-		}
+	if out := job.GetOutputKey(); out == job.GetAudioKey() || out == job.GetAnalysisKey() {
+		return nil, "", fmt.Errorf("output key %q would overwrite an input", out)
+	}
+	if k := job.GetCoverKey(); k != "" && !ids.IsUploadKey(k, vid) {
+		return nil, "", fmt.Errorf("cover key %q is not an upload of video %s (want %s…)", k, vid, ids.UploadPrefix(vid))
 	}
 	tpl, err := s.cfg.Templates.Lookup(job.GetTemplate())
 	if err != nil {

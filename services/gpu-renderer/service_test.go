@@ -70,16 +70,24 @@ func (tb *testBundle) service(t *testing.T, cfg Config) *Service {
 	return s
 }
 
-// job makes a current run for vid and returns its render job.
+// job makes a current run for vid, puts the shared inputs where that run's
+// audio step and the app's upload would have (ids.RunKey, ids.UploadPrefix),
+// and returns its render job.
 func (tb *testBundle) job(t *testing.T, vid string) *backbeatv1.RenderJob {
 	t.Helper()
+	ctx := context.Background()
 	run := ids.NewRunID()
-	require.NoError(t, tb.runs.Set(context.Background(), vid, bus.RunState{RunID: run, Attempt: 1, State: bus.RunActive}))
+	require.NoError(t, tb.runs.Set(ctx, vid, bus.RunState{RunID: run, Attempt: 1, State: bus.RunActive}))
+	audio, an, cover := ids.RunKey(vid, run, ids.ObjectAudio), ids.RunKey(vid, run, ids.ObjectAnalysis), ids.UploadPrefix(vid)+"cover.png"
+	for src, dst := range map[string]string{"shared/audio.m4a": audio, "shared/analysis.json": an, "shared/cover.png": cover} {
+		_, err := tb.blob.Copy(ctx, src, dst)
+		require.NoError(t, err)
+	}
 	return &backbeatv1.RenderJob{
 		VideoId: vid, RunId: run, Attempt: 1, Pool: "gpu", Priority: backbeatv1.Priority_PRIORITY_NORMAL,
 		Template: "spectrum", Format: backbeatv1.Format_FORMAT_PORTRAIT, Title: "Title", Artist: "Artist",
-		CoverKey: "shared/cover.png", AudioKey: "shared/audio.m4a", AnalysisKey: "shared/analysis.json",
-		DurationSeconds: tb.dur, OutputKey: ids.VideoKey(vid),
+		CoverKey: cover, AudioKey: audio, AnalysisKey: an,
+		DurationSeconds: tb.dur, OutputKey: ids.RunKey(vid, run, ids.ObjectVideo),
 		Encoding: &backbeatv1.Encoding{Crf: 32, Preset: "ultrafast", Fps: 10, Concurrency: 2},
 	}
 }
@@ -109,6 +117,10 @@ func TestHandleRendersAndPublishes(t *testing.T) {
 	var done backbeatv1.RenderDone
 	tb.lastMsg(t, bus.StreamEvents, tb.pub.Subjects().Event("vid1", bus.KindRenderDone), &done)
 	require.Equal(t, job.RunId, done.RunId)
+	require.Equal(t, job.OutputKey, done.VideoKey)
+	require.True(t, ids.IsRunKey(done.VideoKey, "vid1", job.RunId), "the MP4 stays private until promoted")
+	_, err = tb.blob.Stat(context.Background(), ids.PublicKey("vid1", job.RunId, ids.ObjectVideo))
+	require.ErrorIs(t, err, blob.ErrNotFound, "the renderer never writes a public key")
 	require.Equal(t, int64(15), done.Frames)
 	require.Equal(t, EncoderX264, done.Encoder)
 	require.Equal(t, "gpu", done.Pool)
@@ -162,7 +174,7 @@ func TestHandlePermanentErrors(t *testing.T) {
 		"unknown template": func(j *backbeatv1.RenderJob) { j.Template = "vaporwave" },
 		"unknown format":   func(j *backbeatv1.RenderJob) { j.Format = backbeatv1.Format_FORMAT_UNSPECIFIED },
 		"bad setting":      func(j *backbeatv1.RenderJob) { j.TemplateSettings = map[string]string{SettingBarColor: "pink"} },
-		"missing analysis": func(j *backbeatv1.RenderJob) { j.AnalysisKey = "analysis/nope.json" },
+		"missing analysis": func(j *backbeatv1.RenderJob) { j.AnalysisKey = ids.RunKey(j.VideoId, j.RunId, ids.ObjectMP3) },
 		"traversal key":    func(j *backbeatv1.RenderJob) { j.OutputKey = "../etc/passwd" },
 		"bad preset":       func(j *backbeatv1.RenderJob) { j.Encoding.Preset = "ludicrous" },
 	} {
@@ -174,10 +186,41 @@ func TestHandlePermanentErrors(t *testing.T) {
 	}
 	// A job for a run that is not current is dropped, not failed.
 	job := tb.job(t, "vid3")
-	job.RunId = "rsomeoneelse"
+	tb.job(t, "vid3") // a newer run
 	err := s.Handle(context.Background(), job)
 	require.ErrorIs(t, err, bus.ErrNotCurrent)
 	require.False(t, bus.IsPermanent(err))
+}
+
+// TestHandleRefusesKeysOutsideItsRun is issue 8's defects 2 and 4 on the
+// renderer: it reads only its own run's audio and analysis and the video's
+// own cover, and writes only its own run's private key, never a key the
+// edge serves (the flat videos/<vid>.mp4 was served while being written).
+func TestHandleRefusesKeysOutsideItsRun(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	s := tb.service(t, Config{})
+	other := ids.NewRunID()
+	for name, c := range map[string]struct {
+		mutate func(j *backbeatv1.RenderJob)
+		want   string
+	}{
+		"invalid run id":         {func(j *backbeatv1.RenderJob) { j.RunId = "run1" }, "invalid run id"},
+		"flat output":            {func(j *backbeatv1.RenderJob) { j.OutputKey = "videos/" + j.VideoId + ".mp4" }, "output key"},
+		"public output":          {func(j *backbeatv1.RenderJob) { j.OutputKey = ids.PublicKey(j.VideoId, j.RunId, ids.ObjectVideo) }, "output key"},
+		"another run's output":   {func(j *backbeatv1.RenderJob) { j.OutputKey = ids.RunKey(j.VideoId, other, ids.ObjectVideo) }, "output key"},
+		"another video's output": {func(j *backbeatv1.RenderJob) { j.OutputKey = ids.RunKey(j.VideoId+"-square", j.RunId, ids.ObjectVideo) }, "output key"},
+		"another run's audio":    {func(j *backbeatv1.RenderJob) { j.AudioKey = ids.RunKey(j.VideoId, other, ids.ObjectAudio) }, "audio key"},
+		"flat analysis":          {func(j *backbeatv1.RenderJob) { j.AnalysisKey = "analysis/" + j.VideoId + ".json" }, "analysis key"},
+		"output over the audio":  {func(j *backbeatv1.RenderJob) { j.OutputKey = j.AudioKey }, "would overwrite an input"},
+		"another video's cover":  {func(j *backbeatv1.RenderJob) { j.CoverKey = ids.UploadPrefix("vid4") + "cover.png" }, "cover key"},
+	} {
+		job := tb.job(t, "vid4-")
+		c.mutate(job)
+		err := s.Handle(context.Background(), job)
+		require.True(t, bus.IsPermanent(err), "%s: %v", name, err)
+		require.ErrorContains(t, err, c.want, name)
+	}
 }
 
 // TestRunDrainsByPriority queues low, normal and high jobs before the worker

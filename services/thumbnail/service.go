@@ -92,27 +92,21 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	return &Service{cfg: cfg, deps: deps, log: deps.Log}, nil
 }
 
-// jobKeys returns the job's keys, defaulting empty ones to the keys
-// DESIGN.md fixes for the video, and validates all three.
+// jobKeys returns the job's three keys after checking that each is a private
+// key of the job's own run (ids.IsRunKey) and that they are distinct. The
+// coordinator names them; there is no default, since a key computed here
+// could only be a guess at its layout. The thumbnails are written beside the
+// run's video, never where the edge serves: the coordinator promotes them.
 func jobKeys(job *backbeatv1.ThumbnailJob) (video, full, square string, err error) {
-	vid := job.GetVideoId()
+	vid, run := job.GetVideoId(), job.GetRunId()
 	video, full, square = job.GetVideoKey(), job.GetThumbnailKey(), job.GetSquareThumbnailKey()
-	if video == "" {
-		video = ids.VideoKey(vid)
-	}
-	if full == "" {
-		full = ids.ThumbnailKey(vid)
-	}
-	if square == "" {
-		square = ids.SquareThumbnailKey(vid)
-	}
-	for _, k := range []string{video, full, square} {
-		if err := ids.ValidKey(k); err != nil {
-			return "", "", "", err
+	for _, k := range []struct{ field, key string }{{"video_key", video}, {"thumbnail_key", full}, {"square_thumbnail_key", square}} {
+		if !ids.IsRunKey(k.key, vid, run) {
+			return "", "", "", fmt.Errorf("%s %q is not a key of run %s of video %s (want %s<name>)", k.field, k.key, run, vid, ids.RunPrefix(vid, run))
 		}
 	}
-	if full == square {
-		return "", "", "", fmt.Errorf("thumbnail and square thumbnail share the key %q", full)
+	if full == square || full == video || square == video {
+		return "", "", "", fmt.Errorf("video, thumbnail and square thumbnail keys must differ: %q, %q, %q", video, full, square)
 	}
 	return video, full, square, nil
 }
@@ -124,6 +118,9 @@ func jobKeys(job *backbeatv1.ThumbnailJob) (video, full, square string, err erro
 func (s *Service) Handle(ctx context.Context, job *backbeatv1.ThumbnailJob) error {
 	vid, run := job.GetVideoId(), job.GetRunId()
 	if err := ids.ValidateVideoID(vid); err != nil {
+		return bus.Permanent(fmt.Errorf("thumbnail job: %w", err))
+	}
+	if err := ids.ValidateRunID(run); err != nil {
 		return bus.Permanent(fmt.Errorf("thumbnail job: %w", err))
 	}
 	videoKey, fullKey, squareKey, err := jobKeys(job)

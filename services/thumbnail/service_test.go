@@ -3,6 +3,9 @@ package thumbnail
 import (
 	"context"
 	"image/jpeg"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,11 +72,13 @@ func TestRunMakesThumbnailsThroughNATS(t *testing.T) {
 		require.NoError(t, <-runDone)
 	})
 
-	_, err := b.store.PutFile(ctx, ids.VideoKey("vid1"), clip, "video/mp4")
+	run := ids.NewRunID()
+	videoKey := ids.RunKey("vid1", run, ids.ObjectVideo)
+	_, err := b.store.PutFile(ctx, videoKey, clip, "video/mp4")
 	require.NoError(t, err)
-	b.setRun(t, "vid1", "run1", bus.RunDone)
-	job := &backbeatv1.ThumbnailJob{VideoId: "vid1", RunId: "run1", VideoKey: ids.VideoKey("vid1"),
-		ThumbnailKey: ids.ThumbnailKey("vid1"), SquareThumbnailKey: ids.SquareThumbnailKey("vid1")}
+	b.setRun(t, "vid1", run, bus.RunDone)
+	job := &backbeatv1.ThumbnailJob{VideoId: "vid1", RunId: run, VideoKey: videoKey,
+		ThumbnailKey: ids.RunKey("vid1", run, ids.ObjectThumbnail), SquareThumbnailKey: ids.RunKey("vid1", run, ids.ObjectSquareThumbnail)}
 	require.NoError(t, b.pub.Publish(ctx, b.pub.Subjects().ThumbnailJob("vid1"), job, "job-vid1"))
 
 	stream, err := b.js.Stream(ctx, bus.StreamEvents)
@@ -85,9 +90,9 @@ func TestRunMakesThumbnailsThroughNATS(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond)
 	var done backbeatv1.ThumbnailDone
 	require.NoError(t, proto.Unmarshal(raw.Data, &done))
-	require.Equal(t, "run1", done.GetRunId())
-	require.Equal(t, "thumbnails/vid1.jpg", done.GetThumbnailKey())
-	require.Equal(t, "thumbnails/vid1-square.jpg", done.GetSquareThumbnailKey())
+	require.Equal(t, run, done.GetRunId())
+	require.Equal(t, "runs/vid1/"+run+"/thumbnail.jpg", done.GetThumbnailKey())
+	require.Equal(t, "runs/vid1/"+run+"/square.jpg", done.GetSquareThumbnailKey())
 
 	w, h := b.storedJPEGSize(t, done.GetThumbnailKey())
 	require.Equal(t, []int{480, 270}, []int{w, h})
@@ -99,22 +104,84 @@ func TestHandleFailures(t *testing.T) {
 	t.Parallel()
 	b := setupService(t)
 	ctx := context.Background()
+	job := func(vid, run string) *backbeatv1.ThumbnailJob {
+		return &backbeatv1.ThumbnailJob{VideoId: vid, RunId: run, VideoKey: ids.RunKey(vid, run, ids.ObjectVideo),
+			ThumbnailKey: ids.RunKey(vid, run, ids.ObjectThumbnail), SquareThumbnailKey: ids.RunKey(vid, run, ids.ObjectSquareThumbnail)}
+	}
 
-	// Keys default to DESIGN.md's; a missing video is permanent.
-	b.setRun(t, "vid2", "run2", bus.RunDone)
-	err := b.svc.Handle(ctx, &backbeatv1.ThumbnailJob{VideoId: "vid2", RunId: "run2"})
+	// A missing video is permanent.
+	run2 := ids.NewRunID()
+	b.setRun(t, "vid2", run2, bus.RunDone)
+	err := b.svc.Handle(ctx, job("vid2", run2))
 	require.True(t, bus.IsPermanent(err), "missing video: %v", err)
 	require.ErrorIs(t, err, blob.ErrNotFound)
 
 	// A job of a superseded run is dropped, not failed.
-	b.setRun(t, "vid3", "newer", bus.RunActive)
-	err = b.svc.Handle(ctx, &backbeatv1.ThumbnailJob{VideoId: "vid3", RunId: "older"})
+	b.setRun(t, "vid3", ids.NewRunID(), bus.RunActive)
+	err = b.svc.Handle(ctx, job("vid3", ids.NewRunID()))
 	require.ErrorIs(t, err, bus.ErrNotCurrent)
 	require.False(t, bus.IsPermanent(err))
 
 	// Bad ids and keys are refused before anything touches a path.
-	err = b.svc.Handle(ctx, &backbeatv1.ThumbnailJob{VideoId: "../etc", RunId: "r"})
+	err = b.svc.Handle(ctx, &backbeatv1.ThumbnailJob{VideoId: "../etc", RunId: run2})
 	require.True(t, bus.IsPermanent(err))
-	err = b.svc.Handle(ctx, &backbeatv1.ThumbnailJob{VideoId: "vid2", RunId: "run2", ThumbnailKey: "thumbnails/../x.jpg"})
-	require.True(t, bus.IsPermanent(err))
+	err = b.svc.Handle(ctx, job("vid2", "run2"))
+	require.True(t, bus.IsPermanent(err), "not a run id: %v", err)
+	require.ErrorContains(t, err, "invalid run id")
+}
+
+// TestHandleRefusesKeysOutsideItsRun is issue 8's defects 2 and 4 on the
+// thumbnail side: every key must be a private key of the job's own run, so a
+// job can neither read another video's or run's objects nor write where the
+// edge serves (the flat thumbnails/<vid>-square.jpg was another video's
+// thumbnail). There are no default keys.
+func TestHandleRefusesKeysOutsideItsRun(t *testing.T) {
+	t.Parallel()
+	b := setupService(t)
+	ctx := context.Background()
+	run, other := ids.NewRunID(), ids.NewRunID()
+	b.setRun(t, "X", run, bus.RunDone)
+	good := func() *backbeatv1.ThumbnailJob {
+		return &backbeatv1.ThumbnailJob{VideoId: "X", RunId: run, VideoKey: ids.RunKey("X", run, ids.ObjectVideo),
+			ThumbnailKey: ids.RunKey("X", run, ids.ObjectThumbnail), SquareThumbnailKey: ids.RunKey("X", run, ids.ObjectSquareThumbnail)}
+	}
+	for name, mutate := range map[string]func(j *backbeatv1.ThumbnailJob){
+		"no keys":               func(j *backbeatv1.ThumbnailJob) { j.VideoKey, j.ThumbnailKey, j.SquareThumbnailKey = "", "", "" },
+		"no video key":          func(j *backbeatv1.ThumbnailJob) { j.VideoKey = "" },
+		"flat video key":        func(j *backbeatv1.ThumbnailJob) { j.VideoKey = "videos/X.mp4" },
+		"public video key":      func(j *backbeatv1.ThumbnailJob) { j.VideoKey = ids.PublicKey("X", run, ids.ObjectVideo) },
+		"another run's video":   func(j *backbeatv1.ThumbnailJob) { j.VideoKey = ids.RunKey("X", other, ids.ObjectVideo) },
+		"another video's video": func(j *backbeatv1.ThumbnailJob) { j.VideoKey = ids.RunKey("X-square", run, ids.ObjectVideo) },
+		"flat thumbnail":        func(j *backbeatv1.ThumbnailJob) { j.ThumbnailKey = "thumbnails/X-square.jpg" },
+		"public thumbnail":      func(j *backbeatv1.ThumbnailJob) { j.ThumbnailKey = ids.PublicKey("X", run, ids.ObjectThumbnail) },
+		"another video's square": func(j *backbeatv1.ThumbnailJob) {
+			j.SquareThumbnailKey = ids.RunKey("Y", run, ids.ObjectSquareThumbnail)
+		},
+		"traversal":                func(j *backbeatv1.ThumbnailJob) { j.ThumbnailKey = "runs/X/" + run + "/../thumbnail.jpg" },
+		"thumbnail over the video": func(j *backbeatv1.ThumbnailJob) { j.ThumbnailKey = j.VideoKey },
+		"one key for both":         func(j *backbeatv1.ThumbnailJob) { j.SquareThumbnailKey = j.ThumbnailKey },
+	} {
+		j := good()
+		mutate(j)
+		err := b.svc.Handle(ctx, j)
+		require.True(t, bus.IsPermanent(err), "%s: %v", name, err)
+		require.NotErrorIs(t, err, blob.ErrNotFound, "%s: refused for its keys, not for a missing object", name)
+	}
+
+	// The same job with its own keys works, and writes only there.
+	_, err := b.store.PutFile(ctx, good().VideoKey, writeClip(t, t.TempDir(), 160, 90), "video/mp4")
+	require.NoError(t, err)
+	require.NoError(t, b.svc.Handle(ctx, good()))
+	var keys []string
+	require.NoError(t, filepath.WalkDir(b.store.Dir(), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(b.store.Dir(), path)
+		if err == nil && !strings.HasPrefix(rel, ".blob"+string(filepath.Separator)) {
+			keys = append(keys, filepath.ToSlash(rel))
+		}
+		return err
+	}))
+	require.ElementsMatch(t, []string{good().VideoKey, good().ThumbnailKey, good().SquareThumbnailKey}, keys)
 }
