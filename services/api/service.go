@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -41,6 +42,9 @@ type Config struct {
 	OwnersMayRecover bool
 	// RequestTimeout bounds the work of one non-upload request.
 	RequestTimeout time.Duration
+	// SpoolDir holds uploads while they arrive (see spoolUpload); empty
+	// means os.TempDir(). It needs room for MaxAudioBytes per upload in flight.
+	SpoolDir string
 }
 
 func (c *Config) setDefaults() {
@@ -52,6 +56,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 15 * time.Second
+	}
+	if c.SpoolDir == "" {
+		c.SpoolDir = os.TempDir()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/backbeat/backbeat/pkg/ids"
@@ -91,7 +92,9 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// upload stores the raw request body as the audio or cover of a video.
+// upload stores the raw request body as the audio or cover of a video. The
+// body is spooled to disk first (spoolUpload), so memory per upload stays
+// small whatever its size or framing.
 func (s *Service) upload(w http.ResponseWriter, r *http.Request, c caller) error {
 	q := r.URL.Query()
 	vid, kind := q.Get("video_id"), q.Get("kind")
@@ -115,15 +118,23 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, c caller) error
 		return err
 	}
 	body := &limitedReader{r: r.Body, n: limit}
+	readErr := func(err error) error {
+		var pe *os.PathError
+		switch {
+		case body.exceeded:
+			return errorf(http.StatusRequestEntityTooLarge, "%s upload is over the limit of %d bytes", kind, limit)
+		case errors.As(err, &pe):
+			return fmt.Errorf("spool %s upload: %w", kind, err)
+		}
+		return badRequest("read upload: %v", err)
+	}
 	head := make([]byte, 512)
 	n, err := io.ReadFull(body, head)
 	switch {
-	case body.exceeded:
-		return errorf(http.StatusRequestEntityTooLarge, "%s upload is over the limit of %d bytes", kind, limit)
 	case errors.Is(err, io.EOF):
 		return badRequest("empty upload: send the file as the request body")
 	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF):
-		return badRequest("read upload: %v", err)
+		return readErr(err)
 	}
 	head = head[:n]
 	ext, ct := sniff(head)
@@ -131,15 +142,13 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, c caller) error
 		return badRequest("the %s upload is not a supported format (looks like %s)", kind,
 			strings.SplitN(http.DetectContentType(head), ";", 2)[0])
 	}
+	f, size, err := spoolUpload(s.cfg.SpoolDir, head, body)
+	if err != nil {
+		return readErr(err)
+	}
+	defer f.Close()
 	key := UploadKey(vid, kind, ext)
-	size := r.ContentLength
-	if size < 0 {
-		size = -1
-	}
-	info, err := s.blob.Put(ctx, key, io.MultiReader(bytes.NewReader(head), body), size, ct)
-	if body.exceeded {
-		return errorf(http.StatusRequestEntityTooLarge, "%s upload is over the limit of %d bytes", kind, limit)
-	}
+	info, err := s.blob.Put(ctx, key, f, size, ct)
 	if err != nil {
 		return fmt.Errorf("store upload %s: %w", key, err)
 	}
