@@ -1,15 +1,81 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
+	"time"
 )
+
+// Defaults of the upload pace (Config.UploadGrace, Config.UploadMinRate).
+// At 32 KiB/s, a 100 MiB track may take 53 minutes: a slow mobile link
+// still gets through, and nothing holds an upload longer than that.
+const (
+	DefaultUploadGrace   = 30 * time.Second
+	DefaultUploadMinRate = 32 << 10
+)
+
+// paceBurst is how far ahead of schedule the pace lets a body's next read
+// be, so that a client exactly at the minimum rate is not cut off between
+// two TCP segments.
+const paceBurst = 64 << 10
+
+// errTooSlow is returned by paceReader once the client missed its schedule.
+var errTooSlow = errors.New("upload too slow")
+
+// paceReader reads a request body under a connection read deadline it moves
+// before every read, so that a client holds the upload only as long as it
+// keeps sending: each read must return within grace, and the first n bytes
+// must have arrived by start + grace + n/rate (less a paceBurst of credit).
+// A slowloris that sends a byte now and then therefore loses the connection
+// after at most grace + limit/rate, instead of holding a goroutine, a file
+// and a connection for as long as it likes. The deadline is the server's
+// (http.ResponseController), so a read blocked in the kernel is cut off too.
+type paceReader struct {
+	r     io.Reader
+	rc    *http.ResponseController
+	start time.Time
+	grace time.Duration
+	rate  int64
+	n     int64
+	slow  bool
+}
+
+func newPaceReader(w http.ResponseWriter, body io.Reader, grace time.Duration, rate int64) *paceReader {
+	return &paceReader{r: body, rc: http.NewResponseController(w), start: time.Now(), grace: grace, rate: rate}
+}
+
+func (p *paceReader) Read(b []byte) (int, error) {
+	now := time.Now()
+	due := p.start.Add(p.grace + time.Duration(float64(p.n+paceBurst)/float64(p.rate)*float64(time.Second)))
+	if stall := now.Add(p.grace); stall.Before(due) {
+		due = stall
+	}
+	if err := p.rc.SetReadDeadline(due); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return 0, fmt.Errorf("set upload read deadline: %w", err)
+	}
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if err != nil && isTimeout(err) {
+		p.slow = true
+		return n, errTooSlow
+	}
+	return n, err
+}
+
+// isTimeout reports whether err is a read deadline passing.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
 
 // spoolUpload copies an upload, its head already read and the rest of its
 // body, into an unlinked temporary file in dir, and returns the file
 // positioned at its start, with its size. The body enforces the size limit
-// (limitedReader); its errors come back as they are.
+// (limitedReader) and the pace (paceReader); their errors come back as they are.
 //
 // Spooling is what bounds memory per upload. An upload sent without
 // Content-Length has no size to give the object store, and minio-go then
@@ -24,7 +90,7 @@ import (
 // 100 MiB uploads, against 5.3 GiB). The price is a write and a read of the
 // body on local disk (Config.SpoolDir), and that the object goes to storage
 // only once the whole body has arrived; in exchange a body that is refused
-// (too large, cut off) never starts a multipart upload.
+// (too large, too slow, cut off) never starts a multipart upload.
 //
 // Uploads with a Content-Length are spooled too: minio-go would buffer a
 // 16 MiB part of each (1.3 GiB peak RSS for the same 50 uploads), and one

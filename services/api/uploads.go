@@ -93,8 +93,9 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 }
 
 // upload stores the raw request body as the audio or cover of a video. The
-// body is spooled to disk first (spoolUpload), so memory per upload stays
-// small whatever its size or framing.
+// body is spooled to disk first (spoolUpload: memory per upload stays small
+// whatever its size or framing) under a pace (paceReader: a slow client is
+// cut off).
 func (s *Service) upload(w http.ResponseWriter, r *http.Request, c caller) error {
 	q := r.URL.Query()
 	vid, kind := q.Get("video_id"), q.Get("kind")
@@ -117,12 +118,16 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, c caller) error
 	if err := s.checkVideoFree(r, c, vid); err != nil {
 		return err
 	}
-	body := &limitedReader{r: r.Body, n: limit}
+	pace := newPaceReader(w, r.Body, s.cfg.UploadGrace, s.cfg.UploadMinRate)
+	body := &limitedReader{r: pace, n: limit}
 	readErr := func(err error) error {
 		var pe *os.PathError
 		switch {
 		case body.exceeded:
 			return errorf(http.StatusRequestEntityTooLarge, "%s upload is over the limit of %d bytes", kind, limit)
+		case pace.slow:
+			return errorf(http.StatusRequestTimeout, "%s upload too slow: send at least %d bytes/s, with no pause over %s",
+				kind, s.cfg.UploadMinRate, s.cfg.UploadGrace)
 		case errors.As(err, &pe):
 			return fmt.Errorf("spool %s upload: %w", kind, err)
 		}

@@ -1,6 +1,7 @@
 // Package apitest runs the real API handler on an httptest server with an
 // embedded JetStream, a fresh Postgres schema and a local blob folder (or a
-// fresh MinIO bucket), for the API's own tests and for the CLI's. It also seeds what the coordinator
+// fresh MinIO bucket), for the API's own tests and for the CLI's. The server
+// runs with the connection timeouts the API sets in production. It also seeds what the coordinator
 // would write (videos, runs, steps), since the API only reads them.
 package apitest
 
@@ -20,6 +21,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/store"
+	"github.com/backbeat/backbeat/pkg/telemetry"
 	"github.com/backbeat/backbeat/pkg/testenv"
 	"github.com/backbeat/backbeat/services/api"
 )
@@ -77,10 +79,14 @@ func NewOn(t *testing.T, objects blob.Store, opts ...func(*api.Config)) *Env {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	log := zaptest.NewLogger(t)
+	tel := telemetry.New("api", log)
 	svc, err := api.New(cfg,
-		api.Deps{Store: st, Blob: objects, Pub: pub, JS: js, Log: zaptest.NewLogger(t)})
+		api.Deps{Store: st, Blob: objects, Pub: pub, JS: js, Log: log, Telemetry: tel})
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewUnstartedServer(svc.Handler())
+	srv.Config = tel.HTTPServer()
+	srv.Start()
 	t.Cleanup(srv.Close)
 	e := &Env{Server: srv, URL: srv.URL, JS: js, NC: nc, Store: st, Objects: objects, Pub: pub}
 	e.UserID, e.Key = e.AddUser(t, "u1")
