@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/backbeat/backbeat/pkg/ids"
-	"github.com/backbeat/backbeat/pkg/store"
 )
 
 // Upload kinds.
@@ -95,8 +94,11 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 // upload stores the raw request body as the audio or cover of a video. The
 // body is spooled to disk first (spoolUpload: memory per upload stays small
 // whatever its size or framing) under a pace (paceReader: a slow client is
-// cut off).
+// cut off), and only the video's owner may upload under its id (claimVideo).
 func (s *Service) upload(w http.ResponseWriter, r *http.Request, c caller) error {
+	if c.Admin {
+		return errorf(http.StatusForbidden, "uploads belong to users: send them with the user's API key")
+	}
 	q := r.URL.Query()
 	vid, kind := q.Get("video_id"), q.Get("kind")
 	if err := ids.ValidateVideoID(vid); err != nil {
@@ -115,7 +117,9 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, c caller) error
 		return errorf(http.StatusRequestEntityTooLarge, "%s upload of %d bytes is over the limit of %d", kind, r.ContentLength, limit)
 	}
 	ctx := r.Context()
-	if err := s.checkVideoFree(r, c, vid); err != nil {
+	// Refuse someone else's video before reading a byte of the body; the
+	// claim itself waits until the body is known to be an upload.
+	if err := s.checkOwner(r, c, vid); err != nil {
 		return err
 	}
 	pace := newPaceReader(w, r.Body, s.cfg.UploadGrace, s.cfg.UploadMinRate)
@@ -152,27 +156,14 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, c caller) error
 		return readErr(err)
 	}
 	defer f.Close()
+	if err := s.claimVideo(ctx, c, vid); err != nil {
+		return err
+	}
 	key := UploadKey(vid, kind, ext)
 	info, err := s.blob.Put(ctx, key, f, size, ct)
 	if err != nil {
 		return fmt.Errorf("store upload %s: %w", key, err)
 	}
 	writeJSON(w, http.StatusCreated, UploadResponse{Key: key, Size: info.Size, ContentType: ct})
-	return nil
-}
-
-// checkVideoFree refuses a video id that already belongs to someone else, so
-// one user cannot overwrite another's uploads or supersede their video.
-func (s *Service) checkVideoFree(r *http.Request, c caller, vid string) error {
-	v, err := s.store.GetVideo(r.Context(), vid)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !c.owns(v.UserID) {
-		return errorf(http.StatusConflict, "video id %s is taken: choose another", vid)
-	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/backbeat/backbeat/pkg/store"
 	"github.com/backbeat/backbeat/services/api"
 	"github.com/backbeat/backbeat/services/api/apitest"
 )
@@ -62,4 +63,57 @@ func TestChunkedUploadMemoryIsBounded(t *testing.T) {
 	alloc := after.TotalAlloc - before.TotalAlloc
 	t.Logf("allocated %.1f MiB during a %d MiB chunked upload", float64(alloc)/(1<<20), size>>20)
 	require.Less(t, alloc, uint64(48<<20), "allocated %d bytes during a %d-byte chunked upload", alloc, size)
+}
+
+// TestOnlyOwnerUploads: uploads live under a video id, and only the id's
+// owner may write there. The first upload (or create) of an unused id claims
+// it for its user, so another user can neither overwrite the files nor create
+// a video that renders them.
+func TestOnlyOwnerUploads(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t)
+	_, key2 := e.AddUser(t, "u2")
+	upload := func(key, vid, kind string, body []byte) int {
+		t.Helper()
+		var eb api.ErrorBody
+		code := call(t, "POST", e.URL+"/v1/uploads?video_id="+vid+"&kind="+kind, key, body, &eb)
+		if code >= 400 {
+			require.NotEmpty(t, eb.Error)
+		}
+		return code
+	}
+
+	// A video u1 created (the coordinator wrote its row).
+	e.SeedVideo(t, store.Video{ID: "made", UserID: e.UserID, RunID: "r1", Status: store.StatusReady}, store.StageDone)
+	require.Equal(t, http.StatusForbidden, upload(key2, "made", "audio", apitest.WAV(10)))
+	require.Equal(t, http.StatusCreated, upload(e.Key, "made", "audio", apitest.WAV(10)))
+
+	// An unused id: u1's first upload claims it.
+	require.Equal(t, http.StatusCreated, upload(e.Key, "fresh", "audio", apitest.WAV(100)))
+	require.Equal(t, http.StatusForbidden, upload(key2, "fresh", "audio", apitest.WAV(7)))
+	require.Equal(t, http.StatusForbidden, upload(key2, "fresh", "cover", apitest.PNG))
+	info, err := e.Objects.Stat(t.Context(), "uploads/fresh/audio.wav")
+	require.NoError(t, err)
+	require.Equal(t, int64(len(apitest.WAV(100))), info.Size, "u1's upload was overwritten")
+	create := api.CreateRequest{VideoID: "fresh", AudioKey: "uploads/fresh/audio.wav", StartSeconds: 0, EndSeconds: 0.01,
+		Template: "spectrum", Format: "square"}
+	var eb api.ErrorBody
+	require.Equal(t, http.StatusForbidden, call(t, "POST", e.URL+"/v1/videos", key2, create, &eb))
+	require.Contains(t, eb.Error, "belongs to another user")
+	// Until it is created, the claimed id is no video to look at.
+	require.Equal(t, http.StatusNotFound, call(t, "GET", e.URL+"/v1/videos/fresh", e.Key, nil, nil))
+	require.Equal(t, http.StatusNotFound, call(t, "GET", e.URL+"/v1/videos/fresh", key2, nil, nil))
+
+	// A bad upload claims nothing: u2 can still take the id.
+	require.Equal(t, http.StatusBadRequest, upload(e.Key, "other", "audio", []byte("<html>not audio</html>")))
+	require.Equal(t, http.StatusCreated, upload(key2, "other", "audio", apitest.WAV(10)))
+	require.Equal(t, http.StatusForbidden, upload(e.Key, "other", "audio", apitest.WAV(10)))
+
+	// Operators act on users' videos; they do not upload for them.
+	require.Equal(t, http.StatusForbidden, upload(apitest.AdminKey, "fresh", "audio", apitest.WAV(10)))
+	require.Equal(t, http.StatusForbidden, upload(apitest.AdminKey, "unclaimed", "audio", apitest.WAV(10)))
+
+	require.Empty(t, e.Events(t, e.Pub.Subjects().Events()))
+	require.Equal(t, http.StatusAccepted, call(t, "POST", e.URL+"/v1/videos", e.Key, create, nil))
+	require.Len(t, e.Events(t, e.Pub.Subjects().Events()), 1)
 }

@@ -177,7 +177,7 @@ func (s *Service) createVideo(w http.ResponseWriter, r *http.Request, c caller) 
 		return badRequest("%v", err)
 	}
 	ctx := r.Context()
-	if err := s.checkVideoFree(r, c, m.VideoId); err != nil {
+	if err := s.checkOwner(r, c, m.VideoId); err != nil {
 		return err
 	}
 	for _, k := range []string{m.AudioKey, m.CoverKey} {
@@ -189,6 +189,9 @@ func (s *Service) createVideo(w http.ResponseWriter, r *http.Request, c caller) 
 		} else if err != nil {
 			return fmt.Errorf("stat %s: %w", k, err)
 		}
+	}
+	if err := s.claimVideo(ctx, c, m.VideoId); err != nil {
+		return err
 	}
 	if m.RequestId == "" {
 		m.RequestId = NewRequestID()

@@ -93,7 +93,7 @@ func TestOtherUsersVideoIsNotFound(t *testing.T) {
 	} {
 		require.Equal(t, http.StatusNotFound, call(t, c.method, e.URL+c.path, e.Key, nil, nil), c.path)
 	}
-	require.Equal(t, http.StatusConflict, call(t, "POST", e.URL+"/v1/uploads?video_id=theirs&kind=audio", e.Key, apitest.WAV(10), nil))
+	require.Equal(t, http.StatusForbidden, call(t, "POST", e.URL+"/v1/uploads?video_id=theirs&kind=audio", e.Key, apitest.WAV(10), nil))
 	require.Empty(t, e.Events(t, e.Pub.Subjects().Events()))
 
 	var v api.VideoView

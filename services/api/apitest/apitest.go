@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
+	"gorm.io/gorm/clause"
 
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
@@ -104,6 +105,8 @@ func (e *Env) AddUser(t *testing.T, id string) (string, string) {
 }
 
 // SeedVideo writes a video, its run and timeline as the coordinator would.
+// A video row an upload already claimed is taken over, as the coordinator's
+// create does.
 func (e *Env) SeedVideo(t *testing.T, v store.Video, stage string, steps ...store.Step) {
 	t.Helper()
 	db := e.Store.DB
@@ -113,7 +116,7 @@ func (e *Env) SeedVideo(t *testing.T, v store.Video, stage string, steps ...stor
 			Status: v.Status, Stage: stage, Bundle: "free", Units: 1, Attempt: 1, Pool: "cpu",
 		}).Error)
 	}
-	require.NoError(t, db.Create(&v).Error)
+	require.NoError(t, db.Clauses(clause.OnConflict{UpdateAll: true}).Create(&v).Error)
 	for i := range steps {
 		steps[i].RunID, steps[i].VideoID = v.RunID, v.ID
 		require.NoError(t, db.Create(&steps[i]).Error)
