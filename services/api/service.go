@@ -2,9 +2,9 @@
 // cover, ask for a video, cancel it and follow it. It turns requests into
 // events on the bus and reads state from the coordinator's database; it never
 // changes a video itself, so the coordinator stays the single writer of state.
-// Its only writes are API keys and the claim of an unused video id by its
-// first upload or create (claims.go: an insert the coordinator's create would
-// make anyway).
+// Its only writes are API keys, the claim of an unused video id by its first
+// upload or create (claims.go: an insert the coordinator's create would make
+// anyway) and the body behind each create's request id (idempotency.go).
 package api
 
 import (

@@ -163,14 +163,27 @@ func uploadKeyOf(vid, key, field string) error {
 	return nil
 }
 
-// createVideo validates and publishes a VideoCreate; the coordinator does the rest.
+// createVideo validates and publishes a VideoCreate; the coordinator does
+// the rest. With an Idempotency-Key (or a request_id in the body) a retry
+// publishes the same create again, which is charged once
+// (IdempotencyKeyHeader).
 func (s *Service) createVideo(w http.ResponseWriter, r *http.Request, c caller) error {
 	if c.Admin {
 		return errorf(http.StatusForbidden, "videos belong to users: create them with a user's API key")
 	}
+	idemKey, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
 	var req CreateRequest
 	if err := readJSON(w, r, &req, false); err != nil {
 		return err
+	}
+	if idemKey != "" {
+		if req.RequestID != "" && req.RequestID != idemKey {
+			return badRequest("request_id %q and %s %q differ: send one of them", req.RequestID, IdempotencyKeyHeader, idemKey)
+		}
+		req.RequestID = idemKey
 	}
 	m, err := req.toMessage(c.UserID)
 	if err != nil {
@@ -193,14 +206,23 @@ func (s *Service) createVideo(w http.ResponseWriter, r *http.Request, c caller) 
 	if err := s.claimVideo(ctx, c, m.VideoId); err != nil {
 		return err
 	}
-	if m.RequestId == "" {
+	if m.RequestId != "" {
+		hash, err := bodyHash(req, c.UserID, m.Format.String())
+		if err != nil {
+			return err
+		}
+		rec := store.CreateRequest{VideoID: m.VideoId, RequestID: m.RequestId, UserID: c.UserID, BodyHash: hash}
+		if err := s.recordCreate(ctx, rec); err != nil {
+			return err
+		}
+	} else {
 		m.RequestId = NewRequestID()
 	}
 	subj := s.pub.Subjects().Event(m.VideoId, bus.KindVideoCreate)
 	// The video id is part of the message id so that two apps choosing the
 	// same request id for different videos do not deduplicate each other.
 	if err := s.pub.Publish(ctx, subj, m, "create:"+m.VideoId+":"+m.RequestId); err != nil {
-		return err
+		return fmt.Errorf("publish create of %s: %w", m.VideoId, err)
 	}
 	s.log.Info("video create published", zap.String("video_id", m.VideoId),
 		zap.String("user_id", m.UserId), zap.String("request_id", m.RequestId))
