@@ -265,8 +265,23 @@ func readAction(w http.ResponseWriter, r *http.Request) (ActionRequest, error) {
 	return a, nil
 }
 
+// currentRun is the run a cancel or recover names: the one the API sees as
+// the video's current run. Naming it means a command the coordinator handles
+// late, after a newer create, acts on the run the user saw, not on the newer
+// one. A claimed video that was never created has none: 409.
+func currentRun(v store.Video, action string) (string, error) {
+	if v.RunID == "" {
+		return "", errorf(http.StatusConflict, "video %s has no run to %s: it was never created (POST /v1/videos)", v.ID, action)
+	}
+	return v.RunID, nil
+}
+
 func (s *Service) cancelVideo(w http.ResponseWriter, r *http.Request, c caller) error {
 	v, err := s.ownedVideo(r, c)
+	if err != nil {
+		return err
+	}
+	run, err := currentRun(v, "cancel")
 	if err != nil {
 		return err
 	}
@@ -277,12 +292,12 @@ func (s *Service) cancelVideo(w http.ResponseWriter, r *http.Request, c caller) 
 	if a.Reason == "" {
 		a.Reason = "cancelled by the user"
 	}
-	m := &backbeatv1.VideoCancel{VideoId: v.ID, Reason: a.Reason, RequestId: a.RequestID}
+	m := &backbeatv1.VideoCancel{VideoId: v.ID, RunId: run, Reason: a.Reason, RequestId: a.RequestID}
 	subj := s.pub.Subjects().Event(v.ID, bus.KindVideoCancel)
 	if err := s.pub.Publish(r.Context(), subj, m, "cancel:"+v.ID+":"+a.RequestID); err != nil {
-		return err
+		return fmt.Errorf("publish cancel of %s: %w", v.ID, err)
 	}
-	s.log.Info("video cancel published", zap.String("video_id", v.ID), zap.String("run_id", v.RunID))
+	s.log.Info("video cancel published", zap.String("video_id", v.ID), zap.String("run_id", run))
 	writeJSON(w, http.StatusAccepted, AcceptedResponse{VideoID: v.ID, RequestID: a.RequestID})
 	return nil
 }
@@ -295,16 +310,20 @@ func (s *Service) recoverVideo(w http.ResponseWriter, r *http.Request, c caller)
 	if err != nil {
 		return err
 	}
+	run, err := currentRun(v, "recover")
+	if err != nil {
+		return err
+	}
 	a, err := readAction(w, r)
 	if err != nil {
 		return err
 	}
-	m := &backbeatv1.VideoRecover{VideoId: v.ID, RunId: v.RunID, RequestId: a.RequestID}
+	m := &backbeatv1.VideoRecover{VideoId: v.ID, RunId: run, RequestId: a.RequestID}
 	subj := s.pub.Subjects().Event(v.ID, bus.KindVideoRecover)
 	if err := s.pub.Publish(r.Context(), subj, m, "recover:"+v.ID+":"+a.RequestID); err != nil {
-		return err
+		return fmt.Errorf("publish recover of %s: %w", v.ID, err)
 	}
-	s.log.Info("video recover published", zap.String("video_id", v.ID), zap.String("run_id", v.RunID))
+	s.log.Info("video recover published", zap.String("video_id", v.ID), zap.String("run_id", run))
 	writeJSON(w, http.StatusAccepted, AcceptedResponse{VideoID: v.ID, RequestID: a.RequestID})
 	return nil
 }
