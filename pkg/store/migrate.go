@@ -23,7 +23,23 @@ var migrations = []migration{
 		// spell out their own changes rather than re-run AutoMigrate.
 		return tx.AutoMigrate(&User{}, &Video{}, &Run{}, &Step{}, &LedgerEntry{}, &APIKey{})
 	}},
+	// Version 2 is reserved for a change being made elsewhere.
+	{3, "create_requests: the body behind each request id of a create", func(tx *gorm.DB) error {
+		return tx.Migrator().CreateTable(&createRequestV3{})
+	}},
 }
+
+// createRequestV3 is CreateRequest as migration 3 creates it, kept apart so
+// that a later change of the model cannot change what the migration did.
+type createRequestV3 struct {
+	VideoID   string `gorm:"primaryKey;size:64"`
+	RequestID string `gorm:"primaryKey;size:128"`
+	UserID    string `gorm:"size:64;not null"`
+	BodyHash  string `gorm:"size:64;not null"`
+	CreatedAt time.Time
+}
+
+func (createRequestV3) TableName() string { return "create_requests" }
 
 type schemaMigration struct {
 	Version   int `gorm:"primaryKey;autoIncrement:false"`

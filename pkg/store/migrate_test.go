@@ -38,5 +38,5 @@ func TestConcurrentFirstMigrations(t *testing.T) {
 	defer s.Close()
 	v, err := s.SchemaVersion(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, 1, v)
+	require.Equal(t, 3, v)
 }

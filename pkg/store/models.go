@@ -123,3 +123,17 @@ type APIKey struct {
 	Name      string `gorm:"size:64"`
 	CreatedAt time.Time
 }
+
+// CreateRequest remembers which body an app sent with a request id (the
+// API's Idempotency-Key) for a video, so that the same key with another body
+// is refused instead of answered as if it were the first. The coordinator
+// deduplicates creates by (video, request id) on its own; this table is the
+// API's, written before it publishes.
+type CreateRequest struct {
+	VideoID   string `gorm:"primaryKey;size:64"`
+	RequestID string `gorm:"primaryKey;size:128"`
+	UserID    string `gorm:"size:64;not null"`
+	// BodyHash is the hex SHA-256 of the create as the API validated it.
+	BodyHash  string `gorm:"size:64;not null"`
+	CreatedAt time.Time
+}

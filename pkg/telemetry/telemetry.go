@@ -27,7 +27,15 @@ type Check func(ctx context.Context) error
 type Server struct {
 	Mux      *http.ServeMux
 	Registry *prometheus.Registry
-	log      *zap.Logger
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// request line and headers, and IdleTimeout how long a keep-alive
+	// connection may wait for its next request; without them a client that
+	// connects and goes quiet holds a connection and a goroutine for good.
+	// New sets DefaultReadHeaderTimeout and DefaultIdleTimeout; a service
+	// that faces the Internet (the API) may change them before Serve.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	log               *zap.Logger
 
 	mu     sync.Mutex
 	checks map[string]Check
@@ -35,12 +43,19 @@ type Server struct {
 	ln     net.Listener
 }
 
+// Defaults of Server's connection timeouts.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+)
+
 // New builds the mux with the three standard routes and a registry holding
 // the Go and process collectors.
 func New(service string, log *zap.Logger) *Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &Server{Mux: http.NewServeMux(), Registry: reg, log: log, checks: map[string]Check{}}
+	s := &Server{Mux: http.NewServeMux(), Registry: reg, log: log, checks: map[string]Check{},
+		ReadHeaderTimeout: DefaultReadHeaderTimeout, IdleTimeout: DefaultIdleTimeout}
 	s.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": service})
 	})
@@ -107,12 +122,19 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
+// HTTPServer is the http.Server that Serve runs: the mux with the
+// connection timeouts. Tests that serve the mux on an httptest server use it
+// as the server's Config, so they run under the same timeouts.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{Handler: s.Mux, ReadHeaderTimeout: s.ReadHeaderTimeout, IdleTimeout: s.IdleTimeout}
+}
+
 // Serve serves until ctx is done, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context) error {
 	if s.ln == nil {
 		return errors.New("telemetry: Serve before Listen")
 	}
-	s.srv = &http.Server{Handler: s.Mux, ReadHeaderTimeout: 10 * time.Second}
+	s.srv = s.HTTPServer()
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(s.ln) }()
 	select {

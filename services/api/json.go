@@ -72,6 +72,8 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any, optional bool) erro
 			return badRequest("request body is empty: want a JSON object")
 		case errors.As(err, &mbe):
 			return errorf(http.StatusRequestEntityTooLarge, "request body over %d bytes", maxJSONBody)
+		case isTimeout(err):
+			return errorf(http.StatusRequestTimeout, "request body too slow: it did not arrive in time")
 		default:
 			return badRequest("invalid JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
 		}

@@ -2,6 +2,9 @@
 // cover, ask for a video, cancel it and follow it. It turns requests into
 // events on the bus and reads state from the coordinator's database; it never
 // changes a video itself, so the coordinator stays the single writer of state.
+// Its only writes are API keys, the claim of an unused video id by its first
+// upload or create (claims.go: an insert the coordinator's create would make
+// anyway) and the body behind each create's request id (idempotency.go).
 package api
 
 import (
@@ -9,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,8 +43,22 @@ type Config struct {
 	// OwnersMayRecover lets users recover their own stalled videos, not only
 	// operators: for `backbeat dev`, where the dev user is the operator.
 	OwnersMayRecover bool
-	// RequestTimeout bounds the work of one non-upload request.
+	// RequestTimeout bounds the work of one non-upload request, reading its
+	// body included.
 	RequestTimeout time.Duration
+	// SpoolDir holds uploads while they arrive (see spoolUpload); empty
+	// means os.TempDir(). It needs room for MaxAudioBytes per upload in flight.
+	SpoolDir string
+	// ReadHeaderTimeout and IdleTimeout are the server's connection timeouts
+	// (telemetry.Server); zero means the telemetry defaults.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	// UploadGrace and UploadMinRate bound how long a client may hold an
+	// upload (see paceReader): a body that stops for UploadGrace, or falls
+	// behind UploadMinRate bytes/s on average once UploadGrace is spent, is
+	// cut off with a 408. Zero means the defaults.
+	UploadGrace   time.Duration
+	UploadMinRate int64
 }
 
 func (c *Config) setDefaults() {
@@ -53,6 +71,21 @@ func (c *Config) setDefaults() {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 15 * time.Second
 	}
+	if c.SpoolDir == "" {
+		c.SpoolDir = os.TempDir()
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = telemetry.DefaultReadHeaderTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = telemetry.DefaultIdleTimeout
+	}
+	if c.UploadGrace == 0 {
+		c.UploadGrace = DefaultUploadGrace
+	}
+	if c.UploadMinRate == 0 {
+		c.UploadMinRate = DefaultUploadMinRate
+	}
 }
 
 func (c Config) validate() error {
@@ -61,6 +94,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxAudioBytes < 0 || c.MaxCoverBytes < 0 {
 		return errors.New("api: upload limits must not be negative")
+	}
+	if c.RequestTimeout < 0 || c.ReadHeaderTimeout < 0 || c.IdleTimeout < 0 || c.UploadGrace < 0 || c.UploadMinRate < 0 {
+		return errors.New("api: timeouts and the upload rate must not be negative")
 	}
 	return nil
 }
@@ -90,8 +126,9 @@ type Service struct {
 	progress *bus.ProgressReader
 }
 
-// New checks the configuration, mounts the routes on the telemetry mux and
-// registers the readiness checks of the database, NATS and storage.
+// New checks the configuration, mounts the routes on the telemetry mux, sets
+// the telemetry server's connection timeouts and registers the readiness
+// checks of the database, NATS and storage.
 func New(cfg Config, deps Deps) (*Service, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
@@ -117,6 +154,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			Help: "HTTP API requests by route and status code.",
 		}, []string{"route", "code"}),
 	}
+	// The API takes requests from the Internet: its server must not let a
+	// client hold a connection by sending its headers slowly or by idling.
+	s.tel.ReadHeaderTimeout, s.tel.IdleTimeout = cfg.ReadHeaderTimeout, cfg.IdleTimeout
 	s.progress = bus.NewProgressReader(deps.JS, deps.Pub.Subjects())
 	if err := s.tel.Registry.Register(s.requests); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -166,7 +206,10 @@ func (s *Service) Serve(ctx context.Context, addr string) error {
 type handlerFunc func(w http.ResponseWriter, r *http.Request, c caller) error
 
 // wrap authenticates, bounds the request's time when timed is set (uploads
-// run as long as the body takes), recovers panics, counts and logs.
+// run as long as the body takes, at the pace paceReader allows), recovers
+// panics, counts and logs. A timed request's body must also arrive within
+// RequestTimeout: the context does not interrupt a blocked body read, the
+// connection's read deadline does.
 func (s *Service) wrap(route string, timed bool, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -184,6 +227,10 @@ func (s *Service) wrap(route string, timed bool, h handlerFunc) http.Handler {
 			ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 			defer cancel()
 			r = r.WithContext(ctx)
+			err := http.NewResponseController(w).SetReadDeadline(start.Add(s.cfg.RequestTimeout))
+			if err != nil && !errors.Is(err, http.ErrNotSupported) {
+				s.log.Warn("set read deadline", zap.String("route", route), zap.Error(err))
+			}
 		}
 		c, err := s.authenticate(r)
 		if err == nil {
@@ -212,6 +259,9 @@ func (r *statusRecorder) WriteHeader(code int) {
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (read deadlines).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *statusRecorder) Write(b []byte) (int, error) {
 	r.written = true

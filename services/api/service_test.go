@@ -20,6 +20,12 @@ import (
 // call sends one request with an optional bearer key and decodes a JSON answer into out.
 func call(t *testing.T, method, url, key string, body any, out any) int {
 	t.Helper()
+	return callWith(t, method, url, key, nil, body, out)
+}
+
+// callWith is call with extra request headers.
+func callWith(t *testing.T, method, url, key string, header map[string]string, body any, out any) int {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -36,6 +42,9 @@ func call(t *testing.T, method, url, key string, body any, out any) int {
 	require.NoError(t, err)
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)

@@ -67,6 +67,11 @@ func (s *Service) getVideo(w http.ResponseWriter, r *http.Request, c caller) err
 	if err != nil {
 		return err
 	}
+	if v.RunID == "" {
+		// Claimed by an upload, not created yet (claims.go): no video to
+		// show, and clients that wait for a queued create expect a 404.
+		return errorf(http.StatusNotFound, "video %s not found: it has uploads but was not created yet", v.ID)
+	}
 	view, err := s.view(r.Context(), v)
 	if err != nil {
 		return err

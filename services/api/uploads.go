@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/backbeat/backbeat/pkg/ids"
-	"github.com/backbeat/backbeat/pkg/store"
 )
 
 // Upload kinds.
@@ -91,8 +91,14 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// upload stores the raw request body as the audio or cover of a video.
+// upload stores the raw request body as the audio or cover of a video. The
+// body is spooled to disk first (spoolUpload: memory per upload stays small
+// whatever its size or framing) under a pace (paceReader: a slow client is
+// cut off), and only the video's owner may upload under its id (claimVideo).
 func (s *Service) upload(w http.ResponseWriter, r *http.Request, c caller) error {
+	if c.Admin {
+		return errorf(http.StatusForbidden, "uploads belong to users: send them with the user's API key")
+	}
 	q := r.URL.Query()
 	vid, kind := q.Get("video_id"), q.Get("kind")
 	if err := ids.ValidateVideoID(vid); err != nil {
@@ -111,19 +117,33 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, c caller) error
 		return errorf(http.StatusRequestEntityTooLarge, "%s upload of %d bytes is over the limit of %d", kind, r.ContentLength, limit)
 	}
 	ctx := r.Context()
-	if err := s.checkVideoFree(r, c, vid); err != nil {
+	// Refuse someone else's video before reading a byte of the body; the
+	// claim itself waits until the body is known to be an upload.
+	if err := s.checkOwner(r, c, vid); err != nil {
 		return err
 	}
-	body := &limitedReader{r: r.Body, n: limit}
+	pace := newPaceReader(w, r.Body, s.cfg.UploadGrace, s.cfg.UploadMinRate)
+	body := &limitedReader{r: pace, n: limit}
+	readErr := func(err error) error {
+		var pe *os.PathError
+		switch {
+		case body.exceeded:
+			return errorf(http.StatusRequestEntityTooLarge, "%s upload is over the limit of %d bytes", kind, limit)
+		case pace.slow:
+			return errorf(http.StatusRequestTimeout, "%s upload too slow: send at least %d bytes/s, with no pause over %s",
+				kind, s.cfg.UploadMinRate, s.cfg.UploadGrace)
+		case errors.As(err, &pe):
+			return fmt.Errorf("spool %s upload: %w", kind, err)
+		}
+		return badRequest("read upload: %v", err)
+	}
 	head := make([]byte, 512)
 	n, err := io.ReadFull(body, head)
 	switch {
-	case body.exceeded:
-		return errorf(http.StatusRequestEntityTooLarge, "%s upload is over the limit of %d bytes", kind, limit)
 	case errors.Is(err, io.EOF):
 		return badRequest("empty upload: send the file as the request body")
 	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF):
-		return badRequest("read upload: %v", err)
+		return readErr(err)
 	}
 	head = head[:n]
 	ext, ct := sniff(head)
@@ -131,34 +151,19 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, c caller) error
 		return badRequest("the %s upload is not a supported format (looks like %s)", kind,
 			strings.SplitN(http.DetectContentType(head), ";", 2)[0])
 	}
+	f, size, err := spoolUpload(s.cfg.SpoolDir, head, body)
+	if err != nil {
+		return readErr(err)
+	}
+	defer f.Close()
+	if err := s.claimVideo(ctx, c, vid); err != nil {
+		return err
+	}
 	key := UploadKey(vid, kind, ext)
-	size := r.ContentLength
-	if size < 0 {
-		size = -1
-	}
-	info, err := s.blob.Put(ctx, key, io.MultiReader(bytes.NewReader(head), body), size, ct)
-	if body.exceeded {
-		return errorf(http.StatusRequestEntityTooLarge, "%s upload is over the limit of %d bytes", kind, limit)
-	}
+	info, err := s.blob.Put(ctx, key, f, size, ct)
 	if err != nil {
 		return fmt.Errorf("store upload %s: %w", key, err)
 	}
 	writeJSON(w, http.StatusCreated, UploadResponse{Key: key, Size: info.Size, ContentType: ct})
-	return nil
-}
-
-// checkVideoFree refuses a video id that already belongs to someone else, so
-// one user cannot overwrite another's uploads or supersede their video.
-func (s *Service) checkVideoFree(r *http.Request, c caller, vid string) error {
-	v, err := s.store.GetVideo(r.Context(), vid)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !c.owns(v.UserID) {
-		return errorf(http.StatusConflict, "video id %s is taken: choose another", vid)
-	}
 	return nil
 }

@@ -163,21 +163,34 @@ func uploadKeyOf(vid, key, field string) error {
 	return nil
 }
 
-// createVideo validates and publishes a VideoCreate; the coordinator does the rest.
+// createVideo validates and publishes a VideoCreate; the coordinator does
+// the rest. With an Idempotency-Key (or a request_id in the body) a retry
+// publishes the same create again, which is charged once
+// (IdempotencyKeyHeader).
 func (s *Service) createVideo(w http.ResponseWriter, r *http.Request, c caller) error {
 	if c.Admin {
 		return errorf(http.StatusForbidden, "videos belong to users: create them with a user's API key")
 	}
+	idemKey, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
 	var req CreateRequest
 	if err := readJSON(w, r, &req, false); err != nil {
 		return err
+	}
+	if idemKey != "" {
+		if req.RequestID != "" && req.RequestID != idemKey {
+			return badRequest("request_id %q and %s %q differ: send one of them", req.RequestID, IdempotencyKeyHeader, idemKey)
+		}
+		req.RequestID = idemKey
 	}
 	m, err := req.toMessage(c.UserID)
 	if err != nil {
 		return badRequest("%v", err)
 	}
 	ctx := r.Context()
-	if err := s.checkVideoFree(r, c, m.VideoId); err != nil {
+	if err := s.checkOwner(r, c, m.VideoId); err != nil {
 		return err
 	}
 	for _, k := range []string{m.AudioKey, m.CoverKey} {
@@ -190,14 +203,26 @@ func (s *Service) createVideo(w http.ResponseWriter, r *http.Request, c caller) 
 			return fmt.Errorf("stat %s: %w", k, err)
 		}
 	}
-	if m.RequestId == "" {
+	if err := s.claimVideo(ctx, c, m.VideoId); err != nil {
+		return err
+	}
+	if m.RequestId != "" {
+		hash, err := bodyHash(req, c.UserID, m.Format.String())
+		if err != nil {
+			return err
+		}
+		rec := store.CreateRequest{VideoID: m.VideoId, RequestID: m.RequestId, UserID: c.UserID, BodyHash: hash}
+		if err := s.recordCreate(ctx, rec); err != nil {
+			return err
+		}
+	} else {
 		m.RequestId = NewRequestID()
 	}
 	subj := s.pub.Subjects().Event(m.VideoId, bus.KindVideoCreate)
 	// The video id is part of the message id so that two apps choosing the
 	// same request id for different videos do not deduplicate each other.
 	if err := s.pub.Publish(ctx, subj, m, "create:"+m.VideoId+":"+m.RequestId); err != nil {
-		return err
+		return fmt.Errorf("publish create of %s: %w", m.VideoId, err)
 	}
 	s.log.Info("video create published", zap.String("video_id", m.VideoId),
 		zap.String("user_id", m.UserId), zap.String("request_id", m.RequestId))
@@ -240,8 +265,23 @@ func readAction(w http.ResponseWriter, r *http.Request) (ActionRequest, error) {
 	return a, nil
 }
 
+// currentRun is the run a cancel or recover names: the one the API sees as
+// the video's current run. Naming it means a command the coordinator handles
+// late, after a newer create, acts on the run the user saw, not on the newer
+// one. A claimed video that was never created has none: 409.
+func currentRun(v store.Video, action string) (string, error) {
+	if v.RunID == "" {
+		return "", errorf(http.StatusConflict, "video %s has no run to %s: it was never created (POST /v1/videos)", v.ID, action)
+	}
+	return v.RunID, nil
+}
+
 func (s *Service) cancelVideo(w http.ResponseWriter, r *http.Request, c caller) error {
 	v, err := s.ownedVideo(r, c)
+	if err != nil {
+		return err
+	}
+	run, err := currentRun(v, "cancel")
 	if err != nil {
 		return err
 	}
@@ -252,12 +292,12 @@ func (s *Service) cancelVideo(w http.ResponseWriter, r *http.Request, c caller) 
 	if a.Reason == "" {
 		a.Reason = "cancelled by the user"
 	}
-	m := &backbeatv1.VideoCancel{VideoId: v.ID, Reason: a.Reason, RequestId: a.RequestID}
+	m := &backbeatv1.VideoCancel{VideoId: v.ID, RunId: run, Reason: a.Reason, RequestId: a.RequestID}
 	subj := s.pub.Subjects().Event(v.ID, bus.KindVideoCancel)
 	if err := s.pub.Publish(r.Context(), subj, m, "cancel:"+v.ID+":"+a.RequestID); err != nil {
-		return err
+		return fmt.Errorf("publish cancel of %s: %w", v.ID, err)
 	}
-	s.log.Info("video cancel published", zap.String("video_id", v.ID), zap.String("run_id", v.RunID))
+	s.log.Info("video cancel published", zap.String("video_id", v.ID), zap.String("run_id", run))
 	writeJSON(w, http.StatusAccepted, AcceptedResponse{VideoID: v.ID, RequestID: a.RequestID})
 	return nil
 }
@@ -270,16 +310,20 @@ func (s *Service) recoverVideo(w http.ResponseWriter, r *http.Request, c caller)
 	if err != nil {
 		return err
 	}
+	run, err := currentRun(v, "recover")
+	if err != nil {
+		return err
+	}
 	a, err := readAction(w, r)
 	if err != nil {
 		return err
 	}
-	m := &backbeatv1.VideoRecover{VideoId: v.ID, RunId: v.RunID, RequestId: a.RequestID}
+	m := &backbeatv1.VideoRecover{VideoId: v.ID, RunId: run, RequestId: a.RequestID}
 	subj := s.pub.Subjects().Event(v.ID, bus.KindVideoRecover)
 	if err := s.pub.Publish(r.Context(), subj, m, "recover:"+v.ID+":"+a.RequestID); err != nil {
-		return err
+		return fmt.Errorf("publish recover of %s: %w", v.ID, err)
 	}
-	s.log.Info("video recover published", zap.String("video_id", v.ID), zap.String("run_id", v.RunID))
+	s.log.Info("video recover published", zap.String("video_id", v.ID), zap.String("run_id", run))
 	writeJSON(w, http.StatusAccepted, AcceptedResponse{VideoID: v.ID, RequestID: a.RequestID})
 	return nil
 }

@@ -93,7 +93,7 @@ func TestOtherUsersVideoIsNotFound(t *testing.T) {
 	} {
 		require.Equal(t, http.StatusNotFound, call(t, c.method, e.URL+c.path, e.Key, nil, nil), c.path)
 	}
-	require.Equal(t, http.StatusConflict, call(t, "POST", e.URL+"/v1/uploads?video_id=theirs&kind=audio", e.Key, apitest.WAV(10), nil))
+	require.Equal(t, http.StatusForbidden, call(t, "POST", e.URL+"/v1/uploads?video_id=theirs&kind=audio", e.Key, apitest.WAV(10), nil))
 	require.Empty(t, e.Events(t, e.Pub.Subjects().Events()))
 
 	var v api.VideoView
@@ -176,4 +176,46 @@ func TestOwnersMayRecoverInDev(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, call(t, "POST", e.URL+"/v1/videos/v1/recover", key2, nil, nil))
 	require.Equal(t, http.StatusAccepted, call(t, "POST", e.URL+"/v1/videos/v1/recover", e.Key, nil, nil))
 	require.Len(t, e.Events(t, e.Pub.Subjects().Event("v1", bus.KindVideoRecover)), 1)
+}
+
+// TestCancelNamesItsRun: cancel and recover carry the run the API sees as
+// the video's current one, so a cancel the coordinator handles after a newer
+// create (a new run) stops only the run the user meant to stop. A video with
+// uploads but no create has no run: 409, nothing published.
+func TestCancelNamesItsRun(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t)
+	e.SeedVideo(t, store.Video{ID: "v1", UserID: e.UserID, RunID: "r1", Status: store.StatusProcessing}, store.StageRender)
+	cancels := func() []*backbeatv1.VideoCancel {
+		var out []*backbeatv1.VideoCancel
+		for _, m := range e.Events(t, e.Pub.Subjects().Event("v1", bus.KindVideoCancel)) {
+			out = append(out, decode(t, &backbeatv1.VideoCancel{}, m.Data()))
+		}
+		return out
+	}
+
+	require.Equal(t, http.StatusAccepted, call(t, "POST", e.URL+"/v1/videos/v1/cancel", e.Key, nil, nil))
+	require.Len(t, cancels(), 1)
+	require.Equal(t, "r1", cancels()[0].GetRunId())
+
+	// A newer create made run r2 current: a cancel sent now names r2, and
+	// the first one still names r1 however late the coordinator reads it.
+	e.SeedVideo(t, store.Video{ID: "v1", UserID: e.UserID, RunID: "r2", Status: store.StatusStalled}, store.StageRender)
+	require.Equal(t, http.StatusAccepted, call(t, "POST", e.URL+"/v1/videos/v1/cancel", e.Key, nil, nil))
+	got := cancels()
+	require.Len(t, got, 2)
+	require.Equal(t, []string{"r1", "r2"}, []string{got[0].GetRunId(), got[1].GetRunId()})
+	require.Equal(t, http.StatusAccepted, call(t, "POST", e.URL+"/v1/videos/v1/recover", apitest.AdminKey, nil, nil))
+	recovers := e.Events(t, e.Pub.Subjects().Event("v1", bus.KindVideoRecover))
+	require.Len(t, recovers, 1)
+	require.Equal(t, "r2", decode(t, &backbeatv1.VideoRecover{}, recovers[0].Data()).GetRunId())
+
+	// Uploaded, never created: no run to name.
+	require.Equal(t, http.StatusCreated, call(t, "POST", e.URL+"/v1/uploads?video_id=v2&kind=audio", e.Key, apitest.WAV(10), nil))
+	var eb api.ErrorBody
+	require.Equal(t, http.StatusConflict, call(t, "POST", e.URL+"/v1/videos/v2/cancel", e.Key, nil, &eb))
+	require.Contains(t, eb.Error, "video v2 has no run")
+	require.Equal(t, http.StatusConflict, call(t, "POST", e.URL+"/v1/videos/v2/recover", apitest.AdminKey, nil, &eb))
+	require.Contains(t, eb.Error, "video v2 has no run")
+	require.Empty(t, e.Events(t, e.Pub.Subjects().Event("v2", ">")))
 }

@@ -1,6 +1,7 @@
 // Package apitest runs the real API handler on an httptest server with an
-// embedded JetStream, a fresh Postgres schema and a local blob folder, for
-// the API's own tests and for the CLI's. It also seeds what the coordinator
+// embedded JetStream, a fresh Postgres schema and a local blob folder (or a
+// fresh MinIO bucket), for the API's own tests and for the CLI's. The server
+// runs with the connection timeouts the API sets in production. It also seeds what the coordinator
 // would write (videos, runs, steps), since the API only reads them.
 package apitest
 
@@ -16,10 +17,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
+	"gorm.io/gorm/clause"
 
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/store"
+	"github.com/backbeat/backbeat/pkg/telemetry"
 	"github.com/backbeat/backbeat/pkg/testenv"
 	"github.com/backbeat/backbeat/services/api"
 )
@@ -34,16 +37,37 @@ type Env struct {
 	JS     jetstream.JetStream
 	NC     *nats.Conn
 	Store  *store.Store
-	Blob   *blob.Local
-	Pub    *bus.Publisher
+	// Objects is where the API stores uploads; Blob is the same store when
+	// it is a local folder (New) and nil on MinIO (NewOnMinIO).
+	Objects blob.Store
+	Blob    *blob.Local
+	Pub     *bus.Publisher
 	// UserID and Key are a seeded user with 100 credits and its API key.
 	UserID string
 	Key    string
 }
 
-// New starts an environment; everything stops in t.Cleanup. Options adjust
-// the API's configuration.
+// New starts an environment whose uploads go to a local folder; everything
+// stops in t.Cleanup. Options adjust the API's configuration.
 func New(t *testing.T, opts ...func(*api.Config)) *Env {
+	t.Helper()
+	local, err := blob.NewLocal(t.TempDir())
+	require.NoError(t, err)
+	e := NewOn(t, local, opts...)
+	e.Blob = local
+	return e
+}
+
+// NewOnMinIO is New with uploads on a fresh bucket of the test MinIO
+// (testenv.MinIO), for what only shows against S3: multipart uploads and the
+// memory minio-go takes for them.
+func NewOnMinIO(t *testing.T, opts ...func(*api.Config)) *Env {
+	t.Helper()
+	return NewOn(t, testenv.MinIO(t), opts...)
+}
+
+// NewOn is New with uploads on the given store.
+func NewOn(t *testing.T, objects blob.Store, opts ...func(*api.Config)) *Env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -51,19 +75,21 @@ func New(t *testing.T, opts ...func(*api.Config)) *Env {
 	st, err := store.Open(ctx, testenv.Postgres(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
-	objects, err := blob.NewLocal(t.TempDir())
-	require.NoError(t, err)
 	pub := bus.NewPublisher(js, testenv.Topology().Subjects)
-	cfg := api.Config{AdminKey: AdminKey, MaxCoverBytes: 64 << 10}
+	cfg := api.Config{AdminKey: AdminKey, MaxCoverBytes: 64 << 10, SpoolDir: t.TempDir()}
 	for _, o := range opts {
 		o(&cfg)
 	}
+	log := zaptest.NewLogger(t)
+	tel := telemetry.New("api", log)
 	svc, err := api.New(cfg,
-		api.Deps{Store: st, Blob: objects, Pub: pub, JS: js, Log: zaptest.NewLogger(t)})
+		api.Deps{Store: st, Blob: objects, Pub: pub, JS: js, Log: log, Telemetry: tel})
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewUnstartedServer(svc.Handler())
+	srv.Config = tel.HTTPServer()
+	srv.Start()
 	t.Cleanup(srv.Close)
-	e := &Env{Server: srv, URL: srv.URL, JS: js, NC: nc, Store: st, Blob: objects, Pub: pub}
+	e := &Env{Server: srv, URL: srv.URL, JS: js, NC: nc, Store: st, Objects: objects, Pub: pub}
 	e.UserID, e.Key = e.AddUser(t, "u1")
 	return e
 }
@@ -79,6 +105,8 @@ func (e *Env) AddUser(t *testing.T, id string) (string, string) {
 }
 
 // SeedVideo writes a video, its run and timeline as the coordinator would.
+// A video row an upload already claimed is taken over, as the coordinator's
+// create does.
 func (e *Env) SeedVideo(t *testing.T, v store.Video, stage string, steps ...store.Step) {
 	t.Helper()
 	db := e.Store.DB
@@ -88,7 +116,7 @@ func (e *Env) SeedVideo(t *testing.T, v store.Video, stage string, steps ...stor
 			Status: v.Status, Stage: stage, Bundle: "free", Units: 1, Attempt: 1, Pool: "cpu",
 		}).Error)
 	}
-	require.NoError(t, db.Create(&v).Error)
+	require.NoError(t, db.Clauses(clause.OnConflict{UpdateAll: true}).Create(&v).Error)
 	for i := range steps {
 		steps[i].RunID, steps[i].VideoID = v.RunID, v.ID
 		require.NoError(t, db.Create(&steps[i]).Error)

@@ -16,6 +16,8 @@ func main() {
 			AdminKey:      p.Env.String("API_ADMIN_KEY", ""),
 			MaxAudioBytes: int64(p.Env.Int("API_MAX_AUDIO_BYTES", api.DefaultMaxAudioBytes)),
 			MaxCoverBytes: int64(p.Env.Int("API_MAX_COVER_BYTES", api.DefaultMaxCoverBytes)),
+			// Uploads are spooled here while they arrive (default os.TempDir()).
+			SpoolDir: p.Env.String("API_SPOOL_DIR", ""),
 			// Dev setups only: users may recover their own stalled videos.
 			OwnersMayRecover: p.Env.Bool("API_OWNERS_MAY_RECOVER", false),
 		}
