@@ -68,6 +68,50 @@ func (r *Runs) Set(ctx context.Context, videoID string, s RunState) error {
 	return nil
 }
 
+// ErrRevisionConflict is returned (wrapped) by CompareAndSet when the entry
+// changed since it was read.
+var ErrRevisionConflict = errors.New("runs: entry changed since it was read")
+
+// GetRevision returns the run state of a video and its revision; ok is false
+// (and the revision 0) when there is none.
+func (r *Runs) GetRevision(ctx context.Context, videoID string) (s RunState, rev uint64, ok bool, err error) {
+	e, err := r.kv.Get(ctx, videoID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return RunState{}, 0, false, nil
+	}
+	if err != nil {
+		return RunState{}, 0, false, fmt.Errorf("get run state of %s: %w", videoID, err)
+	}
+	if err := json.Unmarshal(e.Value(), &s); err != nil {
+		return RunState{}, 0, false, fmt.Errorf("decode run state of %s: %w", videoID, err)
+	}
+	return s, e.Revision(), true, nil
+}
+
+// CompareAndSet writes the run state of a video only if its entry is still at
+// revision rev (0: only if there is no entry). A lost race is an error
+// wrapping ErrRevisionConflict: the caller reads again and decides again.
+func (r *Runs) CompareAndSet(ctx context.Context, videoID string, s RunState, rev uint64) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode run state: %w", err)
+	}
+	if rev == 0 {
+		_, err = r.kv.Create(ctx, videoID, b)
+	} else {
+		_, err = r.kv.Update(ctx, videoID, b, rev)
+	}
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrKeyExists), errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+		return fmt.Errorf("put run state of %s at revision %d: %w", videoID, rev, ErrRevisionConflict)
+	default:
+		return fmt.Errorf("put run state of %s at revision %d: %w", videoID, rev, err)
+	}
+}
+
 // Get returns the run state of a video; ok is false when there is none.
 func (r *Runs) Get(ctx context.Context, videoID string) (s RunState, ok bool, err error) {
 	e, err := r.kv.Get(ctx, videoID)

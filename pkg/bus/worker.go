@@ -479,6 +479,13 @@ func withDelivery(ctx context.Context, msg jetstream.Msg) context.Context {
 // original, so that a replay is recognised as the same event.
 const HeaderReplayOf = "Backbeat-Replay-Of"
 
+// IsReplay reports whether the event being handled was re-published by an
+// operator's replay (it carries HeaderReplayOf).
+func IsReplay(ctx context.Context) bool {
+	msg, ok := ctx.Value(deliveryKey{}).(jetstream.Msg)
+	return ok && msg.Headers().Get(HeaderReplayOf) != ""
+}
+
 // OriginalSequence is the stream sequence of the event being handled, or of
 // the original when it is a replay (HeaderReplayOf); 0 outside a handler.
 // The coordinator keys a create without request id by it.

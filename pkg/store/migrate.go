@@ -23,7 +23,19 @@ var migrations = []migration{
 		// spell out their own changes rather than re-run AutoMigrate.
 		return tx.AutoMigrate(&User{}, &Video{}, &Run{}, &Step{}, &LedgerEntry{}, &APIKey{})
 	}},
-	// Version 2 is reserved for a change being made elsewhere.
+	{2, "runs: the stall watchdog's marks (progress_attempt, progress_frames, progress_at)", func(tx *gorm.DB) error {
+		// Version 1 auto-migrates the current models, so on a new database
+		// the columns exist already.
+		for _, col := range []string{"ProgressAttempt", "ProgressFrames", "ProgressAt"} {
+			if tx.Migrator().HasColumn(&Run{}, col) {
+				continue
+			}
+			if err := tx.Migrator().AddColumn(&Run{}, col); err != nil {
+				return fmt.Errorf("add runs.%s: %w", col, err)
+			}
+		}
+		return nil
+	}},
 	{3, "create_requests: the body behind each request id of a create", func(tx *gorm.DB) error {
 		return tx.Migrator().CreateTable(&createRequestV3{})
 	}},

@@ -83,9 +83,16 @@ type Run struct {
 	Duration      float64
 	VideoKey      string `gorm:"size:512"`
 	RenderSeconds float64
-	// RenderStartedAt is when the current attempt was queued; the stall
-	// watchdog measures from it until progress arrives.
+	// RenderStartedAt is when the current attempt was queued; the watchdog
+	// moves an attempt that waits in its queue too long to the next pool.
 	RenderStartedAt *time.Time
+	// ProgressAttempt, ProgressFrames and ProgressAt are the stall
+	// watchdog's marks: the attempt a worker was seen working on, its frame
+	// count, and when that count last moved. They are persisted so that a
+	// coordinator restart does not restart the stall clock of a hung render.
+	ProgressAttempt int32
+	ProgressFrames  int64
+	ProgressAt      *time.Time
 	FinishedAt      *time.Time
 	CreatedAt       time.Time
 	UpdatedAt       time.Time

@@ -32,6 +32,12 @@ type Config struct {
 	StallTimeout time.Duration
 	// StallCheckEvery is the watchdog's period (default StallTimeout/4).
 	StallCheckEvery time.Duration
+	// QueueTimeout: a render no worker has claimed for this long moves to
+	// the bundle's next pool (default 5 minutes).
+	QueueTimeout time.Duration
+	// SweepEvery is how often the effects of every run in flight are
+	// derived again (default 10 minutes; also once at start).
+	SweepEvery time.Duration
 	// EdgeBaseURL prefixes public object keys in the URLs given to users.
 	EdgeBaseURL string
 	// NotifyWebhook receives the user notifications (optional: log only).
@@ -49,10 +55,11 @@ type Publisher interface {
 	Subjects() bus.Subjects
 }
 
-// RunsKV is the runs bucket as the coordinator uses it (*bus.Runs).
+// RunsKV is the runs bucket as the coordinator uses it (*bus.Runs): read
+// with the revision, write compare-and-set.
 type RunsKV interface {
-	Get(ctx context.Context, videoID string) (bus.RunState, bool, error)
-	Set(ctx context.Context, videoID string, s bus.RunState) error
+	GetRevision(ctx context.Context, videoID string) (bus.RunState, uint64, bool, error)
+	CompareAndSet(ctx context.Context, videoID string, s bus.RunState, rev uint64) error
 }
 
 // ProgressSource returns the last render progress of a video and when it was
@@ -96,9 +103,6 @@ type Service struct {
 	progress ProgressSource
 	now      func() time.Time
 	newRunID func() string
-
-	marksMu sync.Mutex
-	marks   map[string]progressMark
 }
 
 // New validates the configuration and builds the coordinator.
@@ -119,6 +123,12 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	if cfg.StallCheckEvery <= 0 {
 		cfg.StallCheckEvery = cfg.StallTimeout / 4
+	}
+	if cfg.QueueTimeout <= 0 {
+		cfg.QueueTimeout = 5 * time.Minute
+	}
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = 10 * time.Minute
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
@@ -150,15 +160,20 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	return &Service{cfg: cfg, db: d.Store, pub: d.Pub, subj: d.Pub.Subjects(),
 		progress: prog, runs: d.Runs, blob: d.Blob, now: func() time.Time { return now().UTC() }, newRunID: newRunID,
-		alert: al, log: log, topo: d.Topo, met: d.Metrics, marks: map[string]progressMark{}}, nil
+		alert: al, log: log, topo: d.Topo, met: d.Metrics}, nil
 }
 
 // Router returns the EVENTS router with a handler per event kind.
 func (s *Service) Router() *bus.Router {
-	r := &bus.Router{Step: "coordinator", Pub: s.busPublisher(), Log: s.log, Policy: bus.Policy{
-		AckWait: 30 * time.Second, MaxDeliver: 10,
-		Backoff: []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second},
-	}, Name: s.cfg.Name, Metrics: s.met}
+	// Infrastructure errors (a database failover, NATS leader election) are
+	// retried for as long as they last, with an alert; they never become a
+	// user-facing failure. Only bad input (bus.Permanent) and panics fail.
+	r := &bus.Router{Step: bus.ConsumerCoordinator, Pub: s.busPublisher(), Log: s.log,
+		Policy: s.topo.Policy(bus.ConsumerCoordinator), Name: s.cfg.Name, Metrics: s.met,
+		OnStuck: func(ctx context.Context, subject string, delivered uint64, err error) {
+			s.alert.Send(alert.Alert{Kind: "event_stuck", VideoID: s.subj.VideoIDOf(subject), Step: "coordinator",
+				Reason: fmt.Sprintf("delivery %d still failing: %v", delivered, err)})
+		}}
 	bus.Route(r, bus.KindVideoCreate, func() *backbeatv1.VideoCreate { return &backbeatv1.VideoCreate{} }, s.onCreate)
 	bus.Route(r, bus.KindVideoCancel, func() *backbeatv1.VideoCancel { return &backbeatv1.VideoCancel{} }, s.onCancel)
 	bus.Route(r, bus.KindVideoRecover, func() *backbeatv1.VideoRecover { return &backbeatv1.VideoRecover{} }, s.onRecover)

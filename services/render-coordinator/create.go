@@ -29,10 +29,21 @@ func createKey(ctx context.Context, m *backbeatv1.VideoCreate) string {
 
 type sequenceKey struct{}
 
+type replayKey struct{}
+
+// isReplay reports whether the event being handled was re-published by an
+// operator's replay.
+func isReplay(ctx context.Context) bool {
+	if r, ok := ctx.Value(replayKey{}).(bool); ok {
+		return r
+	}
+	return bus.IsReplay(ctx)
+}
+
 // withEventSequence sets the stream sequence eventSequence reports; the
 // simulation, which has no JetStream message to carry it, uses it.
-func withEventSequence(ctx context.Context, seq uint64) context.Context {
-	return context.WithValue(ctx, sequenceKey{}, seq)
+func withEventSequence(ctx context.Context, seq uint64, replay bool) context.Context {
+	return context.WithValue(context.WithValue(ctx, sequenceKey{}, seq), replayKey{}, replay)
 }
 
 // eventSequence is the EVENTS sequence of the event being handled, or of the
@@ -81,9 +92,16 @@ func validateCreate(m *backbeatv1.VideoCreate, b Bundle) string {
 	return ""
 }
 
-// onCreate starts a run: one per create event, whatever is redelivered. A run
-// in flight for the same video is superseded (cancelled and refunded) in the
-// same transaction that holds the new run's credits.
+// errRollbackRefused undoes a create's transaction whose hold failed, so that
+// it is recorded again as a refusal that supersedes nothing.
+var errRollbackRefused = errors.New("create refused: roll back")
+
+// onCreate starts a run: one per create event, whatever is redelivered. A
+// create is validated and its credits held before it supersedes anything: a
+// run in flight for the same video is superseded (cancelled and refunded) in
+// the same transaction that holds the new run's credits, and a refused create
+// (bad region, unknown user, not enough credits) leaves the run in flight
+// alone.
 func (s *Service) onCreate(ctx context.Context, m *backbeatv1.VideoCreate) error {
 	if err := ids.ValidateVideoID(m.VideoId); err != nil {
 		return bus.Permanent(err)
@@ -97,118 +115,158 @@ func (s *Service) onCreate(ctx context.Context, m *backbeatv1.VideoCreate) error
 	if err != nil {
 		return bus.Permanent(fmt.Errorf("encode spec: %w", err))
 	}
-	now := s.now()
-	var (
-		created    store.Run
-		superseded *store.Run
-		duplicate  *store.Run
-	)
-	err = s.db.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var existing store.Run
-		err := tx.Where("create_key = ?", key).First(&existing).Error
-		if err == nil {
-			duplicate = &existing
-			return nil
+	var res createResult
+	for _, forced := range []string{"", "insufficient"} {
+		res = createResult{}
+		err = s.db.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			return s.createTx(tx, m, key, string(spec), forced, &res)
+		})
+		if !errors.Is(err, errRollbackRefused) {
+			break
 		}
-		if !errors.Is(err, gorm.ErrRecordNotFound) {
-			return fmt.Errorf("look up create: %w", err)
-		}
-		var user store.User
-		userErr := tx.Where("id = ?", m.UserId).First(&user).Error
-		if userErr != nil && !errors.Is(userErr, gorm.ErrRecordNotFound) {
-			return fmt.Errorf("look up user: %w", userErr)
-		}
-		// The video row is the per-video lock.
-		if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&store.Video{ID: m.VideoId, UserID: m.UserId, Status: store.StatusPending}).Error; err != nil {
-			return fmt.Errorf("create video: %w", err)
-		}
-		var video store.Video
-		if err := s.db.ForUpdate(tx).Where("id = ?", m.VideoId).First(&video).Error; err != nil {
-			return fmt.Errorf("lock video: %w", err)
-		}
-		if video.UserID != m.UserId {
-			return bus.Permanentf("video %s belongs to another user", m.VideoId)
-		}
-		b := s.bundle(user.Bundle)
-		run := store.Run{ID: s.newRunID(), VideoID: m.VideoId, UserID: m.UserId, CreateKey: key,
-			Status: store.StatusPending, Stage: store.StageAudio, Bundle: b.Name, Spec: string(spec)}
-		reason := ""
-		if errors.Is(userErr, gorm.ErrRecordNotFound) {
-			reason = fmt.Sprintf("unknown user %q", m.UserId)
-		} else {
-			reason = validateCreate(m, b)
-		}
-		if reason == "" {
-			run.Units = b.Units(m.EndSeconds - m.StartSeconds)
-		}
-		// Supersede the run in flight, if any.
-		if video.RunID != "" {
-			var old store.Run
-			if err := tx.Where("id = ?", video.RunID).First(&old).Error; err == nil && inFlight(old.Status) {
-				why := "superseded by a new request (run " + run.ID + ")"
-				if _, err := s.finish(tx, &old, store.StatusCancelled, why, now); err != nil {
-					return err
-				}
-				superseded = &old
-			}
-		}
-		if reason == "" {
-			if err := store.Hold(tx, run.ID, m.UserId, run.Units); err != nil {
-				if !errors.Is(err, store.ErrInsufficientCredits) {
-					return err
-				}
-				reason = fmt.Sprintf("insufficient credits: this video costs %d units, the balance is %d", run.Units, user.Balance)
-			}
-		}
-		if reason != "" {
-			run.Status, run.Stage, run.Reason, run.FinishedAt = store.StatusError, store.StageDone, reason, &now
-		}
-		if err := tx.Create(&run).Error; err != nil {
-			return fmt.Errorf("create run: %w", err)
-		}
-		out := fmt.Sprintf("held %d units (%s bundle)", run.Units, b.Name)
-		if reason != "" {
-			out = ""
-		}
-		if err := instantStep(tx, run, "accepted", out, reason, now); err != nil {
-			return err
-		}
-		if reason == "" {
-			if err := startStep(tx, run, bus.StepAudio, 0, "", now); err != nil {
-				return err
-			}
-		}
-		upd := map[string]any{"run_id": run.ID, "status": run.Status, "reason": run.Reason, "video_url": "",
-			"thumbnail_url": "", "square_thumbnail_url": "", "mp3_url": "", "render_seconds": 0}
-		if err := tx.Model(&store.Video{}).Where("id = ?", m.VideoId).Updates(upd).Error; err != nil {
-			return fmt.Errorf("update video: %w", err)
-		}
-		created = run
-		return nil
-	})
+	}
 	if err != nil {
 		return err
 	}
-	if duplicate != nil {
-		log.Info("create already handled", zap.String("run_id", duplicate.ID), zap.String("create_key", key))
-		// Re-emit only if that run is still the current one.
-		if v, err := s.db.GetVideo(ctx, duplicate.VideoID); err == nil && v.RunID == duplicate.ID {
-			return s.emit(ctx, *duplicate)
-		}
-		return nil
+	if res.duplicate != nil {
+		log.Info("create already handled", zap.String("run_id", res.duplicate.ID), zap.String("create_key", key))
+		// emit re-derives the effects only if that run is still current.
+		return s.emit(ctx, *res.duplicate)
 	}
-	if superseded != nil {
-		log.Info("run superseded", zap.String("old_run_id", superseded.ID), zap.String("new_run_id", created.ID))
-		if err := s.announce(ctx, *superseded); err != nil {
+	created := res.created
+	if res.superseded != nil {
+		log.Info("run superseded", zap.String("old_run_id", res.superseded.ID), zap.String("new_run_id", created.ID))
+		if err := s.announce(ctx, *res.superseded); err != nil {
 			return err
 		}
 	}
 	if created.Status == store.StatusError {
 		log.Warn("create refused", zap.String("run_id", created.ID), zap.String("reason", created.Reason))
+		if !res.current {
+			// The video keeps its run; the app still hears of the refusal.
+			n := &backbeatv1.NotifyJob{VideoId: created.VideoID, RunId: created.ID, UserId: created.UserID,
+				Status: statusProto(created.Status), Reason: created.Reason}
+			if err := s.pub.Publish(ctx, s.subj.NotifyJob(created.VideoID), n, bus.MsgID(created.ID, bus.StepNotify, 0, "job")); err != nil {
+				return err
+			}
+			return s.announce(ctx, created)
+		}
 	} else {
 		log.Info("run started", zap.String("run_id", created.ID), zap.Int64("units", created.Units))
 	}
 	return s.emit(ctx, created)
+}
+
+// createResult is what a create's transaction did.
+type createResult struct {
+	created    store.Run
+	superseded *store.Run
+	duplicate  *store.Run
+	// current: the created run is now the video's run.
+	current bool
+}
+
+// createTx records one create. forced is "insufficient" on the second try of
+// a create whose hold failed: it is then recorded as refused.
+func (s *Service) createTx(tx *gorm.DB, m *backbeatv1.VideoCreate, key, spec, forced string, res *createResult) error {
+	now := s.now()
+	var existing store.Run
+	err := tx.Where("create_key = ?", key).First(&existing).Error
+	if err == nil {
+		res.duplicate = &existing
+		return nil
+	}
+	if !errors.Is(err, gorm.ErrRecordNotFound) {
+		return fmt.Errorf("look up create: %w", err)
+	}
+	var user store.User
+	userErr := tx.Where("id = ?", m.UserId).First(&user).Error
+	if userErr != nil && !errors.Is(userErr, gorm.ErrRecordNotFound) {
+		return fmt.Errorf("look up user: %w", userErr)
+	}
+	// The video row is the per-video lock.
+	if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&store.Video{ID: m.VideoId, UserID: m.UserId, Status: store.StatusPending}).Error; err != nil {
+		return fmt.Errorf("create video: %w", err)
+	}
+	var video store.Video
+	if err := s.db.ForUpdate(tx).Where("id = ?", m.VideoId).First(&video).Error; err != nil {
+		return fmt.Errorf("lock video: %w", err)
+	}
+	if video.UserID != m.UserId {
+		return bus.Permanentf("video %s belongs to another user", m.VideoId)
+	}
+	b := s.bundle(user.Bundle)
+	run := store.Run{ID: s.newRunID(), VideoID: m.VideoId, UserID: m.UserId, CreateKey: key,
+		Status: store.StatusPending, Stage: store.StageAudio, Bundle: b.Name, Spec: spec}
+	var reason string
+	switch {
+	case errors.Is(userErr, gorm.ErrRecordNotFound):
+		reason = fmt.Sprintf("unknown user %q", m.UserId)
+	default:
+		reason = validateCreate(m, b)
+	}
+	if reason == "" {
+		run.Units = b.Units(m.EndSeconds - m.StartSeconds)
+	}
+	if reason == "" && forced != "" {
+		reason = fmt.Sprintf("insufficient credits: this video costs %d units, the balance is %d", run.Units, user.Balance)
+	}
+	var old *store.Run
+	if video.RunID != "" {
+		var o store.Run
+		if err := tx.Where("id = ?", video.RunID).First(&o).Error; err == nil {
+			old = &o
+		} else if !errors.Is(err, gorm.ErrRecordNotFound) {
+			return fmt.Errorf("load current run: %w", err)
+		}
+	}
+	if reason == "" {
+		// Supersede the run in flight, then hold: the refund may be what
+		// pays for the new run. If the hold fails, all of it rolls back.
+		if old != nil && inFlight(old.Status) {
+			why := "superseded by a new request (run " + run.ID + ")"
+			if _, err := s.finish(tx, old, store.StatusCancelled, why, now); err != nil {
+				return err
+			}
+			res.superseded = old
+		}
+		if err := store.Hold(tx, run.ID, m.UserId, run.Units); err != nil {
+			if errors.Is(err, store.ErrInsufficientCredits) {
+				return errRollbackRefused
+			}
+			return err
+		}
+	}
+	// A refused create becomes the video's run only where it hides nothing:
+	// no run yet, or one that ended without a result.
+	res.current = reason == "" || old == nil || old.Status == store.StatusError || old.Status == store.StatusCancelled
+	if reason != "" {
+		run.Status, run.Stage, run.Reason, run.FinishedAt, run.Units = store.StatusError, store.StageDone, reason, &now, 0
+	}
+	if err := tx.Create(&run).Error; err != nil {
+		return fmt.Errorf("create run: %w", err)
+	}
+	out := fmt.Sprintf("held %d units (%s bundle)", run.Units, b.Name)
+	if reason != "" {
+		out = ""
+	}
+	if err := instantStep(tx, run, "accepted", out, reason, now); err != nil {
+		return err
+	}
+	if reason == "" {
+		if err := startStep(tx, run, bus.StepAudio, 0, "", now); err != nil {
+			return err
+		}
+	}
+	if res.current {
+		upd := map[string]any{"run_id": run.ID, "status": run.Status, "reason": run.Reason, "video_url": "",
+			"thumbnail_url": "", "square_thumbnail_url": "", "mp3_url": "", "render_seconds": 0}
+		if err := tx.Model(&store.Video{}).Where("id = ?", m.VideoId).Updates(upd).Error; err != nil {
+			return fmt.Errorf("update video: %w", err)
+		}
+	}
+	res.created = run
+	return nil
 }
 
 func inFlight(status string) bool {

@@ -2,29 +2,23 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
 	"gorm.io/gorm"
 
+	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
 	"github.com/backbeat/backbeat/pkg/store"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
 
-// Effects are what follows from a run's persisted state: the runs-KV entry,
-// the job for its stage and the status announcement. They are derived from the
-// state alone and published with deterministic ids, so emitting them again on
-// a redelivered event is harmless; that is how a crash between commit and
-// publish heals.
-func (s *Service) emit(ctx context.Context, run store.Run) error {
-	spec, err := specOf(run)
-	if err != nil {
-		return err
-	}
-	vid := run.VideoID
+// kvState is the runs-KV entry of a run's persisted state.
+func kvState(run store.Run) bus.RunState {
 	kv := bus.RunState{RunID: run.ID, Attempt: run.Attempt, State: bus.RunActive}
 	switch run.Status {
 	case store.StatusReady:
@@ -36,15 +30,70 @@ func (s *Service) emit(ctx context.Context, run store.Run) error {
 	case store.StatusStalled:
 		kv.State = bus.RunStalled
 	}
-	// A cancelled run that was superseded must not overwrite its successor.
-	if cur, ok, err := s.runs.Get(ctx, vid); err != nil {
-		return err
-	} else if !ok || cur.RunID == run.ID || run.Status != store.StatusCancelled {
-		if err := s.runs.Set(ctx, vid, kv); err != nil {
+	return kv
+}
+
+// reload reads a run and reports whether it is its video's current run.
+func (s *Service) reload(ctx context.Context, runID string) (store.Run, bool, error) {
+	run, err := s.db.GetRun(ctx, runID)
+	if err != nil {
+		return run, false, err
+	}
+	v, err := s.db.GetVideo(ctx, run.VideoID)
+	if err != nil {
+		return run, false, err
+	}
+	return run, v.RunID == run.ID, nil
+}
+
+// Effects are what follows from a run's persisted state: the runs-KV entry,
+// the public objects of a ready run, the job for its stage and the status
+// announcement. They are derived from the state as it is in the database
+// when they are emitted (not as the caller last saw it), only for the
+// video's current run, and published with deterministic ids, so emitting
+// them again on a redelivered event is harmless; that is how a crash
+// between commit and publish heals, and why a stale run's late effects never
+// touch its successor.
+//
+// The runs-KV entry is written compare-and-set: the entry is read, then the
+// database, then the entry is written at the revision read. A successor's
+// create commits before its own KV write, so either this write sees the
+// successor in the database and stops, or the successor's write comes later
+// (and wins), or it came between the read and the write and the write fails
+// on the revision and is decided again.
+func (s *Service) emit(ctx context.Context, r store.Run) error {
+	var run store.Run
+	for i := 0; ; i++ {
+		cur, rev, ok, err := s.runs.GetRevision(ctx, r.VideoID)
+		if err != nil {
+			return err
+		}
+		fresh, current, err := s.reload(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		if !current {
+			s.logFor(ctx).Debug("effects of a run that is no longer current not emitted", zap.String("emit_run_id", r.ID))
+			return nil
+		}
+		run = fresh
+		want := kvState(run)
+		if ok && cur == want {
+			break
+		}
+		err = s.runs.CompareAndSet(ctx, r.VideoID, want, rev)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, bus.ErrRevisionConflict) || i == 20 {
 			return err
 		}
 	}
-
+	spec, err := specOf(run)
+	if err != nil {
+		return err
+	}
+	vid := run.VideoID
 	switch {
 	case run.Status == store.StatusPending && run.Stage == store.StageAudio:
 		b := s.bundle(run.Bundle)
@@ -64,13 +113,17 @@ func (s *Service) emit(ctx context.Context, run store.Run) error {
 			return err
 		}
 	case run.Status == store.StatusProcessing && run.Stage == store.StageCDN:
-		job := &backbeatv1.CdnJob{VideoId: vid, RunId: run.ID, Paths: []string{ids.VideoKey(vid), ids.ThumbnailKey(vid), ids.SquareThumbnailKey(vid)}}
+		job := &backbeatv1.CdnJob{VideoId: vid, RunId: run.ID, Paths: publicPaths(run)}
 		if err := s.pub.Publish(ctx, s.subj.CDNJob(vid), job, bus.MsgID(run.ID, bus.StepCDN, 0, "job")); err != nil {
 			return err
 		}
 	case run.Status == store.StatusReady:
+		if err := s.promote(ctx, run); err != nil {
+			return err
+		}
 		th := &backbeatv1.ThumbnailJob{VideoId: vid, RunId: run.ID, VideoKey: run.VideoKey,
-			ThumbnailKey: ids.ThumbnailKey(vid), SquareThumbnailKey: ids.SquareThumbnailKey(vid)}
+			ThumbnailKey:       ids.RunKey(vid, run.ID, ids.ObjectThumbnail),
+			SquareThumbnailKey: ids.RunKey(vid, run.ID, ids.ObjectSquareThumbnail)}
 		if err := s.pub.Publish(ctx, s.subj.ThumbnailJob(vid), th, bus.MsgID(run.ID, bus.StepThumbnail, 0, "job")); err != nil {
 			return err
 		}
@@ -79,8 +132,7 @@ func (s *Service) emit(ctx context.Context, run store.Run) error {
 		n := &backbeatv1.NotifyJob{VideoId: vid, RunId: run.ID, UserId: run.UserID, Status: statusProto(run.Status),
 			Reason: run.Reason}
 		if run.Status == store.StatusReady {
-			n.VideoUrl = s.url(run.VideoKey)
-			n.ThumbnailUrl = s.url(ids.ThumbnailKey(vid))
+			n.VideoUrl = s.url(ids.PublicKey(vid, run.ID, ids.ObjectVideo))
 		}
 		if err := s.pub.Publish(ctx, s.subj.NotifyJob(vid), n, bus.MsgID(run.ID, bus.StepNotify, 0, "job")); err != nil {
 			return err
@@ -89,12 +141,60 @@ func (s *Service) emit(ctx context.Context, run store.Run) error {
 	return s.announce(ctx, run)
 }
 
+// publicPaths are the public keys a run's objects get at ready: what the
+// edges and the external CDN are told to forget (a 404 cached while the app
+// polled must not outlive the promotion).
+func publicPaths(run store.Run) []string {
+	return []string{ids.PublicKey(run.VideoID, run.ID, ids.ObjectVideo), ids.PublicKey(run.VideoID, run.ID, ids.ObjectMP3),
+		ids.PublicKey(run.VideoID, run.ID, ids.ObjectThumbnail), ids.PublicKey(run.VideoID, run.ID, ids.ObjectSquareThumbnail)}
+}
+
+// promote makes a ready run's video and MP3 public: a server-side copy from
+// the run's private keys to its public keys (idempotent), then their URLs on
+// the video, so an app never sees a URL before its object exists. Only a
+// ready run is promoted, and a ready run is never refunded: nothing a user
+// got back their credits for is ever served.
+func (s *Service) promote(ctx context.Context, run store.Run) error {
+	if run.Status != store.StatusReady {
+		return fmt.Errorf("promote run %s: it is %s, not ready", run.ID, run.Status)
+	}
+	upd := map[string]any{}
+	for _, o := range []struct{ src, name, col string }{
+		{run.VideoKey, ids.ObjectVideo, "video_url"}, {run.MP3Key, ids.ObjectMP3, "mp3_url"},
+	} {
+		if o.src == "" {
+			continue
+		}
+		dst := ids.PublicKey(run.VideoID, run.ID, o.name)
+		_, err := s.blob.Copy(ctx, o.src, dst)
+		if errors.Is(err, blob.ErrNotFound) {
+			// A worker reported an object that is not there: retrying
+			// cannot make it appear. The run stays ready without that URL.
+			s.alertStep(run, "promote", fmt.Sprintf("%s is missing; %s not set", o.src, o.col))
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("promote %s: %w", o.src, err)
+		}
+		upd[o.col] = s.url(dst)
+	}
+	if len(upd) == 0 {
+		return nil
+	}
+	err := s.db.DB.WithContext(ctx).Model(&store.Video{}).
+		Where("id = ? AND run_id = ? AND status = ?", run.VideoID, run.ID, store.StatusReady).Updates(upd).Error
+	if err != nil {
+		return fmt.Errorf("set public urls of %s: %w", run.VideoID, err)
+	}
+	return nil
+}
+
 // announce publishes video.status for apps and watchers.
 func (s *Service) announce(ctx context.Context, run store.Run) error {
 	ev := &backbeatv1.VideoStatusChanged{VideoId: run.VideoID, RunId: run.ID, UserId: run.UserID,
 		Status: statusProto(run.Status), Reason: run.Reason, RenderSeconds: run.RenderSeconds}
 	if run.Status == store.StatusReady {
-		ev.VideoUrl = s.url(run.VideoKey)
+		ev.VideoUrl = s.url(ids.PublicKey(run.VideoID, run.ID, ids.ObjectVideo))
 	}
 	id := bus.MsgID(run.ID, "status", run.Attempt, run.Status+"."+run.Stage)
 	return s.pub.Publish(ctx, s.subj.Event(run.VideoID, bus.KindVideoStatus), ev, id)
@@ -112,7 +212,7 @@ func (s *Service) renderJob(run store.Run, spec *backbeatv1.VideoCreate, b Bundl
 		AudioKey: run.AudioKey, AnalysisKey: run.AnalysisKey, DurationSeconds: run.Duration,
 		Encoding: &backbeatv1.Encoding{Crf: b.CRF, Preset: b.Preset, Fps: b.FPS, Hdr: spec.Hdr && b.HDR,
 			Encoder: encoder, Concurrency: b.Concurrency},
-		OutputKey: ids.VideoKey(run.VideoID), Watermark: b.Watermark,
+		OutputKey: ids.RunKey(run.VideoID, run.ID, ids.ObjectVideo), Watermark: b.Watermark,
 	}
 }
 

@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -94,55 +93,41 @@ func (s *Service) renderFailed(ctx context.Context, m *backbeatv1.StepFailed) er
 	return err
 }
 
-// onCancel cancels the current (or named) run, refunds it and removes a video
-// object it may have uploaded.
+// onCancel cancels the run it names and refunds it. A cancel names its run
+// (the API puts in the run it saw): handled after a newer create, it must
+// not cancel the newer run. Nothing of an unfinished run is public, so there
+// is nothing to take down.
 func (s *Service) onCancel(ctx context.Context, m *backbeatv1.VideoCancel) error {
 	if err := ids.ValidateVideoID(m.VideoId); err != nil {
 		return bus.Permanent(err)
 	}
-	runID, err := s.targetRun(ctx, m.VideoId, m.RunId)
-	if err != nil || runID == "" {
-		return err
+	if !s.commandApplies(ctx, "cancel", m.RunId) {
+		return nil
 	}
 	reason := "cancelled"
 	if m.Reason != "" {
 		reason = "cancelled: " + m.Reason
 	}
-	changed, run, err := s.apply(ctx, m.VideoId, runID, func(tx *gorm.DB, run *store.Run) error {
+	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
 		_, err := s.finish(tx, run, store.StatusCancelled, reason, s.now())
 		return err
 	}, func(r store.Run) bool { return r.Status == store.StatusCancelled })
-	if err != nil || run.Status != store.StatusCancelled {
-		return err
-	}
 	if changed {
-		s.logWithRun(ctx, m.RunId, run.ID).Info("run cancelled")
+		s.logFor(ctx).Info("run cancelled", zap.String("cancelled_run_id", run.ID))
 	}
-	// The render may have uploaded just before the cancel (its done event not
-	// yet here), or overwritten an earlier take: while this run is still the
-	// video's, take the object down and purge the edges, so a cancelled video
-	// is served by no one. Repeated on redelivery until it succeeds.
-	if v, err := s.db.GetVideo(ctx, run.VideoID); err != nil || v.RunID != run.ID {
-		return err
-	}
-	if err := s.blob.Delete(ctx, ids.VideoKey(run.VideoID)); err != nil {
-		return fmt.Errorf("delete cancelled video: %w", err)
-	}
-	job := &backbeatv1.CdnJob{VideoId: run.VideoID, RunId: run.ID, Paths: []string{ids.VideoKey(run.VideoID)}}
-	return s.pub.Publish(ctx, s.subj.CDNJob(run.VideoID), job, bus.MsgID(run.ID, bus.StepCDN, 0, "cancel"))
+	return err
 }
 
-// onRecover requeues a stalled render as a new attempt on the bundle's pool
-// for that attempt.
+// onRecover requeues the stalled render it names as a new attempt on the
+// bundle's pool for that attempt.
 func (s *Service) onRecover(ctx context.Context, m *backbeatv1.VideoRecover) error {
 	if err := ids.ValidateVideoID(m.VideoId); err != nil {
 		return bus.Permanent(err)
 	}
-	runID, err := s.targetRun(ctx, m.VideoId, m.RunId)
-	if err != nil || runID == "" {
-		return err
+	if !s.commandApplies(ctx, "recover", m.RunId) {
+		return nil
 	}
-	changed, run, err := s.apply(ctx, m.VideoId, runID, func(tx *gorm.DB, run *store.Run) error {
+	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
 		now := s.now()
 		b := s.bundle(run.Bundle)
 		next := run.Attempt + 1
@@ -158,35 +143,24 @@ func (s *Service) onRecover(ctx context.Context, m *backbeatv1.VideoRecover) err
 		return startStep(tx, *run, bus.StepRender, next, run.Pool, now)
 	}, nil)
 	if changed {
-		s.logWithRun(ctx, m.RunId, run.ID).Info("stalled render requeued", zap.Int32("attempt", run.Attempt))
+		s.logFor(ctx).Info("stalled render requeued", zap.Int32("attempt", run.Attempt))
 	}
 	return err
 }
 
-// targetRun is the run an operator command names, or the video's current
-// run when it names none; "" (and no error) for an unknown video.
-func (s *Service) targetRun(ctx context.Context, videoID, runID string) (string, error) {
-	if runID != "" {
-		return runID, nil
+// commandApplies says whether an app's or operator's command is acted on: it
+// must name its run, and a replayed one never is (replaying a history must
+// not cancel or requeue the run in flight now).
+func (s *Service) commandApplies(ctx context.Context, what, runID string) bool {
+	switch {
+	case isReplay(ctx):
+		s.logFor(ctx).Info(what + " replayed: ignored, a replay never changes a run")
+		return false
+	case runID == "":
+		s.logFor(ctx).Warn(what + " names no run: ignored (the API names the run it saw)")
+		return false
 	}
-	v, err := s.db.GetVideo(ctx, videoID)
-	if errors.Is(err, store.ErrNotFound) {
-		s.logFor(ctx).Info("command for an unknown video ignored")
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	return v.RunID, nil
-}
-
-// logWithRun adds the run id an operator command resolved to, unless the
-// command named it (then the runner's logger already carries it).
-func (s *Service) logWithRun(ctx context.Context, named, resolved string) *zap.Logger {
-	if named != "" {
-		return s.logFor(ctx)
-	}
-	return s.logFor(ctx).With(zap.String("run_id", resolved))
+	return true
 }
 
 func (s *Service) alertStep(run store.Run, step, reason string) {

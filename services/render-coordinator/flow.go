@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -18,9 +19,12 @@ import (
 func (s *Service) onAudioDone(ctx context.Context, m *backbeatv1.AudioDone) error {
 	_, _, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
 		for _, k := range []string{m.AudioKey, m.AnalysisKey} {
-			if ids.ValidKey(k) != nil {
-				return bus.Permanentf("audio.done carries an invalid key %q", k)
+			if !ids.IsRunKey(k, run.VideoID, run.ID) {
+				return bus.Permanentf("audio.done carries %q, not an object of run %s", k, run.ID)
 			}
+		}
+		if m.Mp3Key != "" && !ids.IsRunKey(m.Mp3Key, run.VideoID, run.ID) {
+			return bus.Permanentf("audio.done carries %q, not an object of run %s", m.Mp3Key, run.ID)
 		}
 		now := s.now()
 		b := s.bundle(run.Bundle)
@@ -36,11 +40,6 @@ func (s *Service) onAudioDone(ctx context.Context, m *backbeatv1.AudioDone) erro
 		if err := endStep(tx, run.ID, bus.StepAudio, 0, out, "", now); err != nil {
 			return err
 		}
-		if m.Mp3Key != "" {
-			if err := tx.Model(&store.Video{}).Where("id = ? AND run_id = ?", run.VideoID, run.ID).Update("mp3_url", s.url(m.Mp3Key)).Error; err != nil {
-				return fmt.Errorf("set mp3 url: %w", err)
-			}
-		}
 		return startStep(tx, *run, bus.StepRender, 1, run.Pool, now)
 	}, func(r store.Run) bool {
 		return r.Status == store.StatusProcessing && r.Stage == store.StageRender && r.Attempt == 1
@@ -54,8 +53,8 @@ func (s *Service) onRenderDone(ctx context.Context, m *backbeatv1.RenderDone) er
 		if run.Attempt != m.Attempt {
 			return errNoChange
 		}
-		if ids.ValidKey(m.VideoKey) != nil {
-			return bus.Permanentf("render.done carries an invalid key %q", m.VideoKey)
+		if !ids.IsRunKey(m.VideoKey, run.VideoID, run.ID) {
+			return bus.Permanentf("render.done carries %q, not an object of run %s", m.VideoKey, run.ID)
 		}
 		now := s.now()
 		err := advance(tx, run, []string{store.StatusProcessing}, store.StageRender, map[string]any{
@@ -94,14 +93,13 @@ func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr s
 		if err := endStep(tx, run.ID, bus.StepCDN, 0, cdnOutput, cdnErr, now); err != nil {
 			return err
 		}
-		vid := run.VideoID
-		err = tx.Model(&store.Video{}).Where("id = ? AND run_id = ?", vid, run.ID).Updates(map[string]any{
-			"video_url": s.url(run.VideoKey), "render_seconds": run.RenderSeconds,
-		}).Error
+		// The URLs are set by the promotion (emit), once the objects exist.
+		err = tx.Model(&store.Video{}).Where("id = ? AND run_id = ?", run.VideoID, run.ID).
+			Update("render_seconds", run.RenderSeconds).Error
 		if err != nil {
-			return fmt.Errorf("set video urls: %w", err)
+			return fmt.Errorf("set render time: %w", err)
 		}
-		if err := instantStep(tx, *run, store.StatusReady, s.url(run.VideoKey), "", now); err != nil {
+		if err := instantStep(tx, *run, store.StatusReady, s.url(ids.PublicKey(run.VideoID, run.ID, ids.ObjectVideo)), "", now); err != nil {
 			return err
 		}
 		if err := startStep(tx, *run, bus.StepThumbnail, 0, "", now); err != nil {
@@ -118,18 +116,34 @@ func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr s
 	return err
 }
 
-// onThumbnailDone records the thumbnails on the timeline and, only now that
-// they exist, gives their URLs to the video.
+// onThumbnailDone records the thumbnails on the timeline, makes them public
+// and, only now that they exist, gives their URLs to the video.
 func (s *Service) onThumbnailDone(ctx context.Context, m *backbeatv1.ThumbnailDone) error {
-	if ids.ValidKey(m.ThumbnailKey) != nil || ids.ValidKey(m.SquareThumbnailKey) != nil {
-		return bus.Permanentf("thumbnail.done carries invalid keys %q, %q", m.ThumbnailKey, m.SquareThumbnailKey)
+	if !ids.IsRunKey(m.ThumbnailKey, m.VideoId, m.RunId) || !ids.IsRunKey(m.SquareThumbnailKey, m.VideoId, m.RunId) {
+		return bus.Permanentf("thumbnail.done carries keys %q, %q that are not objects of run %s", m.ThumbnailKey, m.SquareThumbnailKey, m.RunId)
 	}
 	if err := s.endAfterReady(ctx, m.VideoId, m.RunId, bus.StepThumbnail, m.ThumbnailKey+", "+m.SquareThumbnailKey, ""); err != nil {
 		return err
 	}
-	err := s.db.DB.WithContext(ctx).Model(&store.Video{}).
-		Where("id = ? AND run_id = ? AND status = ?", m.VideoId, m.RunId, store.StatusReady).
-		Updates(map[string]any{"thumbnail_url": s.url(m.ThumbnailKey), "square_thumbnail_url": s.url(m.SquareThumbnailKey)}).Error
+	run, current, err := s.reload(ctx, m.RunId)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (!current || run.Status != store.StatusReady)) {
+		return nil // only the current, ready run's thumbnails are made public
+	}
+	if err != nil {
+		return err
+	}
+	upd := map[string]any{}
+	for _, o := range []struct{ src, name, col string }{
+		{m.ThumbnailKey, ids.ObjectThumbnail, "thumbnail_url"}, {m.SquareThumbnailKey, ids.ObjectSquareThumbnail, "square_thumbnail_url"},
+	} {
+		dst := ids.PublicKey(run.VideoID, run.ID, o.name)
+		if _, err := s.blob.Copy(ctx, o.src, dst); err != nil {
+			return fmt.Errorf("promote %s: %w", o.src, err)
+		}
+		upd[o.col] = s.url(dst)
+	}
+	err = s.db.DB.WithContext(ctx).Model(&store.Video{}).
+		Where("id = ? AND run_id = ? AND status = ?", m.VideoId, m.RunId, store.StatusReady).Updates(upd).Error
 	if err != nil {
 		return fmt.Errorf("set thumbnail urls: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
 	"github.com/backbeat/backbeat/pkg/store"
@@ -47,37 +48,45 @@ func TestHappyPath(t *testing.T) {
 	require.Equal(t, testPreset, rj.Encoding.GetPreset())
 	require.Equal(t, int32(testFPS), rj.Encoding.GetFps())
 	require.Equal(t, "libx264", rj.Encoding.GetEncoder())
-	require.Equal(t, ids.AudioKey(vid), rj.AudioKey)
-	require.Equal(t, ids.AnalysisKey(vid), rj.AnalysisKey)
-	require.Equal(t, ids.VideoKey(vid), rj.OutputKey)
+	require.Equal(t, ids.RunKey(vid, runID, ids.ObjectAudio), rj.AudioKey)
+	require.Equal(t, ids.RunKey(vid, runID, ids.ObjectAnalysis), rj.AnalysisKey)
+	require.Equal(t, ids.RunKey(vid, runID, ids.ObjectVideo), rj.OutputKey)
 	require.Equal(t, 12.0, rj.DurationSeconds)
 	require.Equal(t, "spectrum", rj.Template)
 	require.Equal(t, map[string]string{"color": "#ff0000"}, rj.TemplateSettings)
 	require.Equal(t, backbeatv1.Format_FORMAT_SQUARE, rj.Format)
 	v := h.video(vid)
 	require.Equal(t, store.StatusProcessing, v.Status)
-	require.Equal(t, edge+"/"+ids.MP3Key(vid), v.MP3URL)
+	require.Empty(t, v.MP3URL, "the MP3 is public only once the video is ready")
 	require.Equal(t, bus.RunState{RunID: runID, Attempt: 1, State: bus.RunActive}, h.runState(vid))
 
 	h.event(vid, bus.KindRenderDone, h.renderDone(vid, runID, 1))
 	cj, subj := job(h, bus.StepCDN, &backbeatv1.CdnJob{})
 	require.Equal(t, h.subj.CDNJob(vid), subj)
 	require.Equal(t, runID, cj.RunId)
-	require.Equal(t, []string{ids.VideoKey(vid), ids.ThumbnailKey(vid), ids.SquareThumbnailKey(vid)}, cj.Paths)
+	require.Equal(t, []string{ids.PublicKey(vid, runID, ids.ObjectVideo), ids.PublicKey(vid, runID, ids.ObjectMP3),
+		ids.PublicKey(vid, runID, ids.ObjectThumbnail), ids.PublicKey(vid, runID, ids.ObjectSquareThumbnail)}, cj.Paths)
+	_, err := h.blob.Stat(h.ctx(), ids.PublicKey(vid, runID, ids.ObjectVideo))
+	require.ErrorIs(t, err, blob.ErrNotFound, "nothing is public before ready")
 	require.Equal(t, store.StatusProcessing, h.video(vid).Status)
 
 	h.event(vid, bus.KindCDNDone, &backbeatv1.CdnDone{VideoId: vid, RunId: runID, PurgedPaths: cj.Paths})
 	v = h.waitStatus(vid, store.StatusReady)
-	require.Equal(t, edge+"/"+ids.VideoKey(vid), v.VideoURL)
+	require.Equal(t, edge+"/"+ids.PublicKey(vid, runID, ids.ObjectVideo), v.VideoURL)
+	require.Equal(t, edge+"/"+ids.PublicKey(vid, runID, ids.ObjectMP3), v.MP3URL)
+	for _, name := range []string{ids.ObjectVideo, ids.ObjectMP3} {
+		_, err := h.blob.Stat(h.ctx(), ids.PublicKey(vid, runID, name))
+		require.NoError(t, err, "promoted %s", name)
+	}
 	require.Equal(t, 3.5, v.RenderSeconds)
 	require.Empty(t, v.Reason)
 
 	tj, subj := job(h, bus.StepThumbnail, &backbeatv1.ThumbnailJob{})
 	require.Equal(t, h.subj.ThumbnailJob(vid), subj)
 	require.Equal(t, runID, tj.RunId)
-	require.Equal(t, ids.VideoKey(vid), tj.VideoKey)
-	require.Equal(t, ids.ThumbnailKey(vid), tj.ThumbnailKey)
-	require.Equal(t, ids.SquareThumbnailKey(vid), tj.SquareThumbnailKey)
+	require.Equal(t, ids.RunKey(vid, runID, ids.ObjectVideo), tj.VideoKey)
+	require.Equal(t, ids.RunKey(vid, runID, ids.ObjectThumbnail), tj.ThumbnailKey)
+	require.Equal(t, ids.RunKey(vid, runID, ids.ObjectSquareThumbnail), tj.SquareThumbnailKey)
 	// The NotifyJob is consumed by the coordinator's own notifier, whose
 	// notify.done proves it was published with this run.
 	require.Eventually(t, func() bool {
@@ -85,12 +94,14 @@ func TestHappyPath(t *testing.T) {
 		return lastEvent(h, vid, bus.KindNotifyDone, &nd) && nd.RunId == runID && nd.Channel == "log"
 	}, 10*time.Second, 50*time.Millisecond, "no notify.done")
 
+	h.put(tj.ThumbnailKey)
+	h.put(tj.SquareThumbnailKey)
 	h.event(vid, bus.KindThumbnailDone, &backbeatv1.ThumbnailDone{VideoId: vid, RunId: runID,
 		ThumbnailKey: tj.ThumbnailKey, SquareThumbnailKey: tj.SquareThumbnailKey})
 	h.settle()
 	v = h.video(vid)
-	require.Equal(t, edge+"/"+ids.ThumbnailKey(vid), v.ThumbnailURL)
-	require.Equal(t, edge+"/"+ids.SquareThumbnailKey(vid), v.SquareThumbnailURL)
+	require.Equal(t, edge+"/"+ids.PublicKey(vid, runID, ids.ObjectThumbnail), v.ThumbnailURL)
+	require.Equal(t, edge+"/"+ids.PublicKey(vid, runID, ids.ObjectSquareThumbnail), v.SquareThumbnailURL)
 	require.Equal(t, bus.RunState{RunID: runID, Attempt: 1, State: bus.RunDone}, h.runState(vid))
 
 	var st backbeatv1.VideoStatusChanged

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,6 +52,7 @@ type harness struct {
 	pub  *bus.Publisher
 	subj bus.Subjects
 	runs *bus.Runs
+	blob blob.Store
 	svc  *coordinator.Service
 	seq  atomic.Int64
 }
@@ -120,7 +122,7 @@ func setup(t *testing.T, mod func(*options)) *harness {
 			}
 		}
 	})
-	return &harness{t: t, js: js, db: db, pub: pub, subj: top.Subjects, runs: runs, svc: svc}
+	return &harness{t: t, js: js, db: db, pub: pub, subj: top.Subjects, runs: runs, blob: bl, svc: svc}
 }
 
 func (h *harness) ctx() context.Context { return ctxT(h.t, 15*time.Second) }
@@ -269,13 +271,21 @@ func (h *harness) toProcessing(vid, requestID string) (string, *backbeatv1.Rende
 	return aj.RunId, rj
 }
 
+// put writes an object of a run, as its worker would.
+func (h *harness) put(key string) string {
+	_, err := h.blob.Put(h.ctx(), key, strings.NewReader("bytes of "+key), -1, "application/octet-stream")
+	require.NoError(h.t, err)
+	return key
+}
+
 func (h *harness) audioDone(vid, runID string) *backbeatv1.AudioDone {
-	return &backbeatv1.AudioDone{VideoId: vid, RunId: runID, AudioKey: ids.AudioKey(vid), Mp3Key: ids.MP3Key(vid),
-		AnalysisKey: ids.AnalysisKey(vid), DurationSeconds: 12, SourceDurationSeconds: 200}
+	return &backbeatv1.AudioDone{VideoId: vid, RunId: runID, AudioKey: h.put(ids.RunKey(vid, runID, ids.ObjectAudio)),
+		Mp3Key: h.put(ids.RunKey(vid, runID, ids.ObjectMP3)), AnalysisKey: h.put(ids.RunKey(vid, runID, ids.ObjectAnalysis)),
+		DurationSeconds: 12, SourceDurationSeconds: 200}
 }
 
 func (h *harness) renderDone(vid, runID string, attempt int32) *backbeatv1.RenderDone {
-	return &backbeatv1.RenderDone{VideoId: vid, RunId: runID, Attempt: attempt, VideoKey: ids.VideoKey(vid),
+	return &backbeatv1.RenderDone{VideoId: vid, RunId: runID, Attempt: attempt, VideoKey: h.put(ids.RunKey(vid, runID, ids.ObjectVideo)),
 		RenderSeconds: 3.5, Frames: 300, Encoder: "libx264", Pool: "gpu", Worker: "w1"}
 }
 
@@ -288,6 +298,8 @@ func (h *harness) toReady(vid, requestID string) string {
 	h.event(vid, bus.KindCDNDone, &backbeatv1.CdnDone{VideoId: vid, RunId: runID, PurgedPaths: cj.Paths})
 	h.waitStatus(vid, store.StatusReady)
 	tj, _ := job(h, bus.StepThumbnail, &backbeatv1.ThumbnailJob{})
+	h.put(tj.ThumbnailKey)
+	h.put(tj.SquareThumbnailKey)
 	h.event(vid, bus.KindThumbnailDone, &backbeatv1.ThumbnailDone{VideoId: vid, RunId: runID,
 		ThumbnailKey: tj.ThumbnailKey, SquareThumbnailKey: tj.SquareThumbnailKey})
 	h.settle()

@@ -106,6 +106,7 @@ type sim struct {
 	dirty        bool // the database changed since the last check
 	cache        simState
 	nextWatch    time.Time
+	nextSweep    time.Time
 	restartEvery time.Duration
 	lastRestart  time.Time
 
@@ -372,7 +373,7 @@ func runSim(t *testing.T, sl *simSlot, seed int64, verbose bool) *sim {
 
 // simAPINamesRun says whether the API (services/api) names the run a cancel or
 // recover is meant for.
-var simAPINamesRun = false
+var simAPINamesRun = true
 
 // restart starts a new coordinator process: what the old one kept in memory
 // is gone, and its suspended handlers die with it.
@@ -396,9 +397,8 @@ func (w *sim) restart(why string) {
 	w.lastRestart = w.now
 	w.nextWatch = w.now.Add(svc.cfg.StallCheckEvery)
 	w.logf("coordinator (re)started: %s", why)
-	if sw, ok := any(svc).(interface{ Sweep(context.Context) error }); ok {
-		w.runTask("sweep", nil, func(ctx context.Context) error { return sw.Sweep(ctx) })
-	}
+	w.nextSweep = w.now.Add(svc.cfg.SweepEvery)
+	w.runTask("sweep", nil, func(ctx context.Context) error { return svc.Sweep(ctx) })
 }
 
 func (w *sim) newRunID() string {
@@ -428,7 +428,7 @@ func (w *sim) runTask(name string, ev *simMsg, fn func(ctx context.Context) erro
 		if ev.replayOf != 0 {
 			seq = ev.replayOf
 		}
-		ctx = withEventSequence(ctx, seq)
+		ctx = withEventSequence(ctx, seq, ev.replayOf != 0)
 		ev.inFlight, ev.deliverAt = true, w.now
 		ev.deliveries++
 	}
@@ -647,7 +647,16 @@ func (w *sim) tick(d time.Duration) {
 			continue // one watchdog loop per process: the next pass waits for this one
 		}
 		s := w.svc
-		w.runTask("watchdog", nil, func(ctx context.Context) error { return s.CheckStalls(ctx) })
+		w.runTask("watchdog", nil, func(ctx context.Context) error {
+			if err := s.CheckStalls(ctx); err != nil {
+				return err
+			}
+			if !w.nextSweep.After(w.now) {
+				w.nextSweep = w.now.Add(s.cfg.SweepEvery)
+				return s.Sweep(ctx)
+			}
+			return nil
+		})
 	}
 }
 
@@ -749,7 +758,7 @@ func (w *sim) work(drain bool) bool {
 	j.deliveries++
 	run, attempt := runOf(j.msg)
 	cur, ok := w.kv.m[j.vid]
-	if !ok || !cur.Current(run, attempt) {
+	if j.kind != bus.StepNotify && (!ok || !cur.Current(run, attempt)) {
 		w.logf("worker %s: job of %s %s/%d is stale (kv: %+v), acked", j.kind, j.vid, run, attempt, cur)
 		w.bus.removeJob(j)
 		return true
@@ -1127,15 +1136,12 @@ func (w *sim) check(final bool) {
 
 // edgeServes mirrors the edge's rule of what it serves.
 func edgeServes(key string) bool {
-	for _, p := range []string{"videos/", "thumbnails/", "audio/"} {
-		if strings.HasPrefix(key, p) {
-			return true
-		}
-	}
-	return false
+	_, _, _, ok := ids.ParsePublicKey(key)
+	return ok
 }
 
 // audioKeys are where the audio worker writes (services/audio).
 func audioKeys(m *backbeatv1.AudioJob) []string {
-	return []string{ids.AudioKey(m.VideoId), ids.MP3Key(m.VideoId), ids.AnalysisKey(m.VideoId)}
+	return []string{ids.RunKey(m.VideoId, m.RunId, ids.ObjectAudio), ids.RunKey(m.VideoId, m.RunId, ids.ObjectMP3),
+		ids.RunKey(m.VideoId, m.RunId, ids.ObjectAnalysis)}
 }

@@ -160,17 +160,21 @@ type simKV struct {
 	n   uint64
 }
 
-func (k *simKV) Get(ctx context.Context, vid string) (bus.RunState, bool, error) {
+func (k *simKV) GetRevision(ctx context.Context, vid string) (bus.RunState, uint64, bool, error) {
 	if err := k.w.point(ctx, "kv get "+vid); err != nil {
-		return bus.RunState{}, false, err
+		return bus.RunState{}, 0, false, err
 	}
 	s, ok := k.m[vid]
-	return s, ok, nil
+	return s, k.rev[vid], ok, nil
 }
 
-func (k *simKV) Set(ctx context.Context, vid string, s bus.RunState) error {
+func (k *simKV) CompareAndSet(ctx context.Context, vid string, s bus.RunState, rev uint64) error {
 	if err := k.w.point(ctx, "kv set "+vid); err != nil {
 		return err
+	}
+	if k.rev[vid] != rev {
+		k.w.logf("  kv %s: revision %d is not %d, refused", vid, rev, k.rev[vid])
+		return fmt.Errorf("kv %s: %w", vid, bus.ErrRevisionConflict)
 	}
 	k.n++
 	k.m[vid], k.rev[vid] = s, k.n
@@ -256,6 +260,25 @@ func (b *memBlob) Delete(ctx context.Context, key string) error {
 	delete(b.objs, key)
 	b.w.logf("  blob delete %s", key)
 	return nil
+}
+
+func (b *memBlob) Copy(ctx context.Context, src, dst string) (blob.Info, error) {
+	if err := b.w.point(ctx, "blob copy "+dst); err != nil {
+		return blob.Info{}, err
+	}
+	data, ok := b.objs[src]
+	if !ok {
+		return blob.Info{}, fmt.Errorf("%s: %w", src, blob.ErrNotFound)
+	}
+	b.objs[dst] = data
+	if b.w.writers[dst] == nil {
+		b.w.writers[dst] = map[string]bool{}
+	}
+	for v := range b.w.writers[src] {
+		b.w.writers[dst][v] = true
+	}
+	b.w.logf("  blob copy %s -> %s", src, dst)
+	return blob.Info{Key: dst, Size: int64(len(data))}, nil
 }
 
 func (b *memBlob) Ping(context.Context) error { return nil }
