@@ -67,13 +67,19 @@ func Demo(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := verifyVideo(ctx, st.BaseURL+"/videos/"+vid+".mp4", *end-*start); err != nil {
+	// The video's URL names its run: it is public only once the run is ready.
+	c := &Client{BaseURL: st.BaseURL, Key: st.APIKey, HTTP: env.HTTP}
+	v, err := c.Video(ctx, vid)
+	if err != nil {
+		return fmt.Errorf("read the demo video: %w", err)
+	}
+	if err := verifyVideo(ctx, v.VideoURL, *end-*start); err != nil {
 		return err
 	}
 	if *exit {
 		return nil
 	}
-	fmt.Fprintf(env.Stderr, "\nServing until Ctrl-C. Open %s/videos/%s.mp4 in a browser.\n", st.BaseURL, vid)
+	fmt.Fprintf(env.Stderr, "\nServing until Ctrl-C. Open %s in a browser.\n", v.VideoURL)
 	<-ctx.Done()
 	return nil
 }

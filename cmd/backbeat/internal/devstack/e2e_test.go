@@ -187,12 +187,12 @@ func TestCancelMidRender(t *testing.T) {
 	}, 3*time.Second, 20*time.Millisecond, "ffmpeg killed")
 	require.Equal(t, before, e.balance(), "refunded")
 	time.Sleep(time.Second)
-	_, err := e.st.Blob.Stat(context.Background(), ids.VideoKey(vid))
-	require.True(t, errors.Is(err, blob.ErrNotFound), "no video object left: %v", err)
+	_, err := e.st.Blob.Stat(context.Background(), ids.PublicKey(vid, v.RunID, ids.ObjectVideo))
+	require.True(t, errors.Is(err, blob.ErrNotFound), "nothing of a cancelled run is public: %v", err)
 }
 
-// TestReRenderServesNewBytes: after a re-render the edge serves the new
-// bytes for the same URL.
+// TestReRenderServesNewBytes: after a re-render the video's URL names the new
+// run and serves its bytes; the first run's URL still serves what was paid for.
 func TestReRenderServesNewBytes(t *testing.T) {
 	e := setup(t, nil)
 	vid := e.vid("rerender")
@@ -207,9 +207,11 @@ func TestReRenderServesNewBytes(t *testing.T) {
 	e.create(api.CreateRequest{VideoID: vid, AudioKey: ids.UploadPrefix(vid) + "audio.wav", StartSeconds: 3, EndSeconds: 5,
 		Template: "spectrum", Format: "square", Title: "Another take"})
 	v2 := e.wait(vid, 3*time.Minute, "second run ready", func(v api.VideoView) bool { return v.Status == "ready" && v.RunID != v1.RunID })
-	require.Equal(t, v1.VideoURL, v2.VideoURL, "same URL")
+	require.NotEqual(t, v1.VideoURL, v2.VideoURL, "a URL names its run")
 	_, sum2, _ := e.fetch(v2.VideoURL, dir)
-	require.NotEqual(t, sum1, sum2, "new bytes after the purge")
+	require.NotEqual(t, sum1, sum2, "new bytes")
+	_, old, _ := e.fetch(v1.VideoURL, dir)
+	require.Equal(t, sum1, old, "the first run's URL never changes its bytes")
 }
 
 // TestServicesHealthMetricsAndLogs: every service answers /healthz, /readyz
