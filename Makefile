@@ -3,6 +3,7 @@
 #
 #   make run              install, build, make a demo song, render it end to end
 #   make test             start Postgres + MinIO, go test -race every module
+#   make sim SEEDS=N      the coordinator's simulation over N seeds (default 1000)
 #   make smoke            every service its own process: two videos end to end
 #   make lint             gofmt, go vet, staticcheck on every module
 #   make generate         regenerate proto/ Go code with buf
@@ -22,7 +23,7 @@ export PATH := $(TOOLS):$(PATH)
 CMDS := $(patsubst %/,./%,$(dir $(wildcard cmd/backbeat/main.go))) $(patsubst %/,./%,$(sort $(dir $(wildcard services/*/cmd/*/main.go))))
 DEMO_SONG := .data/demo.wav
 
-.PHONY: help install-deps services-start services-stop run demo-song test smoke lint generate check-generated build bench clean
+.PHONY: help install-deps services-start services-stop run demo-song test sim smoke lint generate check-generated build bench clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -46,6 +47,12 @@ run: install-deps build demo-song
 
 test: install-deps services-start
 	scripts/test-all.sh
+
+SEEDS ?= 1000
+# sim runs without -race (a seed costs ten times as much under it; the -race
+# run of `make test` covers the handlers' data races on fewer seeds).
+sim:
+	cd services/render-coordinator && go test -count=1 -run 'TestSimulation$$' -timeout 60m -v -sim.seeds=$(SEEDS) .
 
 # smoke builds bin/ itself and runs under its own timeout (SMOKE_TIMEOUT).
 smoke: install-deps services-start

@@ -34,7 +34,7 @@ import (
 //	go test -run TestSimulation -sim.seed=42 -sim.trace # replay one, verbosely
 
 var (
-	simSeeds = flag.Int("sim.seeds", 200, "simulation: number of seeds to run")
+	simSeeds = flag.Int("sim.seeds", 0, "simulation: number of seeds to run (default 200, 30 under -race)")
 	simFirst = flag.Int64("sim.first", 1, "simulation: first seed")
 	simSeed  = flag.Int64("sim.seed", 0, "simulation: run only this seed")
 	simTrace = flag.Bool("sim.trace", false, "simulation: print the whole trace of each seed")
@@ -42,6 +42,9 @@ var (
 	simKeep  = flag.Bool("sim.keep-going", false, "simulation: run every seed even after violations, and report them by kind")
 	simCheck = flag.String("sim.check", "", "simulation: comma-separated invariant kinds to check (default: all)")
 )
+
+// defaultSimSeeds is how many seeds a plain `go test` runs.
+var defaultSimSeeds = 200
 
 const (
 	simStall     = 2 * time.Minute
@@ -135,11 +138,15 @@ func (w *sim) logf(format string, args ...any) {
 var simEpoch = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 
 func TestSimulation(t *testing.T) {
-	seeds := make([]int64, 0, *simSeeds)
+	n := *simSeeds
+	if n == 0 {
+		n = defaultSimSeeds
+	}
+	seeds := make([]int64, 0, n)
 	if *simSeed != 0 {
 		seeds = append(seeds, *simSeed)
 	} else {
-		for i := 0; i < *simSeeds; i++ {
+		for i := 0; i < n; i++ {
 			seeds = append(seeds, *simFirst+int64(i))
 		}
 	}
