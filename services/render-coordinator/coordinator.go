@@ -189,6 +189,9 @@ func (s *Service) Router() *bus.Router {
 // Run consumes EVENTS, runs the notifier, the stall watchdog and the watch
 // on exhausted jobs until ctx is done.
 func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
+	if err := s.CheckBundles(ctx); err != nil {
+		return err
+	}
 	cons, err := bus.Consumer(ctx, js, bus.StreamEvents, bus.ConsumerCoordinator)
 	if err != nil {
 		return err
@@ -210,6 +213,28 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// CheckBundles refuses a bundles configuration that drops a bundle still
+// referenced by a user or by a run in flight: those would silently fall back
+// to another bundle's pools, priority and price.
+func (s *Service) CheckBundles(ctx context.Context) error {
+	var used []string
+	err := s.db.DB.WithContext(ctx).Raw(`SELECT bundle FROM users UNION SELECT bundle FROM runs WHERE status IN ?`, store.InFlight).
+		Scan(&used).Error
+	if err != nil {
+		return fmt.Errorf("bundles in use: %w", err)
+	}
+	var missing []string
+	for _, name := range used {
+		if _, ok := s.cfg.Bundles[name]; !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the bundles configuration drops %q, still used by users or runs in flight: add them back", missing)
 	}
 	return nil
 }
