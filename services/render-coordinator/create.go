@@ -144,9 +144,7 @@ func (s *Service) onCreate(ctx context.Context, m *backbeatv1.VideoCreate) error
 		log.Warn("create refused", zap.String("run_id", created.ID), zap.String("reason", created.Reason))
 		if !res.current {
 			// The video keeps its run; the app still hears of the refusal.
-			n := &backbeatv1.NotifyJob{VideoId: created.VideoID, RunId: created.ID, UserId: created.UserID,
-				Status: statusProto(created.Status), Reason: created.Reason}
-			if err := s.pub.Publish(ctx, s.subj.NotifyJob(created.VideoID), n, bus.MsgID(created.ID, bus.StepNotify, 0, "job")); err != nil {
+			if err := s.notify(ctx, created); err != nil {
 				return err
 			}
 			return s.announce(ctx, created)

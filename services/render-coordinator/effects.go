@@ -118,7 +118,8 @@ func (s *Service) emit(ctx context.Context, r store.Run) error {
 			return err
 		}
 	case run.Status == store.StatusReady:
-		if err := s.promote(ctx, run); err != nil {
+		err := s.promote(ctx, run, promoted{run.VideoKey, ids.ObjectVideo, "video_url"}, promoted{run.MP3Key, ids.ObjectMP3, "mp3_url"})
+		if err != nil {
 			return err
 		}
 		th := &backbeatv1.ThumbnailJob{VideoId: vid, RunId: run.ID, VideoKey: run.VideoKey,
@@ -129,16 +130,21 @@ func (s *Service) emit(ctx context.Context, r store.Run) error {
 		}
 	}
 	if run.Status == store.StatusReady || run.Status == store.StatusError {
-		n := &backbeatv1.NotifyJob{VideoId: vid, RunId: run.ID, UserId: run.UserID, Status: statusProto(run.Status),
-			Reason: run.Reason}
-		if run.Status == store.StatusReady {
-			n.VideoUrl = s.url(ids.PublicKey(vid, run.ID, ids.ObjectVideo))
-		}
-		if err := s.pub.Publish(ctx, s.subj.NotifyJob(vid), n, bus.MsgID(run.ID, bus.StepNotify, 0, "job")); err != nil {
+		if err := s.notify(ctx, run); err != nil {
 			return err
 		}
 	}
 	return s.announce(ctx, run)
+}
+
+// notify asks the notifier to tell the app how a run ended.
+func (s *Service) notify(ctx context.Context, run store.Run) error {
+	n := &backbeatv1.NotifyJob{VideoId: run.VideoID, RunId: run.ID, UserId: run.UserID, Status: statusProto(run.Status),
+		Reason: run.Reason}
+	if run.Status == store.StatusReady {
+		n.VideoUrl = s.url(ids.PublicKey(run.VideoID, run.ID, ids.ObjectVideo))
+	}
+	return s.pub.Publish(ctx, s.subj.NotifyJob(run.VideoID), n, bus.MsgID(run.ID, bus.StepNotify, 0, "job"))
 }
 
 // publicPaths are the public keys a run's objects get at ready: what the
@@ -149,19 +155,22 @@ func publicPaths(run store.Run) []string {
 		ids.PublicKey(run.VideoID, run.ID, ids.ObjectThumbnail), ids.PublicKey(run.VideoID, run.ID, ids.ObjectSquareThumbnail)}
 }
 
-// promote makes a ready run's video and MP3 public: a server-side copy from
-// the run's private keys to its public keys (idempotent), then their URLs on
-// the video, so an app never sees a URL before its object exists. Only a
-// ready run is promoted, and a ready run is never refunded: nothing a user
-// got back their credits for is ever served.
-func (s *Service) promote(ctx context.Context, run store.Run) error {
+// promoted is one of a run's private objects and the video column that gets
+// its public URL.
+type promoted struct{ src, name, col string }
+
+// promote makes objects of a ready run public: a server-side copy from the
+// run's private keys to its public keys (idempotent), then their URLs on the
+// video, so an app never sees a URL before its object exists. Only a ready
+// run is promoted, and a ready run is never refunded: nothing a user got back
+// their credits for is ever served. The video and MP3 are promoted at ready,
+// the thumbnails when they are made.
+func (s *Service) promote(ctx context.Context, run store.Run, objs ...promoted) error {
 	if run.Status != store.StatusReady {
 		return fmt.Errorf("promote run %s: it is %s, not ready", run.ID, run.Status)
 	}
 	upd := map[string]any{}
-	for _, o := range []struct{ src, name, col string }{
-		{run.VideoKey, ids.ObjectVideo, "video_url"}, {run.MP3Key, ids.ObjectMP3, "mp3_url"},
-	} {
+	for _, o := range objs {
 		if o.src == "" {
 			continue
 		}

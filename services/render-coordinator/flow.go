@@ -132,22 +132,8 @@ func (s *Service) onThumbnailDone(ctx context.Context, m *backbeatv1.ThumbnailDo
 	if err != nil {
 		return err
 	}
-	upd := map[string]any{}
-	for _, o := range []struct{ src, name, col string }{
-		{m.ThumbnailKey, ids.ObjectThumbnail, "thumbnail_url"}, {m.SquareThumbnailKey, ids.ObjectSquareThumbnail, "square_thumbnail_url"},
-	} {
-		dst := ids.PublicKey(run.VideoID, run.ID, o.name)
-		if _, err := s.blob.Copy(ctx, o.src, dst); err != nil {
-			return fmt.Errorf("promote %s: %w", o.src, err)
-		}
-		upd[o.col] = s.url(dst)
-	}
-	err = s.db.DB.WithContext(ctx).Model(&store.Video{}).
-		Where("id = ? AND run_id = ? AND status = ?", m.VideoId, m.RunId, store.StatusReady).Updates(upd).Error
-	if err != nil {
-		return fmt.Errorf("set thumbnail urls: %w", err)
-	}
-	return nil
+	return s.promote(ctx, run, promoted{m.ThumbnailKey, ids.ObjectThumbnail, "thumbnail_url"},
+		promoted{m.SquareThumbnailKey, ids.ObjectSquareThumbnail, "square_thumbnail_url"})
 }
 
 // onNotifyDone records the notification on the timeline.

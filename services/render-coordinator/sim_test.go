@@ -87,7 +87,6 @@ type sim struct {
 	now    time.Time
 	db     *store.Store
 	svc    *Service
-	gen    int
 	bus    *simBus
 	kv     *simKV
 	blob   *memBlob
@@ -105,7 +104,6 @@ type sim struct {
 	pubDown      int // steps left with publishes failing
 	dbDown       int // 1 while the database fails every statement
 	dbUntil      time.Time
-	statusEvents int
 	dirty        bool // the database changed since the last check
 	cache        simState
 	nextWatch    time.Time
@@ -119,9 +117,8 @@ type sim struct {
 	claims       map[string]*claim
 	stallSeen    map[string]bool
 	writers      map[string]map[string]bool // object key → videos that wrote it
-	runsSeen     map[string]bool
-	lastReq      map[string]string // video → last request id the app used
-	apiNamesRun  bool              // the API puts the run id it sees into cancel/recover
+	lastReq      map[string]string          // video → last request id the app used
+	apiNamesRun  bool                       // the API puts the run id it sees into cancel/recover
 
 	violations []violation
 	kinds      map[string]bool
@@ -329,7 +326,7 @@ func runSim(t *testing.T, sl *simSlot, seed int64, verbose bool) *sim {
 	rng := rand.New(rand.NewSource(seed))
 	w := &sim{seed: seed, rng: rng, now: simEpoch, verb: verbose, cold: map[string]time.Time{},
 		cancelIntent: map[string]bool{}, workerFailed: map[string]bool{}, claims: map[string]*claim{}, stallSeen: map[string]bool{},
-		writers: map[string]map[string]bool{}, runsSeen: map[string]bool{}, lastReq: map[string]string{},
+		writers: map[string]map[string]bool{}, lastReq: map[string]string{},
 		kinds: map[string]bool{}, pYield: 0.15 + 0.2*rng.Float64()}
 	w.bus = &simBus{w: w, subj: bus.Subjects{Prefix: "sim"}, seen: map[string]bool{}}
 	w.kv = &simKV{w: w, m: map[string]bus.RunState{}, rev: map[string]uint64{}}
@@ -392,7 +389,6 @@ func (w *sim) restart(why string) {
 	for _, m := range w.bus.events {
 		m.inFlight = false
 	}
-	w.gen++
 	svc, err := New(Config{Bundles: simBundles(), StallTimeout: simStall, EdgeBaseURL: "https://edge.sim", Name: "sim"},
 		Deps{Store: w.db, Pub: w.bus, Runs: w.kv, Blob: w.blob, Progress: w.prog, Log: zap.NewNop(),
 			Topo: bus.DefaultTopology("sim", []string{"gpu", "cpu"}), Now: func() time.Time { return w.now },
@@ -428,7 +424,7 @@ func (w *sim) kill(tk *simTask) {
 
 // runTask runs fn as a coordinator handler until it returns or suspends.
 func (w *sim) runTask(name string, ev *simMsg, fn func(ctx context.Context) error) {
-	tk := &simTask{name: name, ev: ev, resume: make(chan bool), yielded: make(chan struct{}), done: make(chan error, 1), gen: w.gen}
+	tk := &simTask{name: name, ev: ev, resume: make(chan bool), yielded: make(chan struct{}), done: make(chan error, 1)}
 	ctx := context.WithValue(context.Background(), taskKey{}, tk)
 	if ev != nil {
 		seq := ev.seq

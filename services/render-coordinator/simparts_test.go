@@ -55,7 +55,6 @@ type simTask struct {
 	resume  chan bool
 	yielded chan struct{}
 	done    chan error
-	gen     int // coordinator generation it belongs to
 }
 
 type taskKey struct{}
@@ -118,15 +117,13 @@ func (b *simBus) add(subject string, m proto.Message, msgID string, replayOf uin
 	p := b.subj.Prefix + "."
 	switch {
 	case strings.HasPrefix(subject, p+"events."):
-		sm.kind = subject[strings.LastIndex(subject[:strings.LastIndex(subject, ".")], ".")+1:]
-		if parts := strings.SplitN(strings.TrimPrefix(subject, p+"events."), ".", 2); len(parts) == 2 {
-			sm.kind = parts[1]
+		// <prefix>.events.<vid>.<kind>: video ids have no dots, kinds do.
+		if _, kind, ok := strings.Cut(strings.TrimPrefix(subject, p+"events."), "."); ok {
+			sm.kind = kind
 		}
 		b.all = append(b.all, sm)
 		if sm.kind != bus.KindVideoStatus {
 			b.events = append(b.events, sm)
-		} else {
-			b.w.statusEvents++
 		}
 	case strings.HasPrefix(subject, p+"jobs."):
 		sm.kind = b.subj.JobStep(subject)
