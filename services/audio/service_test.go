@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -229,17 +228,7 @@ func TestNewRunLeavesOlderRunsObjects(t *testing.T) {
 	}
 
 	// Nothing was written outside the runs' private folders but the upload.
-	var keys []string
-	require.NoError(t, filepath.WalkDir(b.store.Dir(), func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(b.store.Dir(), path)
-		if err == nil && !strings.HasPrefix(rel, ".blob"+string(filepath.Separator)) {
-			keys = append(keys, filepath.ToSlash(rel))
-		}
-		return err
-	}))
+	keys := testenv.LocalKeys(t, b.store)
 	require.Len(t, keys, 7)
 	for _, k := range keys {
 		require.True(t, k == b.key || ids.IsRunKey(k, b.vid, older) || ids.IsRunKey(k, b.vid, b.run), "unexpected object %s", k)

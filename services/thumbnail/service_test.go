@@ -3,9 +3,6 @@ package thumbnail
 import (
 	"context"
 	"image/jpeg"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -172,16 +169,6 @@ func TestHandleRefusesKeysOutsideItsRun(t *testing.T) {
 	_, err := b.store.PutFile(ctx, good().VideoKey, writeClip(t, t.TempDir(), 160, 90), "video/mp4")
 	require.NoError(t, err)
 	require.NoError(t, b.svc.Handle(ctx, good()))
-	var keys []string
-	require.NoError(t, filepath.WalkDir(b.store.Dir(), func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(b.store.Dir(), path)
-		if err == nil && !strings.HasPrefix(rel, ".blob"+string(filepath.Separator)) {
-			keys = append(keys, filepath.ToSlash(rel))
-		}
-		return err
-	}))
+	keys := testenv.LocalKeys(t, b.store)
 	require.ElementsMatch(t, []string{good().VideoKey, good().ThumbnailKey, good().SquareThumbnailKey}, keys)
 }
