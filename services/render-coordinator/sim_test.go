@@ -97,6 +97,7 @@ type sim struct {
 	users  []string
 
 	tasks   []*simTask // suspended handlers
+	hung    []*simMsg  // jobs held by hung workers
 	renders []*renderWork
 	cold    map[string]time.Time // pool → no worker takes its jobs until then
 
@@ -641,6 +642,7 @@ func (w *sim) tick(d time.Duration) {
 	for _, r := range append([]*renderWork(nil), w.renders...) {
 		w.advanceRender(r, d)
 	}
+	w.releaseHung()
 	if w.restartEvery > 0 && w.now.Sub(w.lastRestart) >= w.restartEvery {
 		w.restart("deploy")
 	}
@@ -796,6 +798,9 @@ func (w *sim) work(drain bool) bool {
 		case roll < 9:
 			fail(true, "not an audio file")
 			return true
+		case roll < 12:
+			w.hang(j, run)
+			return true
 		}
 		keys := audioKeys(m)
 		for _, k := range keys {
@@ -824,8 +829,12 @@ func (w *sim) work(drain bool) bool {
 		w.logf("worker render(%s): claims %s %s attempt %d (%d frames, %s)", m.Pool, m.VideoId, run, attempt, r.total, r.mode)
 		w.progress(r)
 	case *backbeatv1.CdnJob:
-		if roll < 6 {
+		switch {
+		case roll < 6:
 			fail(false, "edge unreachable")
+			return true
+		case roll < 9:
+			w.hang(j, run)
 			return true
 		}
 		w.bus.removeJob(j)
@@ -833,8 +842,12 @@ func (w *sim) work(drain bool) bool {
 		d := &backbeatv1.CdnDone{VideoId: m.VideoId, RunId: run, PurgedPaths: m.Paths}
 		_ = w.bus.Publish(ctx, w.bus.subj.Event(m.VideoId, bus.KindCDNDone), d, bus.MsgID(run, bus.StepCDN, 0, bus.KindCDNDone))
 	case *backbeatv1.ThumbnailJob:
-		if roll < 4 {
+		switch {
+		case roll < 4:
 			fail(false, "decode failed")
+			return true
+		case roll < 7:
+			w.hang(j, run)
 			return true
 		}
 		w.write(m.ThumbnailKey, m.VideoId, run)
@@ -851,6 +864,30 @@ func (w *sim) work(drain bool) bool {
 		}
 	}
 	return true
+}
+
+// hang is a worker that takes a job and never finishes it, heartbeating all
+// along (a hung ffmpeg, a stuck HTTP call): only its guard (the runs KV)
+// stops it.
+func (w *sim) hang(j *simMsg, run string) {
+	j.inFlight = true
+	w.hung = append(w.hung, j)
+	w.logf("worker %s: hangs on %s %s", j.kind, j.vid, run)
+}
+
+// releaseHung stops the hung workers whose run is no longer current.
+func (w *sim) releaseHung() {
+	keep := w.hung[:0]
+	for _, j := range w.hung {
+		run, attempt := runOf(j.msg)
+		if cur, ok := w.kv.m[j.vid]; ok && cur.Current(run, attempt) {
+			keep = append(keep, j)
+			continue
+		}
+		w.logf("worker %s: hung on %s %s, stopped by its guard", j.kind, j.vid, run)
+		w.bus.removeJob(j)
+	}
+	w.hung = keep
 }
 
 func runOf(m proto.Message) (string, int32) {
@@ -993,9 +1030,25 @@ func (w *sim) drain() {
 	w.check(true)
 }
 
-// settled: nothing left to deliver or work on, no render running.
+// settled: nothing left to deliver or work on, no render running, no worker
+// hung but on a thumbnail of a ready run (nothing will ever stop it: its run
+// stays current; the step's deadline closes it on the timeline).
 func (w *sim) settled() bool {
-	return len(w.bus.events) == 0 && len(w.bus.jobs) == 0 && len(w.renders) == 0 && len(w.tasks) == 0
+	for _, j := range w.bus.jobs {
+		if !(j.kind == bus.StepThumbnail && w.isHung(j)) {
+			return false
+		}
+	}
+	return len(w.bus.events) == 0 && len(w.renders) == 0 && len(w.tasks) == 0
+}
+
+func (w *sim) isHung(j *simMsg) bool {
+	for _, h := range w.hung {
+		if h == j {
+			return true
+		}
+	}
+	return false
 }
 
 // simState is the database as the invariants read it.
@@ -1130,6 +1183,15 @@ func (w *sim) check(final bool) {
 		switch r.Status {
 		case store.StatusPending, store.StatusProcessing:
 			w.violate("liveness", "video %s: run %s is still %s/%s after the drain", v.ID, r.ID, r.Status, r.Stage)
+		}
+		if r.Status == store.StatusReady {
+			var open []store.Step
+			if err := w.db.DB.Where("run_id = ? AND ended_at IS NULL AND name <> ?", r.ID, bus.StepNotify).Find(&open).Error; err != nil {
+				panic(err)
+			}
+			for _, st := range open {
+				w.violate("liveness", "video %s: ready run %s still has step %s open after the drain", v.ID, r.ID, st.Name)
+			}
 		}
 		if kv, ok := w.kv.m[v.ID]; !ok || kv.RunID != r.ID {
 			w.violate("kv-stale", "video %s: the runs KV names %q, the current run is %s", v.ID, kv.RunID, r.ID)
