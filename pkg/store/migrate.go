@@ -23,16 +23,21 @@ var migrations = []migration{
 		// spell out their own changes rather than re-run AutoMigrate.
 		return tx.AutoMigrate(&User{}, &Video{}, &Run{}, &Step{}, &LedgerEntry{}, &APIKey{})
 	}},
-	{2, "runs: the stall watchdog's marks (progress_attempt, progress_frames, progress_at)", func(tx *gorm.DB) error {
+	{2, "runs: the watchdog's marks (progress_attempt, progress_frames, progress_at), stage_at and job_at", func(tx *gorm.DB) error {
 		// Version 1 auto-migrates the current models, so on a new database
 		// the columns exist already.
-		for _, col := range []string{"ProgressAttempt", "ProgressFrames", "ProgressAt"} {
+		for _, col := range []string{"ProgressAttempt", "ProgressFrames", "ProgressAt", "StageAt", "JobAt"} {
 			if tx.Migrator().HasColumn(&Run{}, col) {
 				continue
 			}
 			if err := tx.Migrator().AddColumn(&Run{}, col); err != nil {
 				return fmt.Errorf("add runs.%s: %w", col, err)
 			}
+		}
+		// Runs in flight at the upgrade: their stage began no later than
+		// their last update.
+		if err := tx.Exec("UPDATE runs SET stage_at = updated_at, job_at = updated_at WHERE stage_at IS NULL").Error; err != nil {
+			return fmt.Errorf("backfill runs.stage_at: %w", err)
 		}
 		return nil
 	}},

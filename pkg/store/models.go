@@ -5,26 +5,38 @@ package store
 
 import "time"
 
-// Video statuses (the user-visible state).
+// Status is the state of a run, and of its video (the user-visible state).
+type Status string
+
+// Statuses. The coordinator's transition table (render-coordinator's
+// machine.go) says which moves between them exist.
 const (
-	StatusPending    = "pending"
-	StatusProcessing = "processing"
-	StatusReady      = "ready"
-	StatusError      = "error"
-	StatusStalled    = "stalled"
-	StatusCancelled  = "cancelled"
+	StatusPending    Status = "pending"
+	StatusProcessing Status = "processing"
+	StatusReady      Status = "ready"
+	StatusError      Status = "error"
+	StatusStalled    Status = "stalled"
+	StatusCancelled  Status = "cancelled"
 )
 
 // InFlight are the statuses of a run that still holds credits and may move on.
-var InFlight = []string{StatusPending, StatusProcessing, StatusStalled}
+var InFlight = []Status{StatusPending, StatusProcessing, StatusStalled}
 
-// Run stages inside pending/processing, so an event is applied only in the
-// stage it belongs to.
+// Terminal reports whether a run in this status can no longer move.
+func (s Status) Terminal() bool {
+	return s == StatusReady || s == StatusError || s == StatusCancelled
+}
+
+// Stage is where a run is inside pending/processing/stalled, so an event is
+// applied only in the stage it belongs to.
+type Stage string
+
+// Stages.
 const (
-	StageAudio  = "audio"
-	StageRender = "render"
-	StageCDN    = "cdn"
-	StageDone   = "done"
+	StageAudio  Stage = "audio"
+	StageRender Stage = "render"
+	StageCDN    Stage = "cdn"
+	StageDone   Stage = "done"
 )
 
 // Ledger entry kinds.
@@ -49,7 +61,7 @@ type Video struct {
 	ID                 string `gorm:"primaryKey;size:64"`
 	UserID             string `gorm:"size:64;index;not null"`
 	RunID              string `gorm:"size:64"`
-	Status             string `gorm:"size:16;index;not null"`
+	Status             Status `gorm:"size:16;index;not null"`
 	Reason             string `gorm:"size:1024"`
 	VideoURL           string `gorm:"size:1024"`
 	ThumbnailURL       string `gorm:"size:1024"`
@@ -67,8 +79,8 @@ type Run struct {
 	VideoID   string `gorm:"size:64;index;not null"`
 	UserID    string `gorm:"size:64;not null"`
 	CreateKey string `gorm:"size:128;uniqueIndex;not null"`
-	Status    string `gorm:"size:16;index;not null"`
-	Stage     string `gorm:"size:16;not null"`
+	Status    Status `gorm:"size:16;index;not null"`
+	Stage     Stage  `gorm:"size:16;not null"`
 	Reason    string `gorm:"size:1024"`
 	Bundle    string `gorm:"size:32;not null"`
 	Units     int64  `gorm:"not null"`
@@ -93,6 +105,12 @@ type Run struct {
 	ProgressAttempt int32
 	ProgressFrames  int64
 	ProgressAt      *time.Time
+	// StageAt is when the run entered its stage (it names the stage's job).
+	StageAt *time.Time
+	// JobAt is when the job of the audio or cdn stage was first published:
+	// the stage's deadline runs from it, so an outage that kept the job
+	// from being published does not count against it.
+	JobAt *time.Time
 	FinishedAt      *time.Time
 	CreatedAt       time.Time
 	UpdatedAt       time.Time

@@ -34,7 +34,7 @@ type VideoView struct {
 
 // Terminal reports whether the status will not change without a new request.
 func (v VideoView) Terminal() bool {
-	switch v.Status {
+	switch store.Status(v.Status) {
 	case store.StatusReady, store.StatusError, store.StatusCancelled, store.StatusStalled:
 		return true
 	}
@@ -83,7 +83,7 @@ func (s *Service) getVideo(w http.ResponseWriter, r *http.Request, c caller) err
 // view joins the video row, its current run and timeline, and the live progress.
 func (s *Service) view(ctx context.Context, v store.Video) (VideoView, error) {
 	out := VideoView{
-		VideoID: v.ID, Status: v.Status, Reason: v.Reason, RunID: v.RunID,
+		VideoID: v.ID, Status: string(v.Status), Reason: v.Reason, RunID: v.RunID,
 		VideoURL: v.VideoURL, ThumbnailURL: v.ThumbnailURL, SquareThumbnailURL: v.SquareThumbnailURL,
 		MP3URL: v.MP3URL, RenderSeconds: v.RenderSeconds, Steps: []StepView{},
 		CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
@@ -97,7 +97,7 @@ func (s *Service) view(ctx context.Context, v store.Video) (VideoView, error) {
 	case err != nil:
 		return out, err
 	default:
-		out.Stage, out.Attempt, out.Pool = run.Stage, run.Attempt, run.Pool
+		out.Stage, out.Attempt, out.Pool = string(run.Stage), run.Attempt, run.Pool
 	}
 	steps, err := s.store.Steps(ctx, v.RunID)
 	if err != nil {

@@ -35,6 +35,11 @@ type Config struct {
 	// QueueTimeout: a render no worker has claimed for this long moves to
 	// the bundle's next pool (default 5 minutes).
 	QueueTimeout time.Duration
+	// AudioDeadline, CDNDeadline: a run still in that stage after this long
+	// is stalled (defaults 15 and 5 minutes). ThumbnailDeadline: a ready
+	// run's thumbnail step still open after this long is closed with an
+	// error (default 10 minutes).
+	AudioDeadline, CDNDeadline, ThumbnailDeadline time.Duration
 	// SweepEvery is how often the effects of every run in flight are
 	// derived again (default 10 minutes; also once at start).
 	SweepEvery time.Duration
@@ -126,6 +131,14 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	if cfg.QueueTimeout <= 0 {
 		cfg.QueueTimeout = 5 * time.Minute
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&cfg.AudioDeadline, 15 * time.Minute}, {&cfg.CDNDeadline, 5 * time.Minute}, {&cfg.ThumbnailDeadline, 10 * time.Minute}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
 	}
 	if cfg.SweepEvery <= 0 {
 		cfg.SweepEvery = 10 * time.Minute

@@ -195,7 +195,7 @@ func (s *Service) createTx(tx *gorm.DB, m *backbeatv1.VideoCreate, key, spec, fo
 	}
 	b := s.bundle(user.Bundle)
 	run := store.Run{ID: s.newRunID(), VideoID: m.VideoId, UserID: m.UserId, CreateKey: key,
-		Status: store.StatusPending, Stage: store.StageAudio, Bundle: b.Name, Spec: spec}
+		Status: TCreate.To, Stage: TCreate.ToStage, StageAt: &now, Bundle: b.Name, Spec: spec}
 	var reason string
 	switch {
 	case errors.Is(userErr, gorm.ErrRecordNotFound):
@@ -221,9 +221,9 @@ func (s *Service) createTx(tx *gorm.DB, m *backbeatv1.VideoCreate, key, spec, fo
 	if reason == "" {
 		// Supersede the run in flight, then hold: the refund may be what
 		// pays for the new run. If the hold fails, all of it rolls back.
-		if old != nil && inFlight(old.Status) {
+		if old != nil && TSupersede.Allows(old.Status, old.Stage) {
 			why := "superseded by a new request (run " + run.ID + ")"
-			if _, err := s.finish(tx, old, store.StatusCancelled, why, now); err != nil {
+			if _, err := s.finish(tx, old, TSupersede, why, now); err != nil {
 				return err
 			}
 			res.superseded = old
@@ -239,7 +239,7 @@ func (s *Service) createTx(tx *gorm.DB, m *backbeatv1.VideoCreate, key, spec, fo
 	// no run yet, or one that ended without a result.
 	res.current = reason == "" || old == nil || old.Status == store.StatusError || old.Status == store.StatusCancelled
 	if reason != "" {
-		run.Status, run.Stage, run.Reason, run.FinishedAt, run.Units = store.StatusError, store.StageDone, reason, &now, 0
+		run.Status, run.Stage, run.Reason, run.FinishedAt, run.Units = TRefuse.To, TRefuse.ToStage, reason, &now, 0
 	}
 	if err := tx.Create(&run).Error; err != nil {
 		return fmt.Errorf("create run: %w", err)
@@ -265,13 +265,4 @@ func (s *Service) createTx(tx *gorm.DB, m *backbeatv1.VideoCreate, key, spec, fo
 	}
 	res.created = run
 	return nil
-}
-
-func inFlight(status string) bool {
-	for _, st := range store.InFlight {
-		if st == status {
-			return true
-		}
-	}
-	return false
 }

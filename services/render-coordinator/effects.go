@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -102,7 +104,10 @@ func (s *Service) emit(ctx context.Context, r store.Run) error {
 			StartSeconds: spec.StartSeconds, EndSeconds: spec.EndSeconds,
 			MaxRegionSeconds: b.MaxRegionSeconds, Fps: b.FPS,
 		}
-		if err := s.pub.Publish(ctx, s.subj.AudioJob(vid), job, bus.MsgID(run.ID, bus.StepAudio, 0, "job")); err != nil {
+		if err := s.pub.Publish(ctx, s.subj.AudioJob(vid), job, bus.MsgID(run.ID, bus.StepAudio, 0, stageJob(run))); err != nil {
+			return err
+		}
+		if err := s.jobPublished(ctx, run); err != nil {
 			return err
 		}
 	case run.Status == store.StatusProcessing && run.Stage == store.StageRender:
@@ -114,11 +119,15 @@ func (s *Service) emit(ctx context.Context, r store.Run) error {
 		}
 	case run.Status == store.StatusProcessing && run.Stage == store.StageCDN:
 		job := &backbeatv1.CdnJob{VideoId: vid, RunId: run.ID, Paths: publicPaths(run)}
-		if err := s.pub.Publish(ctx, s.subj.CDNJob(vid), job, bus.MsgID(run.ID, bus.StepCDN, 0, "job")); err != nil {
+		if err := s.pub.Publish(ctx, s.subj.CDNJob(vid), job, bus.MsgID(run.ID, bus.StepCDN, 0, stageJob(run))); err != nil {
+			return err
+		}
+		if err := s.jobPublished(ctx, run); err != nil {
 			return err
 		}
 	case run.Status == store.StatusReady:
-		err := s.promote(ctx, run, promoted{run.VideoKey, ids.ObjectVideo, "video_url"}, promoted{run.MP3Key, ids.ObjectMP3, "mp3_url"})
+		err := s.promote(ctx, run, map[string]any{"status": store.StatusReady, "reason": ""},
+			promoted{run.VideoKey, ids.ObjectVideo, "video_url"}, promoted{run.MP3Key, ids.ObjectMP3, "mp3_url"})
 		if err != nil {
 			return err
 		}
@@ -147,6 +156,30 @@ func (s *Service) notify(ctx context.Context, run store.Run) error {
 	return s.pub.Publish(ctx, s.subj.NotifyJob(run.VideoID), n, bus.MsgID(run.ID, bus.StepNotify, 0, "job"))
 }
 
+// jobPublished starts the deadline of the run's stage, once: when its job
+// was first published.
+func (s *Service) jobPublished(ctx context.Context, run store.Run) error {
+	if run.JobAt != nil {
+		return nil
+	}
+	err := s.db.DB.WithContext(ctx).Model(&store.Run{}).Where("id = ? AND stage = ? AND job_at IS NULL", run.ID, run.Stage).
+		Update("job_at", s.now()).Error
+	if err != nil {
+		return fmt.Errorf("start the %s deadline of %s: %w", run.Stage, run.ID, err)
+	}
+	return nil
+}
+
+// stageJob names the job of a run's stage for its message id: the same for as
+// long as the run stays in the stage (a re-emit is a duplicate), new when a
+// recover starts the stage again.
+func stageJob(run store.Run) string {
+	if run.StageAt == nil {
+		return "job"
+	}
+	return "job." + strconv.FormatInt(run.StageAt.UnixNano(), 10)
+}
+
 // publicPaths are the public keys a run's objects get at ready: what the
 // edges and the external CDN are told to forget (a 404 cached while the app
 // polled must not outlive the promotion).
@@ -164,12 +197,17 @@ type promoted struct{ src, name, col string }
 // video, so an app never sees a URL before its object exists. Only a ready
 // run is promoted, and a ready run is never refunded: nothing a user got back
 // their credits for is ever served. The video and MP3 are promoted at ready,
-// the thumbnails when they are made.
-func (s *Service) promote(ctx context.Context, run store.Run, objs ...promoted) error {
+// the thumbnails when they are made. also are more columns of the video to
+// set with the URLs (at ready: the status, so a video never shows ready
+// without its URL).
+func (s *Service) promote(ctx context.Context, run store.Run, also map[string]any, objs ...promoted) error {
 	if run.Status != store.StatusReady {
 		return fmt.Errorf("promote run %s: it is %s, not ready", run.ID, run.Status)
 	}
-	upd := map[string]any{}
+	upd := maps.Clone(also)
+	if upd == nil {
+		upd = map[string]any{}
+	}
 	for _, o := range objs {
 		if o.src == "" {
 			continue
@@ -191,7 +229,7 @@ func (s *Service) promote(ctx context.Context, run store.Run, objs ...promoted) 
 		return nil
 	}
 	err := s.db.DB.WithContext(ctx).Model(&store.Video{}).
-		Where("id = ? AND run_id = ? AND status = ?", run.VideoID, run.ID, store.StatusReady).Updates(upd).Error
+		Where("id = ? AND run_id = ?", run.VideoID, run.ID).Updates(upd).Error
 	if err != nil {
 		return fmt.Errorf("set public urls of %s: %w", run.VideoID, err)
 	}
@@ -205,7 +243,7 @@ func (s *Service) announce(ctx context.Context, run store.Run) error {
 	if run.Status == store.StatusReady {
 		ev.VideoUrl = s.url(ids.PublicKey(run.VideoID, run.ID, ids.ObjectVideo))
 	}
-	id := bus.MsgID(run.ID, "status", run.Attempt, run.Status+"."+run.Stage)
+	id := bus.MsgID(run.ID, "status", run.Attempt, string(run.Status)+"."+string(run.Stage))
 	return s.pub.Publish(ctx, s.subj.Event(run.VideoID, bus.KindVideoStatus), ev, id)
 }
 
@@ -240,7 +278,7 @@ func specOf(run store.Run) (*backbeatv1.VideoCreate, error) {
 	return &spec, nil
 }
 
-func statusProto(status string) backbeatv1.VideoStatus {
+func statusProto(status store.Status) backbeatv1.VideoStatus {
 	switch status {
 	case store.StatusPending:
 		return backbeatv1.VideoStatus_VIDEO_STATUS_PENDING

@@ -39,7 +39,7 @@ func (s *Service) onStepFailed(ctx context.Context, m *backbeatv1.StepFailed) er
 		if m.Step == bus.StepAudio && run.Stage != store.StageAudio {
 			return errNoChange
 		}
-		_, err := s.finish(tx, run, store.StatusError, reason, s.now())
+		_, err := s.finish(tx, run, TFail, reason, s.now())
 		return err
 	}, nil)
 	if changed {
@@ -67,7 +67,7 @@ func (s *Service) renderFailed(ctx context.Context, m *backbeatv1.StepFailed) er
 		}
 		if !m.Permanent && run.Attempt < b.Attempts() {
 			next := run.Attempt + 1
-			err := advance(tx, run, []string{store.StatusProcessing}, store.StageRender, map[string]any{
+			_, err := s.advance(tx, run, TRenderRetry, map[string]any{
 				"attempt": next, "pool": b.PoolFor(next), "render_started_at": now,
 			})
 			if err != nil {
@@ -80,7 +80,7 @@ func (s *Service) renderFailed(ctx context.Context, m *backbeatv1.StepFailed) er
 		if !m.Permanent {
 			reason = fmt.Sprintf("render failed after %d attempts; last on the %s pool: %s", run.Attempt, run.Pool, m.Reason)
 		}
-		_, err := s.finish(tx, run, store.StatusError, reason, now)
+		_, err := s.finish(tx, run, TFail, reason, now)
 		return err
 	}, func(r store.Run) bool {
 		return r.Status == store.StatusProcessing && r.Stage == store.StageRender && r.Attempt == m.Attempt+1
@@ -109,7 +109,7 @@ func (s *Service) onCancel(ctx context.Context, m *backbeatv1.VideoCancel) error
 		reason = "cancelled: " + m.Reason
 	}
 	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
-		_, err := s.finish(tx, run, store.StatusCancelled, reason, s.now())
+		_, err := s.finish(tx, run, TCancel, reason, s.now())
 		return err
 	}, func(r store.Run) bool { return r.Status == store.StatusCancelled })
 	if changed {
@@ -118,8 +118,9 @@ func (s *Service) onCancel(ctx context.Context, m *backbeatv1.VideoCancel) error
 	return err
 }
 
-// onRecover requeues the stalled render it names as a new attempt on the
-// bundle's pool for that attempt.
+// onRecover resumes the stalled run it names where it stalled: a render as
+// a new attempt on the bundle's pool for that attempt, audio and cdn by
+// publishing their job again.
 func (s *Service) onRecover(ctx context.Context, m *backbeatv1.VideoRecover) error {
 	if err := ids.ValidateVideoID(m.VideoId); err != nil {
 		return bus.Permanent(err)
@@ -129,10 +130,23 @@ func (s *Service) onRecover(ctx context.Context, m *backbeatv1.VideoRecover) err
 	}
 	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
 		now := s.now()
+		if run.Status != store.StatusStalled {
+			return errNoChange
+		}
+		if run.Stage != store.StageRender {
+			t := TRecoverAudio
+			if run.Stage == store.StageCDN {
+				t = TRecoverCDN
+			}
+			if _, err := s.advance(tx, run, t, map[string]any{"reason": ""}); err != nil {
+				return err
+			}
+			return instantStep(tx, *run, "recovered", fmt.Sprintf("%s job published again", run.Stage), "", now)
+		}
 		b := s.bundle(run.Bundle)
 		next := run.Attempt + 1
-		err := advance(tx, run, []string{store.StatusStalled}, store.StageRender, map[string]any{
-			"status": store.StatusProcessing, "attempt": next, "pool": b.PoolFor(next), "render_started_at": now, "reason": "",
+		_, err := s.advance(tx, run, TRecoverRender, map[string]any{
+			"attempt": next, "pool": b.PoolFor(next), "render_started_at": now, "reason": "",
 		})
 		if err != nil {
 			return err
@@ -143,7 +157,7 @@ func (s *Service) onRecover(ctx context.Context, m *backbeatv1.VideoRecover) err
 		return startStep(tx, *run, bus.StepRender, next, run.Pool, now)
 	}, nil)
 	if changed {
-		s.logFor(ctx).Info("stalled render requeued", zap.Int32("attempt", run.Attempt))
+		s.logFor(ctx).Info("stalled run resumed", zap.String("stage", string(run.Stage)), zap.Int32("attempt", run.Attempt))
 	}
 	return err
 }

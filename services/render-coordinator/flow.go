@@ -28,10 +28,10 @@ func (s *Service) onAudioDone(ctx context.Context, m *backbeatv1.AudioDone) erro
 		}
 		now := s.now()
 		b := s.bundle(run.Bundle)
-		err := advance(tx, run, []string{store.StatusPending}, store.StageAudio, map[string]any{
-			"status": store.StatusProcessing, "stage": store.StageRender, "attempt": 1, "pool": b.PoolFor(1),
+		_, err := s.advance(tx, run, TAudioDone, map[string]any{
+			"attempt": 1, "pool": b.PoolFor(1),
 			"audio_key": m.AudioKey, "mp3_key": m.Mp3Key, "analysis_key": m.AnalysisKey, "duration": m.DurationSeconds,
-			"render_started_at": now,
+			"render_started_at": now, "reason": "",
 		})
 		if err != nil {
 			return err
@@ -57,9 +57,7 @@ func (s *Service) onRenderDone(ctx context.Context, m *backbeatv1.RenderDone) er
 			return bus.Permanentf("render.done carries %q, not an object of run %s", m.VideoKey, run.ID)
 		}
 		now := s.now()
-		err := advance(tx, run, []string{store.StatusProcessing}, store.StageRender, map[string]any{
-			"stage": store.StageCDN, "video_key": m.VideoKey, "render_seconds": m.RenderSeconds,
-		})
+		_, err := s.advance(tx, run, TRenderDone, map[string]any{"video_key": m.VideoKey, "render_seconds": m.RenderSeconds, "reason": ""})
 		if err != nil {
 			return err
 		}
@@ -84,9 +82,7 @@ func (s *Service) onCDNDone(ctx context.Context, m *backbeatv1.CdnDone) error {
 func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr string) error {
 	changed, run, err := s.apply(ctx, videoID, runID, func(tx *gorm.DB, run *store.Run) error {
 		now := s.now()
-		err := advance(tx, run, []string{store.StatusProcessing}, store.StageCDN, map[string]any{
-			"status": store.StatusReady, "stage": store.StageDone, "finished_at": now, "reason": "",
-		})
+		_, err := s.advance(tx, run, TReady, map[string]any{"finished_at": now, "reason": ""})
 		if err != nil {
 			return err
 		}
@@ -99,7 +95,7 @@ func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr s
 		if err != nil {
 			return fmt.Errorf("set render time: %w", err)
 		}
-		if err := instantStep(tx, *run, store.StatusReady, s.url(ids.PublicKey(run.VideoID, run.ID, ids.ObjectVideo)), "", now); err != nil {
+		if err := instantStep(tx, *run, string(store.StatusReady), s.url(ids.PublicKey(run.VideoID, run.ID, ids.ObjectVideo)), "", now); err != nil {
 			return err
 		}
 		if err := startStep(tx, *run, bus.StepThumbnail, 0, "", now); err != nil {
@@ -132,7 +128,7 @@ func (s *Service) onThumbnailDone(ctx context.Context, m *backbeatv1.ThumbnailDo
 	if err != nil {
 		return err
 	}
-	return s.promote(ctx, run, promoted{m.ThumbnailKey, ids.ObjectThumbnail, "thumbnail_url"},
+	return s.promote(ctx, run, nil, promoted{m.ThumbnailKey, ids.ObjectThumbnail, "thumbnail_url"},
 		promoted{m.SquareThumbnailKey, ids.ObjectSquareThumbnail, "square_thumbnail_url"})
 }
 

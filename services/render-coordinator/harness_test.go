@@ -233,7 +233,7 @@ func (h *harness) runState(vid string) bus.RunState {
 }
 
 // waitStatus waits for the video's status.
-func (h *harness) waitStatus(vid, status string) store.Video {
+func (h *harness) waitStatus(vid string, status store.Status) store.Video {
 	h.t.Helper()
 	var v store.Video
 	require.Eventually(h.t, func() bool {

@@ -117,6 +117,7 @@ type sim struct {
 	workerFailed map[string]bool // runs a worker reported a failure of
 	claims       map[string]*claim
 	stallSeen    map[string]bool
+	hungOn       map[string]bool // run/stage a worker hung on
 	writers      map[string]map[string]bool // object key → videos that wrote it
 	lastReq      map[string]string          // video → last request id the app used
 	apiNamesRun  bool                       // the API puts the run id it sees into cancel/recover
@@ -326,7 +327,7 @@ func runSim(t *testing.T, sl *simSlot, seed int64, verbose bool) *sim {
 	t.Helper()
 	rng := rand.New(rand.NewSource(seed))
 	w := &sim{seed: seed, rng: rng, now: simEpoch, verb: verbose, cold: map[string]time.Time{},
-		cancelIntent: map[string]bool{}, workerFailed: map[string]bool{}, claims: map[string]*claim{}, stallSeen: map[string]bool{},
+		cancelIntent: map[string]bool{}, workerFailed: map[string]bool{}, claims: map[string]*claim{}, stallSeen: map[string]bool{}, hungOn: map[string]bool{},
 		writers: map[string]map[string]bool{}, lastReq: map[string]string{},
 		kinds: map[string]bool{}, pYield: 0.15 + 0.2*rng.Float64()}
 	w.bus = &simBus{w: w, subj: bus.Subjects{Prefix: "sim"}, seen: map[string]bool{}}
@@ -872,6 +873,7 @@ func (w *sim) work(drain bool) bool {
 func (w *sim) hang(j *simMsg, run string) {
 	j.inFlight = true
 	w.hung = append(w.hung, j)
+	w.hungOn[run+"/"+j.kind] = true
 	w.logf("worker %s: hangs on %s %s", j.kind, j.vid, run)
 }
 
@@ -1136,7 +1138,7 @@ func (w *sim) check(final bool) {
 		if r.Status == store.StatusError && h > 0 && !w.workerFailed[r.ID] {
 			w.violate("infra-refund", "run %s of %s ended in error and was refunded without any worker failure: %s", r.ID, r.VideoID, r.Reason)
 		}
-		if r.Status == store.StatusStalled {
+		if r.Status == store.StatusStalled && r.Stage == store.StageRender {
 			key := fmt.Sprintf("%s/%d", r.ID, r.Attempt)
 			c := w.claims[key]
 			if !w.stallSeen[key] {
@@ -1183,6 +1185,12 @@ func (w *sim) check(final bool) {
 		switch r.Status {
 		case store.StatusPending, store.StatusProcessing:
 			w.violate("liveness", "video %s: run %s is still %s/%s after the drain", v.ID, r.ID, r.Status, r.Stage)
+		case store.StatusStalled:
+			// A stall past a stage's deadline lets a late result through;
+			// one that lasts must have had a hung worker behind it.
+			if r.Stage != store.StageRender && !w.hungOn[r.ID+"/"+string(r.Stage)] {
+				w.violate("stall-early", "video %s: run %s stayed stalled in stage %s, where no worker hung", v.ID, r.ID, r.Stage)
+			}
 		}
 		if r.Status == store.StatusReady {
 			var open []store.Step

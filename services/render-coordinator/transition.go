@@ -16,45 +16,66 @@ import (
 // acknowledged and ignored.
 var errNoChange = errors.New("no change")
 
-// advance moves a run from one of the statuses `from` (and stage, when not
-// empty) with a conditional update, then mirrors status and reason onto the
-// video if the run is still the video's current run. It returns errNoChange
-// when the run was not in a state the event applies to.
-func advance(tx *gorm.DB, run *store.Run, from []string, stage string, upd map[string]any) error {
-	q := tx.Model(&store.Run{}).Where("id = ? AND status IN ?", run.ID, from)
-	if stage != "" {
-		q = q.Where("stage = ?", stage)
+// advance makes transition t on a run, with a conditional update (the run
+// must be in one of t.From, in t.Stage), setting the columns in upd (each
+// must be one t declares), the new status and stage (and stage_at when the
+// stage changes), and t's ledger action. It then mirrors status and reason
+// onto the video if the run is still the video's current run (ready is
+// mirrored by the promotion, with the URLs). It returns
+// errNoChange when the run was not in a state t applies to, and whether
+// credits were refunded.
+func (s *Service) advance(tx *gorm.DB, run *store.Run, t Transition, upd map[string]any) (refunded bool, err error) {
+	set := make(map[string]any, len(upd)+3)
+	for col, v := range upd {
+		if !t.sets(col) {
+			return false, fmt.Errorf("transition %s does not set %s", t.Name, col)
+		}
+		set[col] = v
 	}
-	res := q.Updates(upd)
+	if t.To != "" {
+		set["status"] = t.To
+	}
+	if t.ToStage != "" {
+		set["stage"] = t.ToStage
+		set["stage_at"] = s.now()
+		set["job_at"] = nil
+	}
+	q := tx.Model(&store.Run{}).Where("id = ? AND status IN ?", run.ID, t.From)
+	if t.Stage != "" {
+		q = q.Where("stage = ?", t.Stage)
+	}
+	res := q.Updates(set)
 	if res.Error != nil {
-		return fmt.Errorf("update run %s: %w", run.ID, res.Error)
+		return false, fmt.Errorf("%s: update run %s: %w", t.Name, run.ID, res.Error)
 	}
 	if res.RowsAffected != 1 {
-		return errNoChange
+		return false, errNoChange
 	}
 	if err := tx.Where("id = ?", run.ID).First(run).Error; err != nil {
-		return fmt.Errorf("reload run %s: %w", run.ID, err)
+		return false, fmt.Errorf("reload run %s: %w", run.ID, err)
 	}
-	vupd := map[string]any{"status": run.Status, "reason": run.Reason}
-	if err := tx.Model(&store.Video{}).Where("id = ? AND run_id = ?", run.VideoID, run.ID).Updates(vupd).Error; err != nil {
-		return fmt.Errorf("update video %s: %w", run.VideoID, err)
+	// A video shows ready only with its URL: the promotion sets both.
+	if t.To != store.StatusReady {
+		vupd := map[string]any{"status": run.Status, "reason": run.Reason}
+		if err := tx.Model(&store.Video{}).Where("id = ? AND run_id = ?", run.VideoID, run.ID).Updates(vupd).Error; err != nil {
+			return false, fmt.Errorf("update video %s: %w", run.VideoID, err)
+		}
 	}
-	return nil
+	if t.Ledger == LedgerRefund {
+		return store.Refund(tx, run.ID)
+	}
+	return false, nil
 }
 
-// finish ends an in-flight run as error or cancelled: refunds its hold (once),
-// closes its open steps, records the reason. It reports whether credits moved.
-func (s *Service) finish(tx *gorm.DB, run *store.Run, status, reason string, now time.Time) (bool, error) {
-	err := advance(tx, run, store.InFlight, "", map[string]any{
-		"status": status, "stage": store.StageDone, "reason": truncate(reason, 1000), "finished_at": now,
-	})
+// finish ends an in-flight run with one of the ending transitions (TFail,
+// TCancel, TSupersede): refunds its hold (once), closes its open steps,
+// records the reason. It reports whether credits moved.
+func (s *Service) finish(tx *gorm.DB, run *store.Run, t Transition, reason string, now time.Time) (bool, error) {
+	refunded, err := s.advance(tx, run, t, map[string]any{"reason": truncate(reason, 1000), "finished_at": now})
 	if err != nil {
 		return false, err
 	}
-	refunded, err := store.Refund(tx, run.ID)
-	if err != nil {
-		return false, err
-	}
+	status := string(t.To)
 	res := tx.Model(&store.Step{}).Where("run_id = ? AND ended_at IS NULL", run.ID).
 		Updates(map[string]any{"ended_at": now, "error": truncate(status+": "+reason, 2000)})
 	if res.Error != nil {
@@ -67,7 +88,7 @@ func (s *Service) finish(tx *gorm.DB, run *store.Run, status, reason string, now
 	if err := instantStep(tx, *run, status, out, reason, now); err != nil {
 		return false, err
 	}
-	if status == store.StatusError {
+	if t.To == store.StatusError {
 		if err := startStep(tx, *run, "notify", 0, "", now); err != nil {
 			return false, err
 		}

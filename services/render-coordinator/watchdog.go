@@ -62,13 +62,14 @@ func (s *Service) Sweep(ctx context.Context) error {
 	return nil
 }
 
-// CheckStalls runs one pass of the watchdog over every render in flight:
+// CheckStalls runs one pass of the watchdog. Over every render in flight:
 //   - a worker has claimed the attempt (its progress names it): when the
 //     frame count has not moved for StallTimeout, the run is stalled;
 //   - no worker has claimed it for QueueTimeout: it moves to the bundle's
 //     next pool, if there is a different one and attempts remain.
 //
-// The stall clock starts at the claim, not when the job was queued.
+// The stall clock starts at the claim, not when the job was queued. Then the
+// other stages' deadlines (checkDeadlines).
 func (s *Service) CheckStalls(ctx context.Context) error {
 	var runs []store.Run
 	err := s.db.DB.WithContext(ctx).Where("status = ? AND stage = ? AND render_started_at IS NOT NULL",
@@ -105,12 +106,13 @@ func (s *Service) CheckStalls(ctx context.Context) error {
 			continue
 		}
 		if idle := now.Sub(*run.ProgressAt); idle >= s.cfg.StallTimeout {
-			if err := s.stall(ctx, run, idle); err != nil {
+			reason := fmt.Sprintf("no render progress for %s on the %s pool (attempt %d)", idle.Round(time.Second), run.Pool, run.Attempt)
+			if err := s.stall(ctx, run, TStallRender, reason); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return s.checkDeadlines(ctx)
 }
 
 // moveQueued moves a render attempt nobody claimed to the next pool.
@@ -130,7 +132,7 @@ func (s *Service) moveQueued(ctx context.Context, run store.Run, waited time.Dur
 		if err := endStep(tx, r.ID, bus.StepRender, attempt, "", why, now); err != nil {
 			return err
 		}
-		err := advance(tx, r, []string{store.StatusProcessing}, store.StageRender, map[string]any{
+		_, err := s.advance(tx, r, TQueueMove, map[string]any{
 			"attempt": next, "pool": b.PoolFor(next), "render_started_at": now,
 		})
 		if err != nil {
@@ -145,25 +147,66 @@ func (s *Service) moveQueued(ctx context.Context, run store.Run, waited time.Dur
 	return err
 }
 
-func (s *Service) stall(ctx context.Context, run store.Run, idle time.Duration) error {
-	reason := fmt.Sprintf("no render progress for %s on the %s pool (attempt %d)", idle.Round(time.Second), run.Pool, run.Attempt)
+// stall marks a run that stopped moving in its stage as stalled: held, not
+// refunded, its worker stopped by the runs KV, an operator alerted; `backbeat
+// recover` resumes it.
+func (s *Service) stall(ctx context.Context, run store.Run, t Transition, reason string) error {
 	attempt := run.Attempt
 	changed, r, err := s.apply(ctx, run.VideoID, run.ID, func(tx *gorm.DB, r *store.Run) error {
 		if r.Attempt != attempt {
 			return errNoChange
 		}
-		now := s.now()
-		err := advance(tx, r, []string{store.StatusProcessing}, store.StageRender, map[string]any{
-			"status": store.StatusStalled, "reason": reason,
-		})
-		if err != nil {
+		if _, err := s.advance(tx, r, t, map[string]any{"reason": reason}); err != nil {
 			return err
 		}
-		return endStep(tx, r.ID, bus.StepRender, attempt, "", "stalled: "+reason, now)
+		step, stepAttempt := string(r.Stage), int32(0)
+		if r.Stage == store.StageRender {
+			stepAttempt = attempt
+		}
+		return endStep(tx, r.ID, step, stepAttempt, "", "stalled: "+reason, s.now())
 	}, nil)
 	if changed {
-		s.log.Warn("render stalled", zap.String("video_id", r.VideoID), zap.String("run_id", r.ID), zap.String("reason", reason))
-		s.alert.Send(alert.Alert{Kind: "run_stalled", VideoID: r.VideoID, RunID: r.ID, Step: bus.StepRender, Reason: reason})
+		s.log.Warn("run stalled", zap.String("video_id", r.VideoID), zap.String("run_id", r.ID), zap.String("reason", reason))
+		s.alert.Send(alert.Alert{Kind: "run_stalled", VideoID: r.VideoID, RunID: r.ID, Step: string(r.Stage), Reason: reason})
 	}
 	return err
+}
+
+// checkDeadlines stalls runs whose audio or cdn job was published longer
+// than the stage's deadline ago (a worker hung on the job keeps it heartbeated forever), and
+// closes, with an error and an alert, the thumbnail steps of ready runs that
+// never ended.
+func (s *Service) checkDeadlines(ctx context.Context) error {
+	now := s.now()
+	for _, d := range []struct {
+		t     Transition
+		limit time.Duration
+	}{{TStallAudio, s.cfg.AudioDeadline}, {TStallCDN, s.cfg.CDNDeadline}} {
+		var runs []store.Run
+		err := s.db.DB.WithContext(ctx).Where("status IN ? AND stage = ? AND job_at < ?", d.t.From, d.t.Stage, now.Add(-d.limit)).
+			Order("id").Find(&runs).Error
+		if err != nil {
+			return fmt.Errorf("list runs in stage %s: %w", d.t.Stage, err)
+		}
+		for _, run := range runs {
+			reason := fmt.Sprintf("the %s job did not end in %s", run.Stage, now.Sub(*run.JobAt).Round(time.Second))
+			if err := s.stall(ctx, run, d.t, reason); err != nil {
+				return err
+			}
+		}
+	}
+	var steps []store.Step
+	err := s.db.DB.WithContext(ctx).Where("name = ? AND ended_at IS NULL AND started_at < ?", bus.StepThumbnail, now.Add(-s.cfg.ThumbnailDeadline)).
+		Order("id").Find(&steps).Error
+	if err != nil {
+		return fmt.Errorf("list thumbnail steps: %w", err)
+	}
+	for _, st := range steps {
+		reason := fmt.Sprintf("no thumbnails in %s", now.Sub(st.StartedAt).Round(time.Second))
+		if err := endStep(s.db.DB.WithContext(ctx), st.RunID, bus.StepThumbnail, 0, "", reason, now); err != nil {
+			return err
+		}
+		s.alert.Send(alert.Alert{Kind: "step_failed", VideoID: st.VideoID, RunID: st.RunID, Step: bus.StepThumbnail, Reason: reason})
+	}
+	return nil
 }

@@ -107,7 +107,7 @@ func (e *Env) AddUser(t *testing.T, id string) (string, string) {
 // SeedVideo writes a video, its run and timeline as the coordinator would.
 // A video row an upload already claimed is taken over, as the coordinator's
 // create does.
-func (e *Env) SeedVideo(t *testing.T, v store.Video, stage string, steps ...store.Step) {
+func (e *Env) SeedVideo(t *testing.T, v store.Video, stage store.Stage, steps ...store.Step) {
 	t.Helper()
 	db := e.Store.DB
 	if v.RunID != "" {
