@@ -110,10 +110,10 @@ type Run struct {
 	// JobAt is when the job of the audio or cdn stage was first published:
 	// the stage's deadline runs from it, so an outage that kept the job
 	// from being published does not count against it.
-	JobAt *time.Time
-	FinishedAt      *time.Time
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	JobAt      *time.Time
+	FinishedAt *time.Time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // Step is one line of a run's timeline.

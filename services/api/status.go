@@ -13,18 +13,18 @@ import (
 
 // VideoView is GET /v1/videos/{id}: what the app shows and the CLI draws.
 type VideoView struct {
-	VideoID            string  `json:"video_id"`
-	Status             string  `json:"status"`
-	Reason             string  `json:"reason,omitempty"`
-	RunID              string  `json:"run_id,omitempty"`
-	Stage              string  `json:"stage,omitempty"`
-	Attempt            int32   `json:"attempt,omitempty"`
-	Pool               string  `json:"pool,omitempty"`
-	VideoURL           string  `json:"video_url,omitempty"`
-	ThumbnailURL       string  `json:"thumbnail_url,omitempty"`
-	SquareThumbnailURL string  `json:"square_thumbnail_url,omitempty"`
-	MP3URL             string  `json:"mp3_url,omitempty"`
-	RenderSeconds      float64 `json:"render_seconds,omitempty"`
+	VideoID            string       `json:"video_id"`
+	Status             store.Status `json:"status"`
+	Reason             string       `json:"reason,omitempty"`
+	RunID              string       `json:"run_id,omitempty"`
+	Stage              store.Stage  `json:"stage,omitempty"`
+	Attempt            int32        `json:"attempt,omitempty"`
+	Pool               string       `json:"pool,omitempty"`
+	VideoURL           string       `json:"video_url,omitempty"`
+	ThumbnailURL       string       `json:"thumbnail_url,omitempty"`
+	SquareThumbnailURL string       `json:"square_thumbnail_url,omitempty"`
+	MP3URL             string       `json:"mp3_url,omitempty"`
+	RenderSeconds      float64      `json:"render_seconds,omitempty"`
 	// Progress is the live render progress of the current run, when any.
 	Progress  *ProgressView `json:"progress,omitempty"`
 	Steps     []StepView    `json:"steps"`
@@ -34,7 +34,7 @@ type VideoView struct {
 
 // Terminal reports whether the status will not change without a new request.
 func (v VideoView) Terminal() bool {
-	switch store.Status(v.Status) {
+	switch v.Status {
 	case store.StatusReady, store.StatusError, store.StatusCancelled, store.StatusStalled:
 		return true
 	}
@@ -83,7 +83,7 @@ func (s *Service) getVideo(w http.ResponseWriter, r *http.Request, c caller) err
 // view joins the video row, its current run and timeline, and the live progress.
 func (s *Service) view(ctx context.Context, v store.Video) (VideoView, error) {
 	out := VideoView{
-		VideoID: v.ID, Status: string(v.Status), Reason: v.Reason, RunID: v.RunID,
+		VideoID: v.ID, Status: v.Status, Reason: v.Reason, RunID: v.RunID,
 		VideoURL: v.VideoURL, ThumbnailURL: v.ThumbnailURL, SquareThumbnailURL: v.SquareThumbnailURL,
 		MP3URL: v.MP3URL, RenderSeconds: v.RenderSeconds, Steps: []StepView{},
 		CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
@@ -97,7 +97,7 @@ func (s *Service) view(ctx context.Context, v store.Video) (VideoView, error) {
 	case err != nil:
 		return out, err
 	default:
-		out.Stage, out.Attempt, out.Pool = string(run.Stage), run.Attempt, run.Pool
+		out.Stage, out.Attempt, out.Pool = run.Stage, run.Attempt, run.Pool
 	}
 	steps, err := s.store.Steps(ctx, v.RunID)
 	if err != nil {

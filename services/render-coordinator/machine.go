@@ -75,7 +75,7 @@ var (
 		From: processing, Stage: store.StageRender, Sets: []string{"attempt", "pool", "render_started_at"},
 		Effects: "KV next attempt; render job on the next pool"}
 	TRenderDone = Transition{Name: "render-done", On: "render.done of the current attempt", From: processingOrStalled, Stage: store.StageRender,
-		To: store.StatusProcessing,
+		To:      store.StatusProcessing,
 		ToStage: store.StageCDN, Sets: []string{"video_key", "render_seconds", "reason"}, Effects: "cdn job (purge the run's public keys)"}
 	TReady = Transition{Name: "ready", On: "cdn.done, or step.failed (cdn): purge errors never fail a video",
 		From: processingOrStalled, Stage: store.StageCDN, To: store.StatusReady, ToStage: store.StageDone, Sets: []string{"reason", "finished_at"},

@@ -117,7 +117,7 @@ type sim struct {
 	workerFailed map[string]bool // runs a worker reported a failure of
 	claims       map[string]*claim
 	stallSeen    map[string]bool
-	hungOn       map[string]bool // run/stage a worker hung on
+	hungOn       map[string]bool            // run/stage a worker hung on
 	writers      map[string]map[string]bool // object key → videos that wrote it
 	lastReq      map[string]string          // video → last request id the app used
 	apiNamesRun  bool                       // the API puts the run id it sees into cancel/recover

@@ -39,7 +39,7 @@ func StageName(v api.VideoView) string {
 	case store.StatusReady:
 		return "ready"
 	case store.StatusError, store.StatusCancelled, store.StatusStalled:
-		return v.Status
+		return string(v.Status)
 	}
 	switch v.Stage {
 	case store.StageAudio:

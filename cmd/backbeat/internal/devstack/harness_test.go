@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/store"
 	"github.com/backbeat/backbeat/pkg/testenv"
 	"github.com/backbeat/backbeat/services/api"
 	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
@@ -244,9 +245,9 @@ func (e *e2e) wait(vid string, timeout time.Duration, what string, cond func(v a
 	return v
 }
 
-func (e *e2e) waitStatus(vid string, want string) api.VideoView {
+func (e *e2e) waitStatus(vid string, want store.Status) api.VideoView {
 	e.t.Helper()
-	return e.wait(vid, 3*time.Minute, "status "+want, func(v api.VideoView) bool {
+	return e.wait(vid, 3*time.Minute, "status "+string(want), func(v api.VideoView) bool {
 		if v.Status == want {
 			return true
 		}
