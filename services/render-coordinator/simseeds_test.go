@@ -3,8 +3,8 @@ package coordinator
 import "testing"
 
 // defectSeeds are simulation seeds that broke an invariant on the code before
-// the fixes of issue 8 (commit 0dec0ad, `-sim.keep-going -sim.check=<kind>`
-// over seeds 1-1000; docs/reliability.md has the counts). Each is a replayable
+// the fixes of issue 8 (commit 0dec0ad, or where noted, `-sim.keep-going
+// -sim.check=<kind>` over seeds 1-1000; docs/reliability.md has the counts). Each is a replayable
 // interleaving that once lost money, leaked a video or stranded a run, so
 // each is run again here, with every invariant checked.
 var defectSeeds = []struct {
@@ -18,6 +18,7 @@ var defectSeeds = []struct {
 	{"4: two videos share an object", "shared-object", []int64{1, 13, 14, 20, 25, 26, 27, 32}},
 	{"5: an infrastructure outage becomes a refund", "infra-refund", []int64{2, 11, 35, 53, 64, 83, 138, 146}},
 	{"6: stalls measured from the wrong clock", "stall-early", []int64{5, 16, 25, 27, 31, 33, 36, 42}},
+	{"6: stages without a deadline (found at 20cd223)", "liveness", []int64{145, 464, 512, 535, 642, 666, 678, 971}},
 }
 
 // TestSeedsThatFoundTheDefects replays the seeds that found defects 1-6.
