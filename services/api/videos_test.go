@@ -98,7 +98,7 @@ func TestOtherUsersVideoIsNotFound(t *testing.T) {
 
 	var v api.VideoView
 	require.Equal(t, http.StatusOK, call(t, "GET", e.URL+"/v1/videos/theirs", key2, nil, &v))
-	require.Equal(t, "processing", v.Status)
+	require.Equal(t, store.StatusProcessing, v.Status)
 	require.Equal(t, http.StatusOK, call(t, "GET", e.URL+"/v1/videos/theirs", apitest.AdminKey, nil, &v))
 }
 
@@ -115,7 +115,7 @@ func TestStatusShowsStepsAndProgress(t *testing.T) {
 	var v api.VideoView
 	require.Equal(t, http.StatusOK, call(t, "GET", e.URL+"/v1/videos/v1", e.Key, nil, &v))
 	require.Nil(t, v.Progress)
-	require.Equal(t, "render", v.Stage)
+	require.Equal(t, store.StageRender, v.Stage)
 	require.Len(t, v.Steps, 2)
 	require.Equal(t, api.StepView{Name: "audio", Attempt: 1, StartedAt: t0, EndedAt: &t1, Output: "audio/v1.m4a"}, v.Steps[0])
 	require.Equal(t, "cpu", v.Steps[1].Pool)
