@@ -1,0 +1,233 @@
+package deployments
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
+	"github.com/nats-io/nats-server/v2/server"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+)
+
+// rendered is `kubectl kustomize deployments/`, each document decoded
+// strictly into its real type.
+type rendered struct {
+	deployments  []appsv1.Deployment
+	statefulSets []appsv1.StatefulSet
+	pdbs         []policyv1.PodDisruptionBudget
+	secrets      []corev1.Secret
+	configMaps   []corev1.ConfigMap
+	services     []corev1.Service
+	scaled       []kedav1alpha1.ScaledObject
+}
+
+func render(t *testing.T) rendered {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	m, err := k.Run(filesys.MakeFsOnDisk(), ".")
+	if err != nil {
+		t.Fatalf("kustomize build deployments/: %v", err)
+	}
+	var out rendered
+	for _, r := range m.Resources() {
+		doc, err := r.AsYAML()
+		if err != nil {
+			t.Fatalf("%s: %v", r.CurId(), err)
+		}
+		var target any
+		switch r.GetKind() {
+		case "Deployment":
+			out.deployments = append(out.deployments, appsv1.Deployment{})
+			target = &out.deployments[len(out.deployments)-1]
+		case "StatefulSet":
+			out.statefulSets = append(out.statefulSets, appsv1.StatefulSet{})
+			target = &out.statefulSets[len(out.statefulSets)-1]
+		case "PodDisruptionBudget":
+			out.pdbs = append(out.pdbs, policyv1.PodDisruptionBudget{})
+			target = &out.pdbs[len(out.pdbs)-1]
+		case "Secret":
+			out.secrets = append(out.secrets, corev1.Secret{})
+			target = &out.secrets[len(out.secrets)-1]
+		case "ConfigMap":
+			out.configMaps = append(out.configMaps, corev1.ConfigMap{})
+			target = &out.configMaps[len(out.configMaps)-1]
+		case "Service":
+			out.services = append(out.services, corev1.Service{})
+			target = &out.services[len(out.services)-1]
+		case "ScaledObject":
+			out.scaled = append(out.scaled, kedav1alpha1.ScaledObject{})
+			target = &out.scaled[len(out.scaled)-1]
+		case "Namespace":
+			target = &corev1.Namespace{}
+		default:
+			t.Errorf("%s: a kind this test does not know; add its type", r.CurId())
+			continue
+		}
+		// Strict: a misspelt or misplaced field is an error, as the API
+		// server's strict field validation would make it.
+		if err := yaml.UnmarshalStrict(doc, target); err != nil {
+			t.Errorf("%s does not decode strictly: %v", r.CurId(), err)
+		}
+	}
+	return out
+}
+
+// TestManifestsDecodeStrictly: every document kustomize renders is a valid
+// object of its real type, and the set is what the README promises.
+func TestManifestsDecodeStrictly(t *testing.T) {
+	r := render(t)
+	var names []string
+	for _, d := range r.deployments {
+		names = append(names, d.Name)
+	}
+	slices.Sort(names)
+	want := []string{"api", "audio", "cdn", "gpu-renderer-cpu", "gpu-renderer-gpu", "render-coordinator", "thumbnail"}
+	if !slices.Equal(names, want) {
+		t.Errorf("deployments %v, want %v", names, want)
+	}
+	if len(r.statefulSets) != 1 || r.statefulSets[0].Name != "nats" || *r.statefulSets[0].Spec.Replicas != 3 {
+		t.Errorf("want one 3-node nats StatefulSet, got %d", len(r.statefulSets))
+	}
+	for _, so := range r.scaled {
+		if !slices.Contains(names, so.Spec.ScaleTargetRef.Name) {
+			t.Errorf("ScaledObject %s scales %q, which is not a Deployment here", so.Name, so.Spec.ScaleTargetRef.Name)
+		}
+		for _, tr := range so.Spec.Triggers {
+			if tr.Type == "nats-jetstream" && tr.Metadata["stream"] != "JOBS" {
+				t.Errorf("ScaledObject %s: trigger on stream %q, want JOBS", so.Name, tr.Metadata["stream"])
+			}
+		}
+	}
+}
+
+// TestManifestsFollowTheRules checks what a reviewer would, for every
+// Deployment: probes, resources, a non-root read-only container, bounded
+// scratch space; the GPU pool asks for a GPU and NVENC's driver capability.
+func TestManifestsFollowTheRules(t *testing.T) {
+	r := render(t)
+	for _, d := range r.deployments {
+		pod := d.Spec.Template.Spec
+		sc := pod.SecurityContext
+		podNonRoot := sc != nil && sc.RunAsNonRoot != nil && *sc.RunAsNonRoot
+		for _, c := range pod.Containers {
+			where := d.Name + "/" + c.Name
+			if c.LivenessProbe == nil || c.ReadinessProbe == nil {
+				t.Errorf("%s: needs liveness and readiness probes", where)
+			}
+			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+				t.Errorf("%s: needs cpu and memory requests and a memory limit", where)
+			}
+			csc := c.SecurityContext
+			nonRoot := podNonRoot || (csc != nil && csc.RunAsNonRoot != nil && *csc.RunAsNonRoot)
+			if !nonRoot {
+				t.Errorf("%s: must run as non-root", where)
+			}
+			if csc == nil || csc.ReadOnlyRootFilesystem == nil || !*csc.ReadOnlyRootFilesystem {
+				t.Errorf("%s: root filesystem must be read-only", where)
+			}
+			if csc == nil || csc.AllowPrivilegeEscalation == nil || *csc.AllowPrivilegeEscalation {
+				t.Errorf("%s: must not allow privilege escalation", where)
+			}
+		}
+		for _, v := range pod.Volumes {
+			if v.EmptyDir != nil && v.EmptyDir.SizeLimit == nil {
+				t.Errorf("%s: emptyDir %s has no sizeLimit: a runaway render would fill the node", d.Name, v.Name)
+			}
+		}
+		if d.Name == "gpu-renderer-gpu" {
+			c := pod.Containers[0]
+			if _, ok := c.Resources.Limits["nvidia.com/gpu"]; !ok {
+				t.Errorf("%s: the GPU pool must ask for nvidia.com/gpu", d.Name)
+			}
+			caps := ""
+			for _, e := range c.Env {
+				if e.Name == "NVIDIA_DRIVER_CAPABILITIES" {
+					caps = e.Value
+				}
+			}
+			if !strings.Contains(caps, "video") && caps != "all" {
+				t.Errorf("%s: NVIDIA_DRIVER_CAPABILITIES=%q lacks video: NVENC would not open", d.Name, caps)
+			}
+		}
+	}
+}
+
+// TestNATSImageIsTheTestedVersion: the cluster runs the nats-server the
+// tests embed (pkg/go.mod).
+func TestNATSImageIsTheTestedVersion(t *testing.T) {
+	gomod, err := os.ReadFile(filepath.Join("..", "pkg", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`github.com/nats-io/nats-server/v2 v(\d+\.\d+\.\d+)`).FindSubmatch(gomod)
+	if m == nil {
+		t.Fatal("pkg/go.mod names no nats-server version")
+	}
+	tested := string(m[1])
+	for _, s := range render(t).statefulSets {
+		for _, c := range s.Spec.Template.Spec.Containers {
+			if name, tag, ok := strings.Cut(c.Image, ":"); ok && name == "nats" {
+				if !strings.HasPrefix(tag, tested+"-") && tag != tested {
+					t.Errorf("%s runs nats:%s; the tests run nats-server %s", s.Name, tag, tested)
+				}
+			}
+		}
+	}
+}
+
+// TestShippedSecretsArePlaceholders: nothing that looks like a real
+// credential ships; every secret value is empty or says to change it.
+func TestShippedSecretsArePlaceholders(t *testing.T) {
+	for _, s := range render(t).secrets {
+		for k, v := range s.StringData {
+			if v != "" && !strings.Contains(strings.ToLower(v), "change-me") {
+				t.Errorf("secret %s/%s ships a value that is not a placeholder", s.Name, k)
+			}
+		}
+		if len(s.Data) > 0 {
+			t.Errorf("secret %s ships base64 data; use placeholder stringData", s.Name)
+		}
+	}
+}
+
+// TestNATSConfigParses: nats.conf and accounts.conf load in nats-server's
+// own parser, with JetStream and the 3-node cluster, and every service has
+// its own user in account BACKBEAT.
+func TestNATSConfigParses(t *testing.T) {
+	for _, v := range []string{"POD_NAME", "NATS_PASSWORD_COORDINATOR", "NATS_PASSWORD_API", "NATS_PASSWORD_AUDIO",
+		"NATS_PASSWORD_RENDERER", "NATS_PASSWORD_CDN", "NATS_PASSWORD_THUMBNAIL", "NATS_PASSWORD_ADMIN", "NATS_PASSWORD_SYS"} {
+		t.Setenv(v, strings.ToLower(v))
+	}
+	opts, err := server.ProcessConfigFile(filepath.Join("nats", "nats.conf"))
+	if err != nil {
+		t.Fatalf("nats-server refuses nats/nats.conf: %v", err)
+	}
+	if !opts.JetStream {
+		t.Error("JetStream is not enabled")
+	}
+	if opts.Cluster.Name != "backbeat" || len(opts.Routes) != 3 {
+		t.Errorf("cluster %q with %d routes, want backbeat with 3", opts.Cluster.Name, len(opts.Routes))
+	}
+	users := map[string]string{}
+	for _, u := range opts.Users {
+		acc := ""
+		if u.Account != nil {
+			acc = u.Account.Name
+		}
+		users[u.Username] = acc
+	}
+	for _, svc := range []string{"coordinator", "api", "audio", "renderer", "cdn", "thumbnail"} {
+		if users[svc] != "BACKBEAT" {
+			t.Errorf("service user %s: account %q, want BACKBEAT", svc, users[svc])
+		}
+	}
+}
