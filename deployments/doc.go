@@ -2,5 +2,7 @@
 // manifests of this folder with kustomize, decode every document strictly
 // into the real Kubernetes types, check what a reviewer would, and parse the
 // shipped NATS configuration with nats-server's own parser, so the files that
-// ship can never drift unnoticed.
+// ship can never drift unnoticed. It is not in go.work (its Kubernetes and
+// KEDA dependencies would move the versions every service builds with):
+// scripts/test-all.sh and scripts/lint.sh run it with GOWORK=off.
 package deployments

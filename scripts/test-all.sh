@@ -31,6 +31,18 @@ while IFS= read -r dir; do
 	while IFS= read -r line; do summary+=("$line"); done < <(grep -E '^(ok|FAIL|\?)[[:space:]]' "$log" || true)
 done < <(go list -m -f '{{.Dir}}')
 
+# deployments/ is a module outside go.work (its Kubernetes and KEDA
+# dependencies must not move the versions the services build with): the
+# manifests and NATS config tests.
+log="$LOGS/deployments.log"
+printf '==> go test deployments (GOWORK=off)\n'
+if (cd "$ROOT/deployments" && GOWORK=off go test -race -count=1 -timeout "$TIMEOUT" "$@" ./... 2>&1) | tee "$log"; then
+	:
+else
+	failed+=("deployments")
+fi
+while IFS= read -r line; do summary+=("$line"); done < <(grep -E '^(ok|FAIL|\?)[[:space:]]' "$log" || true)
+
 # The renderer's assembly has Go twins (ring, YUV, prefetch); -tags purego
 # builds those alone, as on other CPUs, and its tests must pass too.
 rel=services/gpu-renderer
