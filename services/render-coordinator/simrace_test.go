@@ -5,4 +5,4 @@ package coordinator
 // Under the race detector a seed costs about ten times as much: the -race
 // run of `make test` checks the handlers for data races on fewer seeds, and
 // `make sim` (scripts/test-all.sh runs it) checks the thousands without it.
-func init() { defaultSimSeeds = 30 }
+func init() { defaultSimSeeds, defaultSQLiteSeeds, defaultAgreeSeeds = 30, 10, 10 }
