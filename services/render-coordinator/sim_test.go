@@ -1134,11 +1134,17 @@ func (w *sim) drain() {
 
 // settled: nothing left to deliver or work on, no render running, no worker
 // hung but on a thumbnail of a ready run (nothing will ever stop it: its run
-// stays current; the step's deadline closes it on the timeline).
+// stays current) whose step the deadline has closed on the timeline.
 func (w *sim) settled() bool {
 	for _, j := range w.bus.jobs {
 		if !(j.kind == bus.StepThumbnail && w.isHung(j)) {
 			return false
+		}
+		run, _ := runOf(j.msg)
+		for _, st := range w.openSteps(run) {
+			if st.Name == bus.StepThumbnail {
+				return false // the watchdog closes it at ThumbnailDeadline
+			}
 		}
 	}
 	return len(w.bus.events) == 0 && len(w.renders) == 0 && len(w.tasks) == 0
