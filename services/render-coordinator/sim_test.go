@@ -24,14 +24,16 @@ import (
 )
 
 // The simulation drives the real coordinator (its handlers, its watchdog,
-// its SQL on a real SQLite database) against simulated workers, apps and
-// operators on a simulated bus that duplicates, delays, reorders and
-// redelivers messages, suspends handlers between their commit and their
-// publishes, crashes the coordinator there, and takes the infrastructure
-// down. After every step it checks the invariants of docs/reliability.md.
+// its transactions on memRepo, or with -sim.db=sqlite its SQL on a real
+// SQLite database) against simulated workers, apps and operators on a
+// simulated bus that duplicates, delays, reorders and redelivers messages,
+// suspends handlers between their commit and their publishes, crashes the
+// coordinator there, and takes the infrastructure down. After every step it
+// checks the invariants of docs/reliability.md.
 //
-//	go test -run TestSimulation -sim.seeds=10000        # more seeds
-//	go test -run TestSimulation -sim.seed=42 -sim.trace # replay one, verbosely
+//	go test -run 'TestSimulation$' -sim.seeds=10000              # more seeds
+//	go test -run 'TestSimulation$' -sim.seed=42 -sim.trace       # replay one, verbosely
+//	go test -run 'TestSimulation$' -sim.seed=42 -sim.db=sqlite   # the same seed on SQLite
 
 var (
 	simSeeds = flag.Int("sim.seeds", 0, "simulation: number of seeds to run (default 1000, 30 under -race)")
