@@ -3,7 +3,7 @@
 #
 #   make run              install, build, make a demo song, render it end to end
 #   make test             start Postgres + MinIO, go test -race every module
-#   make sim SEEDS=N      the coordinator's simulation over N seeds (default 1000)
+#   make sim SEEDS=N      the coordinator's simulation over N seeds (default 10000)
 #   make smoke            every service its own process: two videos end to end
 #   make lint             gofmt, go vet, staticcheck on every module
 #   make generate         regenerate proto/ Go code with buf
@@ -48,7 +48,7 @@ run: install-deps build demo-song
 test: install-deps services-start
 	scripts/test-all.sh
 
-SEEDS ?= 1000
+SEEDS ?= 10000
 # sim runs without -race (a seed costs ten times as much under it; the -race
 # run of `make test` covers the handlers' data races on fewer seeds).
 sim:

@@ -56,10 +56,10 @@ else
 fi
 while IFS= read -r line; do summary+=("$line (purego)"); done < <(grep -E '^(ok|FAIL|\?)[[:space:]]' "$log" || true)
 
-# The coordinator's simulation over thousands of seeds, without -race.
+# The coordinator's simulation over ten thousand seeds (in memory), without -race.
 log="$LOGS/simulation.log"
-printf '==> simulation (%s seeds)\n' "${SIM_SEEDS:-1000}"
-if (cd "$ROOT/services/render-coordinator" && go test -count=1 -run 'TestSimulation$' -timeout "$TIMEOUT" -v -sim.seeds="${SIM_SEEDS:-1000}" . 2>&1) | tee "$log" | grep -E 'simulation:|^(ok|FAIL|---)'; then
+printf '==> simulation (%s seeds)\n' "${SIM_SEEDS:-10000}"
+if (cd "$ROOT/services/render-coordinator" && go test -count=1 -run 'TestSimulation$' -timeout "$TIMEOUT" -v -sim.seeds="${SIM_SEEDS:-10000}" . 2>&1) | tee "$log" | grep -E 'simulation:|^(ok|FAIL|---)'; then
 	:
 else
 	failed+=("services/render-coordinator (simulation)")

@@ -90,12 +90,15 @@ type Deps struct {
 	Now func() time.Time
 	// NewRunID mints run ids (ids.NewRunID by default).
 	NewRunID func() string
+
+	// repo replaces Store's repository (the simulation's memRepo).
+	repo repo
 }
 
 // Service is the coordinator.
 type Service struct {
 	cfg   Config
-	db    *store.Store
+	repo  repo
 	pub   Publisher
 	subj  bus.Subjects
 	runs  RunsKV
@@ -112,7 +115,7 @@ type Service struct {
 
 // New validates the configuration and builds the coordinator.
 func New(cfg Config, d Deps) (*Service, error) {
-	if d.Store == nil || d.Pub == nil || d.Runs == nil || d.Blob == nil {
+	if (d.Store == nil && d.repo == nil) || d.Pub == nil || d.Runs == nil || d.Blob == nil {
 		return nil, errors.New("coordinator: store, publisher, runs and blob are required")
 	}
 	if cfg.Bundles == nil {
@@ -171,7 +174,11 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if newRunID == nil {
 		newRunID = ids.NewRunID
 	}
-	return &Service{cfg: cfg, db: d.Store, pub: d.Pub, subj: d.Pub.Subjects(),
+	rp := d.repo
+	if rp == nil {
+		rp = gormRepo{db: d.Store}
+	}
+	return &Service{cfg: cfg, repo: rp, pub: d.Pub, subj: d.Pub.Subjects(),
 		progress: prog, runs: d.Runs, blob: d.Blob, now: func() time.Time { return now().UTC() }, newRunID: newRunID,
 		alert: al, log: log, topo: d.Topo, met: d.Metrics}, nil
 }
@@ -234,9 +241,7 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 // referenced by a user or by a run in flight: those would silently fall back
 // to another bundle's pools, priority and price.
 func (s *Service) CheckBundles(ctx context.Context) error {
-	var used []string
-	err := s.db.DB.WithContext(ctx).Raw(`SELECT bundle FROM users UNION SELECT bundle FROM runs WHERE status IN ?`, store.InFlight).
-		Scan(&used).Error
+	used, err := s.repo.Auto(ctx).BundlesInUse()
 	if err != nil {
 		return fmt.Errorf("bundles in use: %w", err)
 	}

@@ -9,8 +9,6 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
-	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
@@ -118,7 +116,7 @@ func (s *Service) onCreate(ctx context.Context, m *backbeatv1.VideoCreate) error
 	var res createResult
 	for _, forced := range []string{"", "insufficient"} {
 		res = createResult{}
-		err = s.db.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err = s.repo.Tx(ctx, func(tx repoTx) error {
 			return s.createTx(tx, m, key, string(spec), forced, &res)
 		})
 		if !errors.Is(err, errRollbackRefused) {
@@ -166,29 +164,27 @@ type createResult struct {
 
 // createTx records one create. forced is "insufficient" on the second try of
 // a create whose hold failed: it is then recorded as refused.
-func (s *Service) createTx(tx *gorm.DB, m *backbeatv1.VideoCreate, key, spec, forced string, res *createResult) error {
+func (s *Service) createTx(tx repoTx, m *backbeatv1.VideoCreate, key, spec, forced string, res *createResult) error {
 	now := s.now()
-	var existing store.Run
-	err := tx.Where("create_key = ?", key).First(&existing).Error
-	if err == nil {
+	existing, found, err := tx.RunByCreateKey(key)
+	if err != nil {
+		return fmt.Errorf("look up create: %w", err)
+	}
+	if found {
 		res.duplicate = &existing
 		return nil
 	}
-	if !errors.Is(err, gorm.ErrRecordNotFound) {
-		return fmt.Errorf("look up create: %w", err)
-	}
-	var user store.User
-	userErr := tx.Where("id = ?", m.UserId).First(&user).Error
-	if userErr != nil && !errors.Is(userErr, gorm.ErrRecordNotFound) {
-		return fmt.Errorf("look up user: %w", userErr)
+	user, known, err := tx.User(m.UserId)
+	if err != nil {
+		return fmt.Errorf("look up user: %w", err)
 	}
 	// The video row is the per-video lock.
-	if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&store.Video{ID: m.VideoId, UserID: m.UserId, Status: store.StatusPending}).Error; err != nil {
+	if err := tx.InsertVideoIfAbsent(store.Video{ID: m.VideoId, UserID: m.UserId, Status: store.StatusPending}); err != nil {
 		return fmt.Errorf("create video: %w", err)
 	}
-	var video store.Video
-	if err := s.db.ForUpdate(tx).Where("id = ?", m.VideoId).First(&video).Error; err != nil {
-		return fmt.Errorf("lock video: %w", err)
+	video, err := lockVideo(tx, m.VideoId)
+	if err != nil {
+		return err
 	}
 	if video.UserID != m.UserId {
 		return bus.Permanentf("video %s belongs to another user", m.VideoId)
@@ -198,7 +194,7 @@ func (s *Service) createTx(tx *gorm.DB, m *backbeatv1.VideoCreate, key, spec, fo
 		Status: TCreate.To, Stage: TCreate.ToStage, StageAt: &now, Bundle: b.Name, Spec: spec}
 	var reason string
 	switch {
-	case errors.Is(userErr, gorm.ErrRecordNotFound):
+	case !known:
 		reason = fmt.Sprintf("unknown user %q", m.UserId)
 	default:
 		reason = validateCreate(m, b)
@@ -211,11 +207,12 @@ func (s *Service) createTx(tx *gorm.DB, m *backbeatv1.VideoCreate, key, spec, fo
 	}
 	var old *store.Run
 	if video.RunID != "" {
-		var o store.Run
-		if err := tx.Where("id = ?", video.RunID).First(&o).Error; err == nil {
-			old = &o
-		} else if !errors.Is(err, gorm.ErrRecordNotFound) {
+		o, ok, err := tx.Run(video.RunID)
+		if err != nil {
 			return fmt.Errorf("load current run: %w", err)
+		}
+		if ok {
+			old = &o
 		}
 	}
 	if reason == "" {
@@ -228,7 +225,7 @@ func (s *Service) createTx(tx *gorm.DB, m *backbeatv1.VideoCreate, key, spec, fo
 			}
 			res.superseded = old
 		}
-		if err := store.Hold(tx, run.ID, m.UserId, run.Units); err != nil {
+		if err := tx.Hold(run.ID, m.UserId, run.Units); err != nil {
 			if errors.Is(err, store.ErrInsufficientCredits) {
 				return errRollbackRefused
 			}
@@ -241,7 +238,7 @@ func (s *Service) createTx(tx *gorm.DB, m *backbeatv1.VideoCreate, key, spec, fo
 	if reason != "" {
 		run.Status, run.Stage, run.Reason, run.FinishedAt, run.Units = TRefuse.To, TRefuse.ToStage, reason, &now, 0
 	}
-	if err := tx.Create(&run).Error; err != nil {
+	if err := tx.InsertRun(run); err != nil {
 		return fmt.Errorf("create run: %w", err)
 	}
 	out := fmt.Sprintf("held %d units (%s bundle)", run.Units, b.Name)
@@ -259,7 +256,7 @@ func (s *Service) createTx(tx *gorm.DB, m *backbeatv1.VideoCreate, key, spec, fo
 	if res.current {
 		upd := map[string]any{"run_id": run.ID, "status": run.Status, "reason": run.Reason, "video_url": "",
 			"thumbnail_url": "", "square_thumbnail_url": "", "mp3_url": "", "render_seconds": 0}
-		if err := tx.Model(&store.Video{}).Where("id = ?", m.VideoId).Updates(upd).Error; err != nil {
+		if err := tx.UpdateVideo(m.VideoId, upd); err != nil {
 			return fmt.Errorf("update video: %w", err)
 		}
 	}

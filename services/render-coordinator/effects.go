@@ -10,7 +10,6 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
-	"gorm.io/gorm"
 
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
@@ -37,13 +36,20 @@ func kvState(run store.Run) bus.RunState {
 
 // reload reads a run and reports whether it is its video's current run.
 func (s *Service) reload(ctx context.Context, runID string) (store.Run, bool, error) {
-	run, err := s.db.GetRun(ctx, runID)
+	a := s.repo.Auto(ctx)
+	run, ok, err := a.Run(runID)
 	if err != nil {
-		return run, false, err
+		return run, false, fmt.Errorf("get run %s: %w", runID, err)
 	}
-	v, err := s.db.GetVideo(ctx, run.VideoID)
+	if !ok {
+		return run, false, fmt.Errorf("run %s: %w", runID, store.ErrNotFound)
+	}
+	v, ok, err := a.Video(run.VideoID)
 	if err != nil {
-		return run, false, err
+		return run, false, fmt.Errorf("get video %s: %w", run.VideoID, err)
+	}
+	if !ok {
+		return run, false, fmt.Errorf("video %s: %w", run.VideoID, store.ErrNotFound)
 	}
 	return run, v.RunID == run.ID, nil
 }
@@ -162,8 +168,7 @@ func (s *Service) jobPublished(ctx context.Context, run store.Run) error {
 	if run.JobAt != nil {
 		return nil
 	}
-	err := s.db.DB.WithContext(ctx).Model(&store.Run{}).Where("id = ? AND stage = ? AND job_at IS NULL", run.ID, run.Stage).
-		Update("job_at", s.now()).Error
+	_, err := s.repo.Auto(ctx).UpdateRuns(runWhere{ID: run.ID, Stage: run.Stage, NoJobAt: true}, map[string]any{"job_at": s.now()})
 	if err != nil {
 		return fmt.Errorf("start the %s deadline of %s: %w", run.Stage, run.ID, err)
 	}
@@ -228,9 +233,7 @@ func (s *Service) promote(ctx context.Context, run store.Run, also map[string]an
 	if len(upd) == 0 {
 		return nil
 	}
-	err := s.db.DB.WithContext(ctx).Model(&store.Video{}).
-		Where("id = ? AND run_id = ?", run.VideoID, run.ID).Updates(upd).Error
-	if err != nil {
+	if err := s.repo.Auto(ctx).UpdateVideoOfRun(run.VideoID, run.ID, upd); err != nil {
 		return fmt.Errorf("set public urls of %s: %w", run.VideoID, err)
 	}
 	return nil
@@ -299,25 +302,23 @@ func statusProto(status store.Status) backbeatv1.VideoStatus {
 // Timeline helpers. Steps are keyed (run, name, attempt): starting a step
 // twice keeps the first start; ending it twice keeps the first end.
 
-func startStep(tx *gorm.DB, run store.Run, name string, attempt int32, pool string, at time.Time) error {
+func startStep(tx repoTx, run store.Run, name string, attempt int32, pool string, at time.Time) error {
 	st := store.Step{RunID: run.ID, VideoID: run.VideoID, Name: name, Attempt: attempt, Pool: pool, StartedAt: at}
-	if err := tx.Where(store.Step{RunID: run.ID, Name: name, Attempt: attempt}).FirstOrCreate(&st).Error; err != nil {
+	if err := tx.StartStep(st); err != nil {
 		return fmt.Errorf("start step %s: %w", name, err)
 	}
 	return nil
 }
 
-func endStep(tx *gorm.DB, runID, name string, attempt int32, output, errText string, at time.Time) error {
-	res := tx.Model(&store.Step{}).Where("run_id = ? AND name = ? AND attempt = ? AND ended_at IS NULL", runID, name, attempt).
-		Updates(map[string]any{"ended_at": at, "output": truncate(output, 2000), "error": truncate(errText, 2000)})
-	if res.Error != nil {
-		return fmt.Errorf("end step %s: %w", name, res.Error)
+func endStep(tx repoTx, runID, name string, attempt int32, output, errText string, at time.Time) error {
+	if err := tx.EndStep(runID, name, attempt, at, truncate(output, 2000), truncate(errText, 2000)); err != nil {
+		return fmt.Errorf("end step %s: %w", name, err)
 	}
 	return nil
 }
 
 // instantStep records a step that starts and ends at once (accepted, ready).
-func instantStep(tx *gorm.DB, run store.Run, name, output, errText string, at time.Time) error {
+func instantStep(tx repoTx, run store.Run, name, output, errText string, at time.Time) error {
 	if err := startStep(tx, run, name, 0, "", at); err != nil {
 		return err
 	}

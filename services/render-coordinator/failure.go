@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"go.uber.org/zap"
-	"gorm.io/gorm"
 
 	"github.com/backbeat/backbeat/pkg/alert"
 	"github.com/backbeat/backbeat/pkg/bus"
@@ -35,7 +34,7 @@ func (s *Service) onStepFailed(ctx context.Context, m *backbeatv1.StepFailed) er
 		return s.renderFailed(ctx, m)
 	}
 	reason := fmt.Sprintf("%s failed: %s", m.Step, m.Reason)
-	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
+	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx repoTx, run *store.Run) error {
 		if m.Step == bus.StepAudio && run.Stage != store.StageAudio {
 			return errNoChange
 		}
@@ -56,7 +55,7 @@ func (s *Service) renderFailed(ctx context.Context, m *backbeatv1.StepFailed) er
 		retried bool
 		reason  string
 	)
-	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
+	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx repoTx, run *store.Run) error {
 		if run.Stage != store.StageRender || run.Attempt != m.Attempt || run.Status != store.StatusProcessing {
 			return errNoChange
 		}
@@ -108,7 +107,7 @@ func (s *Service) onCancel(ctx context.Context, m *backbeatv1.VideoCancel) error
 	if m.Reason != "" {
 		reason = "cancelled: " + m.Reason
 	}
-	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
+	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx repoTx, run *store.Run) error {
 		_, err := s.finish(tx, run, TCancel, reason, s.now())
 		return err
 	}, func(r store.Run) bool { return r.Status == store.StatusCancelled })
@@ -128,7 +127,7 @@ func (s *Service) onRecover(ctx context.Context, m *backbeatv1.VideoRecover) err
 	if !s.commandApplies(ctx, "recover", m.RunId) {
 		return nil
 	}
-	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
+	changed, run, err := s.apply(ctx, m.VideoId, m.RunId, func(tx repoTx, run *store.Run) error {
 		now := s.now()
 		if run.Status != store.StatusStalled {
 			return errNoChange

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
-	"gorm.io/gorm"
 
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
@@ -17,7 +16,7 @@ import (
 
 // onAudioDone moves a run from audio to its first render attempt.
 func (s *Service) onAudioDone(ctx context.Context, m *backbeatv1.AudioDone) error {
-	_, _, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
+	_, _, err := s.apply(ctx, m.VideoId, m.RunId, func(tx repoTx, run *store.Run) error {
 		for _, k := range []string{m.AudioKey, m.AnalysisKey} {
 			if !ids.IsRunKey(k, run.VideoID, run.ID) {
 				return bus.Permanentf("audio.done carries %q, not an object of run %s", k, run.ID)
@@ -49,7 +48,7 @@ func (s *Service) onAudioDone(ctx context.Context, m *backbeatv1.AudioDone) erro
 
 // onRenderDone records the render and asks every edge to purge the paths.
 func (s *Service) onRenderDone(ctx context.Context, m *backbeatv1.RenderDone) error {
-	_, _, err := s.apply(ctx, m.VideoId, m.RunId, func(tx *gorm.DB, run *store.Run) error {
+	_, _, err := s.apply(ctx, m.VideoId, m.RunId, func(tx repoTx, run *store.Run) error {
 		if run.Attempt != m.Attempt {
 			return errNoChange
 		}
@@ -80,7 +79,7 @@ func (s *Service) onCDNDone(ctx context.Context, m *backbeatv1.CdnDone) error {
 
 // ready closes the cdn step and marks the run and video ready.
 func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr string) error {
-	changed, run, err := s.apply(ctx, videoID, runID, func(tx *gorm.DB, run *store.Run) error {
+	changed, run, err := s.apply(ctx, videoID, runID, func(tx repoTx, run *store.Run) error {
 		now := s.now()
 		_, err := s.advance(tx, run, TReady, map[string]any{"finished_at": now, "reason": ""})
 		if err != nil {
@@ -90,9 +89,7 @@ func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr s
 			return err
 		}
 		// The URLs are set by the promotion (emit), once the objects exist.
-		err = tx.Model(&store.Video{}).Where("id = ? AND run_id = ?", run.VideoID, run.ID).
-			Update("render_seconds", run.RenderSeconds).Error
-		if err != nil {
+		if err := tx.UpdateVideoOfRun(run.VideoID, run.ID, map[string]any{"render_seconds": run.RenderSeconds}); err != nil {
 			return fmt.Errorf("set render time: %w", err)
 		}
 		if err := instantStep(tx, *run, string(store.StatusReady), s.url(ids.PublicKey(run.VideoID, run.ID, ids.ObjectVideo)), "", now); err != nil {
@@ -140,8 +137,8 @@ func (s *Service) onNotifyDone(ctx context.Context, m *backbeatv1.NotifyDone) er
 // endAfterReady closes a step that runs after the run finished; it never
 // changes the run's status.
 func (s *Service) endAfterReady(ctx context.Context, videoID, runID, step, output, errText string) error {
-	return s.db.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		run, err := s.loadRun(ctx, tx, videoID, runID)
+	return s.repo.Tx(ctx, func(tx repoTx) error {
+		run, err := s.loadRun(tx, videoID, runID)
 		if err == errNoChange {
 			return nil
 		}

@@ -192,8 +192,9 @@ func (p *simProgress) Last(_ context.Context, vid string) (*backbeatv1.RenderPro
 // memBlob is object storage in memory; each object's bytes are the id of the
 // run that wrote it, so the edge invariant can name the writer.
 type memBlob struct {
-	w    *sim
-	objs map[string][]byte
+	w       *sim
+	objs    map[string][]byte
+	version uint64 // bumped by every change of objs (and of w.writers)
 }
 
 var _ blob.Store = (*memBlob)(nil)
@@ -207,6 +208,7 @@ func (b *memBlob) Put(ctx context.Context, key string, r io.Reader, _ int64, ct 
 		return blob.Info{}, err
 	}
 	b.objs[key] = data
+	b.version++
 	return blob.Info{Key: key, Size: int64(len(data)), ContentType: ct}, nil
 }
 
@@ -255,6 +257,7 @@ func (b *memBlob) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	delete(b.objs, key)
+	b.version++
 	b.w.logf("  blob delete %s", key)
 	return nil
 }
@@ -268,6 +271,7 @@ func (b *memBlob) Copy(ctx context.Context, src, dst string) (blob.Info, error) 
 		return blob.Info{}, fmt.Errorf("%s: %w", src, blob.ErrNotFound)
 	}
 	b.objs[dst] = data
+	b.version++
 	if b.w.writers[dst] == nil {
 		b.w.writers[dst] = map[string]bool{}
 	}

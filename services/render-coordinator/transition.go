@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"gorm.io/gorm"
-
 	"github.com/backbeat/backbeat/pkg/ids"
 	"github.com/backbeat/backbeat/pkg/store"
 )
@@ -24,7 +22,7 @@ var errNoChange = errors.New("no change")
 // mirrored by the promotion, with the URLs). It returns
 // errNoChange when the run was not in a state t applies to, and whether
 // credits were refunded.
-func (s *Service) advance(tx *gorm.DB, run *store.Run, t Transition, upd map[string]any) (refunded bool, err error) {
+func (s *Service) advance(tx repoTx, run *store.Run, t Transition, upd map[string]any) (refunded bool, err error) {
 	set := make(map[string]any, len(upd)+3)
 	for col, v := range upd {
 		if !t.sets(col) {
@@ -40,29 +38,30 @@ func (s *Service) advance(tx *gorm.DB, run *store.Run, t Transition, upd map[str
 		set["stage_at"] = s.now()
 		set["job_at"] = nil
 	}
-	q := tx.Model(&store.Run{}).Where("id = ? AND status IN ?", run.ID, t.From)
-	if t.Stage != "" {
-		q = q.Where("stage = ?", t.Stage)
+	n, err := tx.UpdateRuns(runWhere{ID: run.ID, Status: t.From, Stage: t.Stage}, set)
+	if err != nil {
+		return false, fmt.Errorf("%s: update run %s: %w", t.Name, run.ID, err)
 	}
-	res := q.Updates(set)
-	if res.Error != nil {
-		return false, fmt.Errorf("%s: update run %s: %w", t.Name, run.ID, res.Error)
-	}
-	if res.RowsAffected != 1 {
+	if n != 1 {
 		return false, errNoChange
 	}
-	if err := tx.Where("id = ?", run.ID).First(run).Error; err != nil {
+	r, ok, err := tx.Run(run.ID)
+	if err == nil && !ok {
+		err = store.ErrNotFound
+	}
+	if err != nil {
 		return false, fmt.Errorf("reload run %s: %w", run.ID, err)
 	}
+	*run = r
 	// A video shows ready only with its URL: the promotion sets both.
 	if t.To != store.StatusReady {
 		vupd := map[string]any{"status": run.Status, "reason": run.Reason}
-		if err := tx.Model(&store.Video{}).Where("id = ? AND run_id = ?", run.VideoID, run.ID).Updates(vupd).Error; err != nil {
+		if err := tx.UpdateVideoOfRun(run.VideoID, run.ID, vupd); err != nil {
 			return false, fmt.Errorf("update video %s: %w", run.VideoID, err)
 		}
 	}
 	if t.Ledger == LedgerRefund {
-		return store.Refund(tx, run.ID)
+		return tx.Refund(run.ID)
 	}
 	return false, nil
 }
@@ -70,16 +69,14 @@ func (s *Service) advance(tx *gorm.DB, run *store.Run, t Transition, upd map[str
 // finish ends an in-flight run with one of the ending transitions (TFail,
 // TCancel, TSupersede): refunds its hold (once), closes its open steps,
 // records the reason. It reports whether credits moved.
-func (s *Service) finish(tx *gorm.DB, run *store.Run, t Transition, reason string, now time.Time) (bool, error) {
+func (s *Service) finish(tx repoTx, run *store.Run, t Transition, reason string, now time.Time) (bool, error) {
 	refunded, err := s.advance(tx, run, t, map[string]any{"reason": truncate(reason, 1000), "finished_at": now})
 	if err != nil {
 		return false, err
 	}
 	status := string(t.To)
-	res := tx.Model(&store.Step{}).Where("run_id = ? AND ended_at IS NULL", run.ID).
-		Updates(map[string]any{"ended_at": now, "error": truncate(status+": "+reason, 2000)})
-	if res.Error != nil {
-		return false, fmt.Errorf("close steps: %w", res.Error)
+	if err := tx.CloseSteps(run.ID, now, truncate(status+": "+reason, 2000)); err != nil {
+		return false, fmt.Errorf("close steps: %w", err)
 	}
 	out := ""
 	if refunded {
@@ -98,19 +95,30 @@ func (s *Service) finish(tx *gorm.DB, run *store.Run, t Transition, reason strin
 
 // loadRun reads a run and checks it belongs to the video; a missing run or
 // a mismatch is errNoChange (a stale or forged event).
-func (s *Service) loadRun(ctx context.Context, tx *gorm.DB, videoID, runID string) (store.Run, error) {
-	var run store.Run
+func (s *Service) loadRun(tx repoTx, videoID, runID string) (store.Run, error) {
 	if ids.ValidateVideoID(videoID) != nil || runID == "" {
-		return run, errNoChange
+		return store.Run{}, errNoChange
 	}
-	err := tx.WithContext(ctx).Where("id = ?", runID).First(&run).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) || (err == nil && run.VideoID != videoID) {
-		return run, errNoChange
-	}
+	run, ok, err := tx.Run(runID)
 	if err != nil {
-		return run, fmt.Errorf("load run %s: %w", runID, err)
+		return store.Run{}, fmt.Errorf("load run %s: %w", runID, err)
+	}
+	if !ok || run.VideoID != videoID {
+		return store.Run{}, errNoChange
 	}
 	return run, nil
+}
+
+// lockVideo takes the per-video lock of a transaction.
+func lockVideo(tx repoTx, videoID string) (store.Video, error) {
+	v, ok, err := tx.LockVideo(videoID)
+	if err == nil && !ok {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return v, fmt.Errorf("lock video: %w", err)
+	}
+	return v, nil
 }
 
 // apply runs fn in a transaction on the run named by an event, and emits the
@@ -118,15 +126,14 @@ func (s *Service) loadRun(ctx context.Context, tx *gorm.DB, videoID, runID strin
 // (errNoChange) but the run already sits in the state the event leads to, the
 // effects are emitted again: the earlier handling may have crashed after its
 // commit. target reports whether a run is in that state.
-func (s *Service) apply(ctx context.Context, videoID, runID string, fn func(tx *gorm.DB, run *store.Run) error, target func(store.Run) bool) (changed bool, run store.Run, err error) {
-	err = s.db.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		r, err := s.loadRun(ctx, tx, videoID, runID)
+func (s *Service) apply(ctx context.Context, videoID, runID string, fn func(tx repoTx, run *store.Run) error, target func(store.Run) bool) (changed bool, run store.Run, err error) {
+	err = s.repo.Tx(ctx, func(tx repoTx) error {
+		r, err := s.loadRun(tx, videoID, runID)
 		if err != nil {
 			return err
 		}
-		var v store.Video
-		if err := s.db.ForUpdate(tx).Where("id = ?", videoID).First(&v).Error; err != nil {
-			return fmt.Errorf("lock video: %w", err)
+		if _, err := lockVideo(tx, videoID); err != nil {
+			return err
 		}
 		if err := fn(tx, &r); err != nil {
 			run = r

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"gorm.io/gorm"
 
 	"github.com/backbeat/backbeat/pkg/alert"
 	"github.com/backbeat/backbeat/pkg/bus"
@@ -49,8 +48,7 @@ func (s *Service) watchdog(ctx context.Context) {
 // are published again; ids are deterministic, so within the duplicate window
 // this publishes nothing new.
 func (s *Service) Sweep(ctx context.Context) error {
-	var runs []store.Run
-	err := s.db.DB.WithContext(ctx).Where("status IN ?", store.InFlight).Order("id").Find(&runs).Error
+	runs, err := s.repo.Auto(ctx).Runs(runWhere{Status: store.InFlight})
 	if err != nil {
 		return fmt.Errorf("list runs in flight: %w", err)
 	}
@@ -71,9 +69,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 // The stall clock starts at the claim, not when the job was queued. Then the
 // other stages' deadlines (checkDeadlines).
 func (s *Service) CheckStalls(ctx context.Context) error {
-	var runs []store.Run
-	err := s.db.DB.WithContext(ctx).Where("status = ? AND stage = ? AND render_started_at IS NOT NULL",
-		store.StatusProcessing, store.StageRender).Order("id").Find(&runs).Error
+	runs, err := s.repo.Auto(ctx).Runs(runWhere{Status: processing, Stage: store.StageRender, Rendering: true})
 	if err != nil {
 		return fmt.Errorf("list renders: %w", err)
 	}
@@ -97,9 +93,9 @@ func (s *Service) CheckStalls(ctx context.Context) error {
 			frames = p.FramesDone
 		}
 		if run.ProgressAttempt != run.Attempt || frames != run.ProgressFrames || run.ProgressAt == nil {
-			err := s.db.DB.WithContext(ctx).Model(&store.Run{}).
-				Where("id = ? AND attempt = ? AND status = ? AND stage = ?", run.ID, run.Attempt, store.StatusProcessing, store.StageRender).
-				Updates(map[string]any{"progress_attempt": run.Attempt, "progress_frames": frames, "progress_at": now}).Error
+			attempt := run.Attempt
+			_, err := s.repo.Auto(ctx).UpdateRuns(runWhere{ID: run.ID, Attempt: &attempt, Status: processing, Stage: store.StageRender},
+				map[string]any{"progress_attempt": run.Attempt, "progress_frames": frames, "progress_at": now})
 			if err != nil {
 				return fmt.Errorf("mark progress of %s: %w", run.ID, err)
 			}
@@ -123,7 +119,7 @@ func (s *Service) moveQueued(ctx context.Context, run store.Run, waited time.Dur
 		return nil // nowhere else to go: it keeps its place in the queue
 	}
 	attempt := run.Attempt
-	changed, r, err := s.apply(ctx, run.VideoID, run.ID, func(tx *gorm.DB, r *store.Run) error {
+	changed, r, err := s.apply(ctx, run.VideoID, run.ID, func(tx repoTx, r *store.Run) error {
 		if r.Attempt != attempt || r.ProgressAttempt == attempt {
 			return errNoChange
 		}
@@ -152,7 +148,7 @@ func (s *Service) moveQueued(ctx context.Context, run store.Run, waited time.Dur
 // recover` resumes it.
 func (s *Service) stall(ctx context.Context, run store.Run, t Transition, reason string) error {
 	attempt := run.Attempt
-	changed, r, err := s.apply(ctx, run.VideoID, run.ID, func(tx *gorm.DB, r *store.Run) error {
+	changed, r, err := s.apply(ctx, run.VideoID, run.ID, func(tx repoTx, r *store.Run) error {
 		if r.Attempt != attempt {
 			return errNoChange
 		}
@@ -182,9 +178,7 @@ func (s *Service) checkDeadlines(ctx context.Context) error {
 		t     Transition
 		limit time.Duration
 	}{{TStallAudio, s.cfg.AudioDeadline}, {TStallCDN, s.cfg.CDNDeadline}} {
-		var runs []store.Run
-		err := s.db.DB.WithContext(ctx).Where("status IN ? AND stage = ? AND job_at < ?", d.t.From, d.t.Stage, now.Add(-d.limit)).
-			Order("id").Find(&runs).Error
+		runs, err := s.repo.Auto(ctx).Runs(runWhere{Status: d.t.From, Stage: d.t.Stage, JobBefore: now.Add(-d.limit)})
 		if err != nil {
 			return fmt.Errorf("list runs in stage %s: %w", d.t.Stage, err)
 		}
@@ -195,15 +189,13 @@ func (s *Service) checkDeadlines(ctx context.Context) error {
 			}
 		}
 	}
-	var steps []store.Step
-	err := s.db.DB.WithContext(ctx).Where("name = ? AND ended_at IS NULL AND started_at < ?", bus.StepThumbnail, now.Add(-s.cfg.ThumbnailDeadline)).
-		Order("id").Find(&steps).Error
+	steps, err := s.repo.Auto(ctx).OpenSteps(bus.StepThumbnail, now.Add(-s.cfg.ThumbnailDeadline))
 	if err != nil {
 		return fmt.Errorf("list thumbnail steps: %w", err)
 	}
 	for _, st := range steps {
 		reason := fmt.Sprintf("no thumbnails in %s", now.Sub(st.StartedAt).Round(time.Second))
-		if err := endStep(s.db.DB.WithContext(ctx), st.RunID, bus.StepThumbnail, 0, "", reason, now); err != nil {
+		if err := endStep(s.repo.Auto(ctx), st.RunID, bus.StepThumbnail, 0, "", reason, now); err != nil {
 			return err
 		}
 		s.alert.Send(alert.Alert{Kind: "step_failed", VideoID: st.VideoID, RunID: st.RunID, Step: bus.StepThumbnail, Reason: reason})
