@@ -46,6 +46,38 @@ var (
 	simDB    = flag.String("sim.db", "mem", "simulation: the coordinator's database, mem (memRepo) or sqlite (gormRepo on SQLite)")
 )
 
+// outcomeOf names how a run ended, for the coverage line of the summary.
+func outcomeOf(r store.Run) string {
+	switch {
+	case r.Status == store.StatusCancelled && strings.HasPrefix(r.Reason, "superseded"):
+		return "superseded"
+	case r.Status == store.StatusError && strings.HasPrefix(r.Reason, "insufficient credits"):
+		return "refused (credits)"
+	case r.Status == store.StatusError && r.Units == 0:
+		return "refused (invalid)"
+	}
+	return string(r.Status)
+}
+
+func formatOutcomes(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// simStart is each user's balance at the start of a seed: ua can pay for
+// what it asks, ub (owner of v1-square, in half the seeds) runs out after a
+// video or two, so creates are refused for want of credits, also while
+// another run of the video is in flight.
+var simStart = map[string]int64{"ua": 6, "ub": 2}
+
 // defaultSimSeeds is how many seeds a plain `go test` runs in memory, and
 // defaultSQLiteSeeds on SQLite; defaultAgreeSeeds are run on both and
 // compared (TestMemoryAndSQLiteAgree).
@@ -53,7 +85,6 @@ var defaultSimSeeds, defaultSQLiteSeeds, defaultAgreeSeeds = 1000, 100, 50
 
 const (
 	simStall     = 2 * time.Minute
-	simStart     = int64(6) // units each user starts with
 	simMaxDrain  = 2 * time.Hour
 	simAckWait   = 30 * time.Second
 	simUnitSecs  = 10
@@ -134,6 +165,7 @@ type sim struct {
 	apiNamesRun  bool                       // the API puts the run id it sees into cancel/recover
 
 	violations []violation
+	outcomes   map[string]int // how the runs ended, counted at the final check
 	kinds      map[string]bool
 }
 
@@ -195,6 +227,7 @@ func simulate(t *testing.T, backend string, n int) {
 		}
 	}
 	byKind := map[string][]int64{}
+	outcomes := map[string]int{}
 	first := map[string]string{}
 	failed := 0
 	steps := 0
@@ -235,6 +268,9 @@ func simulate(t *testing.T, backend string, n int) {
 		}
 		seed := w.seed
 		steps += len(w.trace)
+		for k, n := range w.outcomes {
+			outcomes[k] += n
+		}
 		if len(w.violations) == 0 {
 			continue
 		}
@@ -252,6 +288,7 @@ func simulate(t *testing.T, backend string, n int) {
 		}
 	}
 	t.Logf("simulation: %d seeds, %d trace lines, %d seeds with violations, %.1fs (%s)", len(seeds), steps, failed, time.Since(start).Seconds(), backend)
+	t.Logf("simulation: how runs ended: %s", formatOutcomes(outcomes))
 	if failed > 0 && *simKeep {
 		kinds := make([]string, 0, len(byKind))
 		for k := range byKind {
@@ -405,7 +442,7 @@ func runSim(t *testing.T, sl *simSlot, seed int64, verbose bool) *sim {
 	w := &sim{seed: seed, rng: rng, now: simEpoch, verb: verbose, cold: map[string]time.Time{},
 		cancelIntent: map[string]bool{}, workerFailed: map[string]bool{}, claims: map[string]*claim{}, stallSeen: map[string]bool{}, hungOn: map[string]bool{},
 		writers: map[string]map[string]bool{}, lastReq: map[string]string{},
-		kinds: map[string]bool{}, pYield: 0.15 + 0.2*rng.Float64()}
+		kinds: map[string]bool{}, outcomes: map[string]int{}, pYield: 0.15 + 0.2*rng.Float64()}
 	w.bus = &simBus{w: w, subj: bus.Subjects{Prefix: "sim"}, seen: map[string]bool{}}
 	w.kv = &simKV{w: w, m: map[string]bus.RunState{}, rev: map[string]uint64{}}
 	w.blob = &memBlob{w: w, objs: map[string][]byte{}}
@@ -419,7 +456,7 @@ func runSim(t *testing.T, sl *simSlot, seed int64, verbose bool) *sim {
 	w.users = []string{"ua", "ub"}
 	var users []store.User
 	for _, u := range w.users {
-		users = append(users, store.User{ID: u, Balance: simStart, Bundle: "sim"})
+		users = append(users, store.User{ID: u, Balance: simStart[u], Bundle: "sim"})
 	}
 	sl.w = nil
 	if err := sl.reset(users...); err != nil {
@@ -1215,7 +1252,7 @@ func (w *sim) check(final bool) {
 	holds, refunds := map[string]int{}, map[string]int{}
 	bal := map[string]int64{}
 	for _, u := range w.users {
-		bal[u] = simStart
+		bal[u] = simStart[u]
 	}
 	for _, e := range ledger {
 		switch e.Kind {
@@ -1251,6 +1288,13 @@ func (w *sim) check(final bool) {
 		default:
 			if f != 0 {
 				w.violate("money", "run %s is %s but refunded", r.ID, r.Status)
+			}
+		}
+		if r.Status == store.StatusCancelled && strings.HasPrefix(r.Reason, "superseded") {
+			// "superseded by a new request (run X)": X must have been paid for.
+			by := strings.TrimSuffix(r.Reason[strings.LastIndex(r.Reason, " ")+1:], ")")
+			if holds[by] == 0 {
+				w.violate("cancel-wrong-run", "run %s of %s was superseded by run %s, which holds no credits (a refused create)", r.ID, r.VideoID, by)
 			}
 		}
 		if r.Status == store.StatusCancelled && !w.cancelIntent[r.ID] && !strings.HasPrefix(r.Reason, "superseded") {
@@ -1297,6 +1341,9 @@ func (w *sim) check(final bool) {
 	}
 	if !final {
 		return
+	}
+	for _, r := range runs {
+		w.outcomes[outcomeOf(r)]++
 	}
 	for _, v := range videos {
 		r := cur[v.ID]
