@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/backbeat/backbeat/pkg/store"
@@ -87,7 +88,7 @@ func (w runWhere) matches(r *store.Run) bool {
 	switch {
 	case w.ID != "" && r.ID != w.ID:
 		return false
-	case w.Status != nil && !statusIn(r.Status, w.Status):
+	case w.Status != nil && !slices.Contains(w.Status, r.Status):
 		return false
 	case w.Stage != "" && r.Stage != w.Stage:
 		return false
@@ -101,13 +102,4 @@ func (w runWhere) matches(r *store.Run) bool {
 		return false
 	}
 	return true
-}
-
-func statusIn(s store.Status, in []store.Status) bool {
-	for _, x := range in {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
