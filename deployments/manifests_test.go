@@ -111,7 +111,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 
 // TestManifestsFollowTheRules checks what a reviewer would, for every
 // Deployment: probes, resources, a non-root read-only container, bounded
-// scratch space; the GPU pool asks for a GPU and NVENC's driver capability.
+// scratch space, a PodDisruptionBudget; the GPU pool asks for a GPU and NVENC's driver capability.
 func TestManifestsFollowTheRules(t *testing.T) {
 	r := render(t)
 	for _, d := range r.deployments {
@@ -138,6 +138,9 @@ func TestManifestsFollowTheRules(t *testing.T) {
 				t.Errorf("%s: must not allow privilege escalation", where)
 			}
 		}
+		if !hasPDB(r.pdbs, d.Spec.Template.Labels) {
+			t.Errorf("%s: no PodDisruptionBudget selects its pods: a node drain may take them all", d.Name)
+		}
 		for _, v := range pod.Volumes {
 			if v.EmptyDir != nil && v.EmptyDir.SizeLimit == nil {
 				t.Errorf("%s: emptyDir %s has no sizeLimit: a runaway render would fill the node", d.Name, v.Name)
@@ -159,6 +162,25 @@ func TestManifestsFollowTheRules(t *testing.T) {
 			}
 		}
 	}
+}
+
+// hasPDB reports whether a PodDisruptionBudget selects pods with these labels.
+func hasPDB(pdbs []policyv1.PodDisruptionBudget, labels map[string]string) bool {
+	for _, p := range pdbs {
+		if p.Spec.Selector == nil || len(p.Spec.Selector.MatchLabels) == 0 {
+			continue
+		}
+		all := true
+		for k, v := range p.Spec.Selector.MatchLabels {
+			if labels[k] != v {
+				all = false
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // TestNATSImageIsTheTestedVersion: the cluster runs the nats-server the
@@ -184,17 +206,58 @@ func TestNATSImageIsTheTestedVersion(t *testing.T) {
 	}
 }
 
-// TestShippedSecretsArePlaceholders: nothing that looks like a real
-// credential ships; every secret value is empty or says to change it.
-func TestShippedSecretsArePlaceholders(t *testing.T) {
-	for _, s := range render(t).secrets {
-		for k, v := range s.StringData {
-			if v != "" && !strings.Contains(strings.ToLower(v), "change-me") {
-				t.Errorf("secret %s/%s ships a value that is not a placeholder", s.Name, k)
-			}
+// TestSecretsAreNotApplied: `kubectl apply -k` ships no Secret, so it can
+// never overwrite real credentials with placeholders; secrets.example.yaml
+// holds every Secret and key the workloads reference, with placeholder values
+// only.
+func TestSecretsAreNotApplied(t *testing.T) {
+	r := render(t)
+	for _, s := range r.secrets {
+		t.Errorf("kustomize renders Secret %s: apply -k would overwrite the real one", s.Name)
+	}
+	raw, err := os.ReadFile("secrets.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example := map[string]map[string]bool{}
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		if !strings.Contains(doc, "kind: Secret") {
+			continue
+		}
+		var s corev1.Secret
+		if err := yaml.UnmarshalStrict([]byte(doc), &s); err != nil {
+			t.Fatalf("secrets.example.yaml: %v", err)
 		}
 		if len(s.Data) > 0 {
 			t.Errorf("secret %s ships base64 data; use placeholder stringData", s.Name)
+		}
+		example[s.Name] = map[string]bool{}
+		for k, v := range s.StringData {
+			example[s.Name][k] = true
+			if v != "" && !strings.Contains(strings.ToLower(v), "change-me") {
+				t.Errorf("secrets.example.yaml: %s/%s is not a placeholder", s.Name, k)
+			}
+		}
+	}
+	var pods []corev1.PodSpec
+	for _, d := range r.deployments {
+		pods = append(pods, d.Spec.Template.Spec)
+	}
+	for _, st := range r.statefulSets {
+		pods = append(pods, st.Spec.Template.Spec)
+	}
+	for _, pod := range pods {
+		for _, c := range pod.Containers {
+			for _, ef := range c.EnvFrom {
+				if ef.SecretRef != nil && example[ef.SecretRef.Name] == nil {
+					t.Errorf("container %s reads Secret %s, which secrets.example.yaml lacks", c.Name, ef.SecretRef.Name)
+				}
+			}
+			for _, e := range c.Env {
+				if ref := e.ValueFrom; ref != nil && ref.SecretKeyRef != nil && !example[ref.SecretKeyRef.Name][ref.SecretKeyRef.Key] {
+					t.Errorf("container %s reads %s/%s, which secrets.example.yaml lacks", c.Name, ref.SecretKeyRef.Name, ref.SecretKeyRef.Key)
+				}
+			}
 		}
 	}
 }
