@@ -1,6 +1,7 @@
 package deployments
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -162,6 +163,56 @@ func TestManifestsFollowTheRules(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestMetricsAreNotPublic: /metrics is served on the operations port
+// (BACKBEAT_OPS_ADDR), which Prometheus scrapes and no Service targets; the
+// main port, which the api and cdn Services expose, answers it 404
+// (pkg/telemetry).
+func TestMetricsAreNotPublic(t *testing.T) {
+	r := render(t)
+	ops := ""
+	for _, cm := range r.configMaps {
+		if v, ok := cm.Data["BACKBEAT_OPS_ADDR"]; ok {
+			ops = strings.TrimPrefix(v, ":")
+		}
+	}
+	if ops == "" {
+		t.Fatal("no ConfigMap sets BACKBEAT_OPS_ADDR: /metrics would be served on the public port")
+	}
+	for _, d := range r.deployments {
+		if got := d.Spec.Template.Annotations["prometheus.io/port"]; got != ops {
+			t.Errorf("%s: Prometheus scrapes port %q, /metrics is on %s", d.Name, got, ops)
+		}
+		for _, svc := range r.services {
+			if !selects(svc.Spec.Selector, d.Spec.Template.Labels) {
+				continue
+			}
+			for _, p := range svc.Spec.Ports {
+				target := p.TargetPort.String()
+				for _, c := range d.Spec.Template.Spec.Containers {
+					for _, cp := range c.Ports {
+						if (cp.Name == target || fmt.Sprint(cp.ContainerPort) == target) && fmt.Sprint(cp.ContainerPort) == ops {
+							t.Errorf("Service %s exposes %s's operations port %s", svc.Name, d.Name, ops)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// selects reports whether a Service selector matches pod labels.
+func selects(selector, labels map[string]string) bool {
+	if len(selector) == 0 {
+		return false
+	}
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // hasPDB reports whether a PodDisruptionBudget selects pods with these labels.

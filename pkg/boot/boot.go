@@ -77,6 +77,12 @@ func Start(ctx context.Context, name string) (*Process, error) {
 		nc.Close()
 		return nil, err
 	}
+	if common.OpsAddr != "" {
+		if err := tel.ListenOps(common.OpsAddr); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
 	return &Process{Name: name, Env: env, Common: common, Log: log, NC: nc, JS: js, Topo: topo,
 		Pub: bus.NewPublisher(js, topo.Subjects), Runs: runs, Blob: store, HTTP: tel,
 		Metrics: bus.NewMetrics(tel.Registry)}, nil

@@ -122,6 +122,9 @@ type Common struct {
 	DatabaseURL string
 	// HTTPAddr serves /healthz, /readyz and /metrics (and the service's API).
 	HTTPAddr string
+	// OpsAddr, when set, serves /healthz, /readyz and /metrics on a port of
+	// their own, and HTTPAddr no longer serves /metrics.
+	OpsAddr string
 	// LogLevel of the JSON logger.
 	LogLevel string
 	// Pools the topology creates consumers for.
@@ -139,6 +142,7 @@ func LoadCommon(e *Env) Common {
 		BlobURL:     e.String("BLOB_URL", ".data/blob"),
 		DatabaseURL: e.String("DATABASE_URL", ""),
 		HTTPAddr:    e.String("HTTP_ADDR", ":8080"),
+		OpsAddr:     e.String("OPS_ADDR", ""),
 		LogLevel:    e.String("LOG_LEVEL", "info"),
 		Pools:       e.List("POOLS", []string{"gpu", "cpu"}),
 		Replicas:    e.Int("REPLICAS", 1),

@@ -1,6 +1,8 @@
 // Package telemetry gives every service the same operational surface:
 // /healthz (the process is alive), /readyz (its dependencies answer) and
-// /metrics (Prometheus), on one mux the service may add its own routes to.
+// /metrics (Prometheus), on one mux the service may add its own routes to,
+// and optionally on a separate operations port (ListenOps) so that a public
+// Service in front of the main port never exposes /metrics.
 package telemetry
 
 import (
@@ -41,6 +43,10 @@ type Server struct {
 	checks map[string]Check
 	srv    *http.Server
 	ln     net.Listener
+	// ops serves /healthz, /readyz and /metrics on opsLn when ListenOps
+	// was called; the main mux then answers /metrics with 404.
+	ops   *http.ServeMux
+	opsLn net.Listener
 }
 
 // Defaults of Server's connection timeouts.
@@ -54,13 +60,24 @@ const (
 func New(service string, log *zap.Logger) *Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &Server{Mux: http.NewServeMux(), Registry: reg, log: log, checks: map[string]Check{},
+	s := &Server{Mux: http.NewServeMux(), ops: http.NewServeMux(), Registry: reg, log: log, checks: map[string]Check{},
 		ReadHeaderTimeout: DefaultReadHeaderTimeout, IdleTimeout: DefaultIdleTimeout}
-	s.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	healthz := func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": service})
+	}
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	for _, m := range []*http.ServeMux{s.Mux, s.ops} {
+		m.HandleFunc("GET /healthz", healthz)
+		m.HandleFunc("GET /readyz", s.readyz)
+	}
+	s.ops.Handle("GET /metrics", metrics)
+	s.Mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if s.opsLn != nil {
+			http.NotFound(w, r) // served on the operations port only
+			return
+		}
+		metrics.ServeHTTP(w, r)
 	})
-	s.Mux.HandleFunc("GET /readyz", s.readyz)
-	s.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return s
 }
 
@@ -114,6 +131,26 @@ func (s *Server) Listen(addr string) error {
 	return nil
 }
 
+// ListenOps binds the operations port: /healthz, /readyz and /metrics are
+// served there, and the main port stops serving /metrics. Call it before
+// Serve.
+func (s *Server) ListenOps(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen ops %s: %w", addr, err)
+	}
+	s.opsLn = ln
+	return nil
+}
+
+// OpsAddr is the bound operations address, after ListenOps ("" without).
+func (s *Server) OpsAddr() string {
+	if s.opsLn == nil {
+		return ""
+	}
+	return s.opsLn.Addr().String()
+}
+
 // Addr is the bound address, after Listen.
 func (s *Server) Addr() string {
 	if s.ln == nil {
@@ -135,8 +172,17 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("telemetry: Serve before Listen")
 	}
 	s.srv = s.HTTPServer()
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- s.srv.Serve(s.ln) }()
+	if s.opsLn != nil {
+		ops := &http.Server{Handler: s.ops, ReadHeaderTimeout: s.ReadHeaderTimeout, IdleTimeout: s.IdleTimeout}
+		go func() { errc <- ops.Serve(s.opsLn) }()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = ops.Shutdown(sctx)
+		}()
+	}
 	select {
 	case err := <-errc:
 		if errors.Is(err, http.ErrServerClosed) {
