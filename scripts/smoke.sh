@@ -2,7 +2,9 @@
 # smoke.sh runs Backbeat in its production shape, every service its own
 # process, and renders two videos through them end to end:
 #
-#   nats-server (JetStream, own store dir)   Postgres: a fresh database
+#   nats-server (JetStream, own store dir, the shipped accounts.conf: every
+#   service its own NATS user; `backbeat provision` as admin first)
+#                                            Postgres: a fresh database
 #   MinIO: a fresh bucket                    cdn, render-coordinator, api,
 #   audio, gpu-renderer ×2 (pools gpu, cpu), thumbnail
 #
@@ -102,13 +104,32 @@ spawn() {
 
 alive() { kill -0 "${PID[$1]}" 2>/dev/null; }
 
+# nats_user BINARY is the NATS user of a service (deployments/nats/accounts.conf).
+nats_user() {
+	case $1 in
+	render-coordinator) echo coordinator ;;
+	gpu-renderer) echo renderer ;;
+	*) echo "$1" ;;
+	esac
+}
+
+# nats_password USER is USER's password, from the NATS_PASSWORD_<USER>
+# variables the server read.
+nats_password() {
+	local var="NATS_PASSWORD_${1^^}"
+	printf '%s\n' "${!var}"
+}
+
 # start_service NAME BINARY [VAR=VALUE...] starts a service binary with the
-# shared settings, its own HTTP address (port 0) and WORKER_NAME.
+# shared settings, its own NATS user, HTTP address (port 0) and WORKER_NAME.
 start_service() {
-	local name=$1 bin=$2
+	local name=$1 bin=$2 user
 	shift 2
+	user="$(nats_user "$bin")"
 	spawn "$name" env \
 		BACKBEAT_NATS_URL="$NATS_URL" \
+		BACKBEAT_NATS_USER="$user" \
+		BACKBEAT_NATS_PASSWORD="$(nats_password "$user")" \
 		BACKBEAT_BLOB_URL="$BLOB_URL" \
 		BACKBEAT_HTTP_ADDR=127.0.0.1:0 \
 		BACKBEAT_LOG_LEVEL=info \
@@ -269,13 +290,60 @@ start_infra() {
 	BLOB_URL="s3://$TEST_S3_ACCESS_KEY:$TEST_S3_SECRET_KEY@$TEST_S3_ENDPOINT/$BUCKET?secure=false"
 	pass "database $DB_NAME, bucket $BUCKET"
 
-	log "nats-server"
+	log "nats-server with the shipped accounts.conf"
 	mkdir -p "$DIR/nats"
-	spawn nats nats-server -js -sd "$DIR/nats" -a 127.0.0.1 -p -1
+	local user
+	for user in coordinator api audio renderer cdn thumbnail admin sys; do
+		export "NATS_PASSWORD_${user^^}=smoke-$user-$RANDOM$RANDOM"
+	done
+	# One node: the shipped users and permissions, without the cluster block
+	# of nats.conf (scripts/chaos.sh runs that one).
+	# (include paths are relative to the including file)
+	cp deployments/nats/accounts.conf "$DIR/accounts.conf"
+	cat >"$DIR/nats.conf" <<-CONF
+		listen: 127.0.0.1:-1
+		jetstream { store_dir: "$DIR/nats" }
+		include ./accounts.conf
+	CONF
+	spawn nats nats-server -c "$DIR/nats.conf"
 	local port
 	port="$(wait_log nats 'Listening for client connections on 127\.0\.0\.1:([0-9]+)')" || die "nats-server did not start"
 	NATS_URL="nats://127.0.0.1:$port"
 	pass "nats-server on $NATS_URL"
+}
+
+# provision checks that a service refuses to start without the topology,
+# naming what is missing, then creates it with `backbeat provision` as admin.
+provision() {
+	log "backbeat provision"
+	start_service early-audio audio
+	local i
+	for ((i = 0; i < READY_TIMEOUT * 5; i++)); do
+		alive early-audio || break
+		sleep 0.2
+	done
+	wait "${PID[early-audio]}" 2>/dev/null && fail "audio started without a topology" ||
+		check "audio refuses to start before provisioning, naming what is missing" \
+			grep -q 'missing.*consumer JOBS/audio.*backbeat provision' "$DIR/early-audio.log"
+	local keep=() n
+	for n in "${NAMES[@]}"; do [[ $n == early-audio ]] || keep+=("$n"); done
+	NAMES=("${keep[@]}")
+	BACKBEAT_NATS_URL="$NATS_URL" BACKBEAT_NATS_USER=admin BACKBEAT_NATS_PASSWORD="$(nats_password admin)" \
+		bin/backbeat provision >"$DIR/provision.out" 2>&1 || die "backbeat provision: $(tail -n 3 "$DIR/provision.out")"
+	check "backbeat provision created the topology" grep -q '^created  *consumer JOBS/render-gpu-high$' "$DIR/provision.out"
+	BACKBEAT_NATS_URL="$NATS_URL" BACKBEAT_NATS_USER=audio BACKBEAT_NATS_PASSWORD="$(nats_password audio)" \
+		timeout 60 bin/backbeat provision >"$DIR/provision-audio.out" 2>&1 &&
+		fail "backbeat provision as a service user succeeded" ||
+		pass "backbeat provision as a service user (audio) is refused"
+}
+
+# no_passwords: no log or output of this run holds a NATS password.
+no_passwords() {
+	local user pw
+	for user in coordinator api audio renderer cdn thumbnail admin; do
+		pw="$(nats_password "$user")"
+		! grep -rqF -- "$pw" "$DIR"/*.log "$DIR"/*.out || return 1
+	done
 }
 
 start_services() {
@@ -402,6 +470,7 @@ check_processes() {
 	log "every process: alive, /healthz, /readyz, /metrics, JSON logs with video_id"
 	check "nats-server still running" alive nats
 	local name vid
+	check "no log holds a NATS password" no_passwords
 	for name in "${NAMES[@]}"; do
 		[[ $name != nats ]] || continue
 		check "$name still running" alive "$name"
@@ -423,6 +492,7 @@ run() {
 	DIR="$(mktemp -d "${TMPDIR:-/tmp}/backbeat-smoke.XXXXXX")"
 	log "state in $DIR"
 	start_infra
+	provision
 	start_services
 	run_videos
 	check_processes

@@ -1,6 +1,6 @@
 // Command backbeat runs the whole pipeline locally (`backbeat dev`) and is
 // the client of a running one: submit, watch, status, cancel, recover, and
-// for operators replay and dlq.
+// for operators replay, dlq and provision (the JetStream topology).
 package main
 
 import (
@@ -17,21 +17,22 @@ import (
 )
 
 var commands = map[string]func(context.Context, cli.Env, []string) error{
-	"dev":     func(ctx context.Context, _ cli.Env, args []string) error { return devstack.Main(ctx, args) },
-	"submit":  cli.Submit,
-	"watch":   cli.Watch,
-	"status":  cli.Status,
-	"cancel":  cli.Cancel,
-	"recover": cli.Recover,
-	"replay":  cli.Replay,
-	"dlq":     cli.DLQ,
-	"demo":    cli.Demo,
-	"frame":   func(ctx context.Context, _ cli.Env, args []string) error { return frame.Main(ctx, args) },
+	"dev":       func(ctx context.Context, _ cli.Env, args []string) error { return devstack.Main(ctx, args) },
+	"submit":    cli.Submit,
+	"watch":     cli.Watch,
+	"status":    cli.Status,
+	"cancel":    cli.Cancel,
+	"recover":   cli.Recover,
+	"replay":    cli.Replay,
+	"dlq":       cli.DLQ,
+	"provision": cli.Provision,
+	"demo":      cli.Demo,
+	"frame":     func(ctx context.Context, _ cli.Env, args []string) error { return frame.Main(ctx, args) },
 }
 
 func main() {
 	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: backbeat dev|demo|frame|submit|watch|status|cancel|recover|replay|dlq [flags] (-h: a command's flags)")
+		fmt.Fprintln(os.Stderr, "usage: backbeat dev|demo|frame|submit|watch|status|cancel|recover|replay|dlq|provision [flags] (-h: a command's flags)")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

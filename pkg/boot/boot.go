@@ -1,5 +1,5 @@
 // Package boot wires what every Backbeat service process shares: the
-// environment, the JSON logger, NATS and the topology, object storage, and the
+// environment, the JSON logger, NATS and the topology check, object storage, and the
 // /healthz, /readyz, /metrics server. A service's main only adds its own part.
 package boot
 
@@ -37,7 +37,7 @@ type Process struct {
 	Metrics *bus.Metrics
 }
 
-// Start reads the common configuration, connects, ensures the topology and
+// Start reads the common configuration, connects, checks the topology and
 // binds the HTTP server. Service-specific settings are read from p.Env by the
 // caller before calling p.Env.Err().
 func Start(ctx context.Context, name string) (*Process, error) {
@@ -50,15 +50,22 @@ func Start(ctx context.Context, name string) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	nc, js, err := bus.Connect(common.NATSURL, common.NATSCreds, name, log)
+	nc, js, err := bus.Connect(common.NATSURL, bus.Credentials{User: common.NATSUser, Password: common.NATSPassword,
+		CredsFile: common.NATSCreds}, name, log)
 	if err != nil {
 		return nil, err
 	}
+	// The topology is provisioned once by `backbeat provision`; a service
+	// only checks that what it uses exists (its NATS user may not change it).
 	topo := bus.DefaultTopology(common.Prefix, common.Pools)
 	topo.Replicas = common.Replicas
-	if err := topo.Ensure(ctx, js); err != nil {
+	drift, err := topo.Check(ctx, js, name)
+	if err != nil {
 		nc.Close()
 		return nil, err
+	}
+	for _, d := range drift {
+		log.Warn("topology differs from this build; run `backbeat provision`", zap.String("item", d))
 	}
 	runs, err := bus.OpenRuns(ctx, js)
 	if err != nil {

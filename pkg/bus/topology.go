@@ -118,8 +118,10 @@ func (p Policy) Delay(delivered uint64) time.Duration {
 	return p.Backoff[i]
 }
 
-// Topology is the JetStream layout of one Backbeat deployment. Ensure creates
-// or updates all of it, so every service can call it at start-up.
+// Topology is the JetStream layout of one Backbeat deployment. Provision
+// (`backbeat provision`) creates or updates all of it, once, with the admin
+// user; a service only Checks that the parts it uses exist, since its NATS
+// user may not change them.
 type Topology struct {
 	Subjects Subjects
 	// Pools are the render worker pools (gpu, cpu, …) that get consumers.
@@ -204,9 +206,8 @@ func (t Topology) replicas() int {
 	return t.Replicas
 }
 
-// Ensure creates or updates the streams, consumers and buckets. It is
-// idempotent: running it on every start of every service is the intended use.
-func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
+// streamConfigs are the streams of the topology, as Provision creates them.
+func (t Topology) streamConfigs() []jetstream.StreamConfig {
 	s := t.Subjects
 	dup := t.DuplicateWindow
 	if dup == 0 {
@@ -234,27 +235,34 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 			MaxMsgsPerSubject: 1, MaxAge: t.ProgressMaxAge, Duplicates: time.Minute,
 		},
 	}
-	for _, cfg := range streams {
-		if cfg.MaxAge > 0 && cfg.Duplicates > cfg.MaxAge {
-			cfg.Duplicates = cfg.MaxAge
-		}
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+	for i := range streams {
+		if streams[i].MaxAge > 0 && streams[i].Duplicates > streams[i].MaxAge {
+			streams[i].Duplicates = streams[i].MaxAge
 		}
 	}
+	return streams
+}
+
+// bucketConfigs are the KV buckets of the topology.
+func (t Topology) bucketConfigs() []jetstream.KeyValueConfig {
+	var out []jetstream.KeyValueConfig
 	for _, b := range []string{BucketRuns, BucketPurges} {
-		_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: b, History: 5, Storage: t.storage(), Replicas: t.replicas(),
-		})
-		if err != nil {
-			return fmt.Errorf("ensure kv %s: %w", b, err)
-		}
+		out = append(out, jetstream.KeyValueConfig{Bucket: b, History: 5, Storage: t.storage(), Replicas: t.replicas()})
 	}
+	return out
+}
+
+// streamConsumer is a durable consumer and the stream it reads.
+type streamConsumer struct {
+	stream string
+	cfg    jetstream.ConsumerConfig
+}
+
+// consumerConfigs are the durable consumers of the topology.
+func (t Topology) consumerConfigs() []streamConsumer {
+	s := t.Subjects
 	cp := t.Policy(ConsumerCoordinator)
-	cons := []struct {
-		stream string
-		cfg    jetstream.ConsumerConfig
-	}{
+	cons := []streamConsumer{
 		{StreamEvents, jetstream.ConsumerConfig{
 			Durable: ConsumerCoordinator, AckPolicy: jetstream.AckExplicitPolicy,
 			// No BackOff: on a consumer it replaces AckWait for the first
@@ -263,20 +271,14 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 			MaxAckPending:  cp.MaxAckPending,
 			FilterSubjects: coordinatorKinds(s),
 		}},
+		{StreamAdvisories, jetstream.ConsumerConfig{
+			Durable: ConsumerExhausted, AckPolicy: jetstream.AckExplicitPolicy,
+			AckWait: 30 * time.Second, MaxDeliver: 10,
+		}},
 	}
-	cons = append(cons, struct {
-		stream string
-		cfg    jetstream.ConsumerConfig
-	}{StreamAdvisories, jetstream.ConsumerConfig{
-		Durable: ConsumerExhausted, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 30 * time.Second, MaxDeliver: 10,
-	}})
 	add := func(name, subject, step string) {
 		p := t.Policy(step)
-		cons = append(cons, struct {
-			stream string
-			cfg    jetstream.ConsumerConfig
-		}{StreamJobs, jetstream.ConsumerConfig{
+		cons = append(cons, streamConsumer{StreamJobs, jetstream.ConsumerConfig{
 			Durable: name, AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: subject,
 			AckWait: p.AckWait, MaxDeliver: p.consumerMaxDeliver(), MaxAckPending: p.MaxAckPending,
 		}})
@@ -290,12 +292,16 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
 			add(RenderConsumer(pool, prio), s.RenderJob(pool, prio, "*"), StepRender)
 		}
 	}
-	for _, c := range cons {
-		if _, err := js.CreateOrUpdateConsumer(ctx, c.stream, c.cfg); err != nil {
-			return fmt.Errorf("ensure consumer %s on %s: %w", c.cfg.Durable, c.stream, err)
-		}
-	}
-	return nil
+	return cons
+}
+
+// Ensure creates or updates the streams, consumers and buckets, and is
+// idempotent. It is the provisioning step (`backbeat provision`, with the
+// NATS admin user) and what `backbeat dev` and the tests run on their
+// embedded server; services only Check. Provision says what it changed.
+func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) error {
+	_, err := t.Provision(ctx, js)
+	return err
 }
 
 // MaxDeliveriesAdvisory prefixes the server's advisories for messages that

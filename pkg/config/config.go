@@ -114,6 +114,10 @@ type Common struct {
 	NATSURL string
 	// NATSCreds is a .creds file for the service's NATS user (optional).
 	NATSCreds string
+	// NATSUser and NATSPassword are the service's own NATS user
+	// (deployments/nats/accounts.conf). The password is never logged.
+	NATSUser     string
+	NATSPassword string
 	// Prefix starts every subject.
 	Prefix string
 	// BlobURL selects object storage: file:///dir or s3://key:secret@host:port/bucket.
@@ -127,24 +131,28 @@ type Common struct {
 	OpsAddr string
 	// LogLevel of the JSON logger.
 	LogLevel string
-	// Pools the topology creates consumers for.
+	// Pools the topology has consumers for (checked at start-up, created by
+	// `backbeat provision`).
 	Pools []string
-	// Replicas of streams and buckets.
+	// Replicas of streams and buckets, for `backbeat provision`.
 	Replicas int
 }
 
 // LoadCommon reads the Common settings from e.
 func LoadCommon(e *Env) Common {
 	return Common{
-		NATSURL:     e.String("NATS_URL", "nats://127.0.0.1:4222"),
-		NATSCreds:   e.String("NATS_CREDS", ""),
-		Prefix:      e.String("PREFIX", "backbeat"),
-		BlobURL:     e.String("BLOB_URL", ".data/blob"),
-		DatabaseURL: e.String("DATABASE_URL", ""),
-		HTTPAddr:    e.String("HTTP_ADDR", ":8080"),
-		OpsAddr:     e.String("OPS_ADDR", ""),
-		LogLevel:    e.String("LOG_LEVEL", "info"),
-		Pools:       e.List("POOLS", []string{"gpu", "cpu"}),
-		Replicas:    e.Int("REPLICAS", 1),
+		NATSURL:   e.String("NATS_URL", "nats://127.0.0.1:4222"),
+		NATSCreds: e.String("NATS_CREDS", ""),
+		NATSUser:  e.String("NATS_USER", ""),
+		// Read from the environment, not logged; a Secret sets it.
+		NATSPassword: e.String("NATS_PASSWORD", ""),
+		Prefix:       e.String("PREFIX", "backbeat"),
+		BlobURL:      e.String("BLOB_URL", ".data/blob"),
+		DatabaseURL:  e.String("DATABASE_URL", ""),
+		HTTPAddr:     e.String("HTTP_ADDR", ":8080"),
+		OpsAddr:      e.String("OPS_ADDR", ""),
+		LogLevel:     e.String("LOG_LEVEL", "info"),
+		Pools:        e.List("POOLS", []string{"gpu", "cpu"}),
+		Replicas:     e.Int("REPLICAS", 1),
 	}
 }

@@ -28,7 +28,8 @@ type natsFlags struct {
 
 func (n *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.url, "nats", "", "NATS URL (default $BACKBEAT_NATS_URL or nats://127.0.0.1:4222)")
-	fs.StringVar(&n.creds, "creds", "", "NATS credentials file (default $BACKBEAT_NATS_CREDS)")
+	fs.StringVar(&n.creds, "creds", "", "NATS credentials file (default $BACKBEAT_NATS_CREDS); "+
+		"a user and password come from $BACKBEAT_NATS_USER and $BACKBEAT_NATS_PASSWORD")
 	fs.StringVar(&n.prefix, "prefix", "", "subject prefix (default $BACKBEAT_PREFIX or backbeat)")
 }
 
@@ -39,12 +40,11 @@ func (n *natsFlags) connect(env Env) (*nats.Conn, jetstream.JetStream, bus.Subje
 	creds := firstNonEmpty(n.creds, env.Getenv("BACKBEAT_NATS_CREDS"))
 	subj := bus.Subjects{Prefix: firstNonEmpty(n.prefix, env.Getenv("BACKBEAT_PREFIX"), bus.DefaultPrefix)}
 	opts := []nats.Option{nats.Name("backbeat-cli"), nats.Timeout(5 * time.Second)}
-	if creds != "" {
-		opts = append(opts, nats.UserCredentials(creds))
-	}
+	opts = append(opts, bus.DialOptions(url, bus.Credentials{User: env.Getenv("BACKBEAT_NATS_USER"),
+		Password: env.Getenv("BACKBEAT_NATS_PASSWORD"), CredsFile: creds})...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, nil, subj, fmt.Errorf("connect nats %s: %w", url, err)
+		return nil, nil, subj, fmt.Errorf("connect nats %s: %w", bus.RedactURL(url), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -18,11 +18,6 @@ import (
 // startServices wires each service exactly as its own main does, each with
 // its own health server, and the API and edge on the main address.
 func (s *Stack) startServices(ctx context.Context) error {
-	pub := bus.NewPublisher(s.JS, s.Topo.Subjects)
-	runs, err := bus.OpenRuns(ctx, s.JS)
-	if err != nil {
-		return err
-	}
 	// Bind the main address first: its real port goes into the edge URLs.
 	apiTel := telemetry.New("api", s.logger("api"))
 	if err := apiTel.Listen(s.Opts.HTTPAddr); err != nil {
@@ -37,25 +32,32 @@ func (s *Stack) startServices(ctx context.Context) error {
 		return err
 	}
 	tel.AddCheck("database", s.Store.Ping)
+	c, err := s.connFor(ctx, bus.ServiceCoordinator)
+	if err != nil {
+		return err
+	}
 	s.Coordinator, err = coordinator.New(coordinator.Config{
 		Bundles: s.Opts.Bundles, StallTimeout: s.Opts.StallTimeout, EdgeBaseURL: s.BaseURL, Name: "dev",
-	}, coordinator.Deps{Store: s.Store, Pub: pub, Runs: runs, Blob: s.Blob, Alerts: s.alerts,
+	}, coordinator.Deps{Store: s.Store, Pub: c.pub, Runs: c.runs, Blob: s.Blob, Alerts: s.alerts,
 		Log: s.logger("render-coordinator"), Topo: s.Topo, Metrics: bus.NewMetrics(tel.Registry)})
 	if err != nil {
 		return err
 	}
-	s.spawn("render-coordinator", func(ctx context.Context) error { return s.Coordinator.Run(ctx, s.JS) })
+	s.spawn("render-coordinator", func(ctx context.Context) error { return s.Coordinator.Run(ctx, c.js) })
 
 	// audio
 	if tel, err = s.telemetryFor("audio"); err != nil {
 		return err
 	}
+	if c, err = s.connFor(ctx, bus.ServiceAudio); err != nil {
+		return err
+	}
 	au, err := audio.New(audio.Config{WorkDir: filepath.Join(s.Opts.Dir, "tmp"), Policy: s.Topo.Policy(bus.StepAudio), Name: "dev"},
-		audio.Deps{Blob: s.Blob, Pub: pub, Runs: runs, Log: s.logger("audio"), Metrics: bus.NewMetrics(tel.Registry)})
+		audio.Deps{Blob: s.Blob, Pub: c.pub, Runs: c.runs, Log: s.logger("audio"), Metrics: bus.NewMetrics(tel.Registry)})
 	if err != nil {
 		return fmt.Errorf("audio: %w", err)
 	}
-	s.spawn("audio", func(ctx context.Context) error { return au.Run(ctx, s.JS) })
+	s.spawn("audio", func(ctx context.Context) error { return au.Run(ctx, c.js) })
 
 	// gpu-renderer, one per pool
 	for _, pool := range s.Opts.Pools {
@@ -68,31 +70,40 @@ func (s *Stack) startServices(ctx context.Context) error {
 	if tel, err = s.telemetryFor("thumbnail"); err != nil {
 		return err
 	}
+	if c, err = s.connFor(ctx, bus.ServiceThumbnail); err != nil {
+		return err
+	}
 	th, err := thumbnail.New(thumbnail.Config{TempDir: filepath.Join(s.Opts.Dir, "tmp"), Policy: s.Topo.Policy(bus.StepThumbnail), WorkerName: "dev"},
-		thumbnail.Deps{Store: s.Blob, Runs: runs, Pub: pub, Log: s.logger("thumbnail"), Metrics: bus.NewMetrics(tel.Registry)})
+		thumbnail.Deps{Store: s.Blob, Runs: c.runs, Pub: c.pub, Log: s.logger("thumbnail"), Metrics: bus.NewMetrics(tel.Registry)})
 	if err != nil {
 		return fmt.Errorf("thumbnail: %w", err)
 	}
-	s.spawn("thumbnail", func(ctx context.Context) error { return th.Run(ctx, s.JS) })
+	s.spawn("thumbnail", func(ctx context.Context) error { return th.Run(ctx, c.js) })
 
 	// cdn: purge worker here, edge on the main address
 	if tel, err = s.telemetryFor("cdn"); err != nil {
 		return err
 	}
-	purges, err := bus.KV(ctx, s.JS, bus.BucketPurges)
+	if c, err = s.connFor(ctx, bus.ServiceCDN); err != nil {
+		return err
+	}
+	purges, err := bus.KV(ctx, c.js, bus.BucketPurges)
 	if err != nil {
 		return err
 	}
 	edge, err := cdn.New(cdn.Config{Edge: cdn.EdgeConfig{CacheDir: filepath.Join(s.Opts.Dir, "edge-cache")},
 		PublicBaseURL: s.BaseURL, Policy: s.Topo.Policy(bus.StepCDN), WorkerName: "dev"},
-		cdn.Deps{Store: s.Blob, Purges: purges, Runs: runs, Pub: pub, Log: s.logger("cdn"), Metrics: bus.NewMetrics(tel.Registry)})
+		cdn.Deps{Store: s.Blob, Purges: purges, Runs: c.runs, Pub: c.pub, Log: s.logger("cdn"), Metrics: bus.NewMetrics(tel.Registry)})
 	if err != nil {
 		return fmt.Errorf("cdn: %w", err)
 	}
-	s.spawn("cdn", func(ctx context.Context) error { return edge.Run(ctx, s.JS) })
+	s.spawn("cdn", func(ctx context.Context) error { return edge.Run(ctx, c.js) })
 
 	// api + edge on the main address
-	if _, err := api.New(api.Config{OwnersMayRecover: true}, api.Deps{Store: s.Store, Blob: s.Blob, Pub: pub, JS: s.JS, Log: s.logger("api"), Telemetry: apiTel}); err != nil {
+	if c, err = s.connFor(ctx, bus.ServiceAPI); err != nil {
+		return err
+	}
+	if _, err := api.New(api.Config{OwnersMayRecover: true}, api.Deps{Store: s.Store, Blob: s.Blob, Pub: c.pub, JS: c.js, Log: s.logger("api"), Telemetry: apiTel}); err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
 	for _, p := range cdn.PublicPrefixes {
@@ -109,7 +120,7 @@ func (s *Stack) StartRenderer(pool string) error {
 	if err != nil {
 		return err
 	}
-	runs, err := bus.OpenRuns(s.ctx, s.JS)
+	c, err := s.connFor(s.ctx, bus.ServiceRenderer)
 	if err != nil {
 		return err
 	}
@@ -117,12 +128,12 @@ func (s *Stack) StartRenderer(pool string) error {
 	if s.Opts.Renderer != nil {
 		s.Opts.Renderer(pool, &cfg)
 	}
-	r, err := renderer.New(cfg, renderer.Deps{Blob: s.Blob, Pub: bus.NewPublisher(s.JS, s.Topo.Subjects), Runs: runs,
+	r, err := renderer.New(cfg, renderer.Deps{Blob: s.Blob, Pub: c.pub, Runs: c.runs,
 		Log: s.logger("gpu-renderer").With(), Policy: s.Topo.Policy(bus.StepRender), Metrics: bus.NewMetrics(tel.Registry)})
 	if err != nil {
 		return fmt.Errorf("renderer %s: %w", pool, err)
 	}
-	s.spawn(name, func(ctx context.Context) error { return r.Run(ctx, s.JS) })
+	s.spawn(name, func(ctx context.Context) error { return r.Run(ctx, c.js) })
 	return nil
 }
 

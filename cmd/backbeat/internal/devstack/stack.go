@@ -53,6 +53,13 @@ type Options struct {
 	Log *zap.Logger
 	// APIKey for the dev user; read from Dir/api-key or minted when empty.
 	APIKey string
+	// NATSURL, when set, is a NATS server the stack uses instead of
+	// embedding one (tests run the shipped nats.conf this way).
+	NATSURL string
+	// Users, when set, connects every service as its own NATS user, keyed by
+	// bus.Service* name, and provisions the topology as Users["admin"];
+	// unset, everything shares one unauthenticated connection.
+	Users map[string]bus.Credentials
 	// DevBalance and DevBundle of the seeded dev user.
 	DevBalance int64
 	DevBundle  string
@@ -84,6 +91,15 @@ type Stack struct {
 	mu     sync.Mutex
 	svcs   map[string]*running
 	wg     sync.WaitGroup
+	conns  map[string]*conn
+}
+
+// conn is one service's NATS connection and what is built on it.
+type conn struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	pub  *bus.Publisher
+	runs *bus.Runs
 }
 
 type running struct {
@@ -127,7 +143,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	s := &Stack{Opts: opts, log: opts.Log, svcs: map[string]*running{}, Health: map[string]string{}}
+	s := &Stack{Opts: opts, log: opts.Log, svcs: map[string]*running{}, Health: map[string]string{},
+		conns: map[string]*conn{}}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
@@ -164,6 +181,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 }
 
 func (s *Stack) startNATS() error {
+	if s.Opts.NATSURL != "" {
+		var err error
+		s.NC, s.JS, err = bus.Connect(s.Opts.NATSURL, s.Opts.Users["admin"], "backbeat-dev", s.log)
+		return err
+	}
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "backbeat-dev", Host: "127.0.0.1", Port: s.Opts.NATSPort, JetStream: true,
 		StoreDir: filepath.Join(s.Opts.Dir, "nats"), NoLog: true, NoSigs: true,
@@ -220,6 +242,9 @@ func (s *Stack) Stop() {
 	if s.alerts != nil {
 		s.alerts.Close()
 	}
+	for _, c := range s.conns {
+		c.nc.Close()
+	}
 	if s.NC != nil {
 		s.NC.Close()
 	}
@@ -263,6 +288,42 @@ func (s *Stack) StopService(name string) {
 		r.cancel()
 		<-r.done
 	}
+}
+
+// connFor returns the NATS connection of a service: its own user's when
+// Options.Users names one, else the stack's shared one.
+func (s *Stack) connFor(ctx context.Context, service string) (*conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := service
+	cr, own := s.Opts.Users[service]
+	if !own {
+		key = ""
+	}
+	if c := s.conns[key]; c != nil {
+		return c, nil
+	}
+	c := &conn{nc: s.NC, js: s.JS}
+	if own {
+		var err error
+		if c.nc, c.js, err = bus.Connect(s.Opts.NATSURL, cr, service, s.logger(service)); err != nil {
+			return nil, err
+		}
+		if _, err := s.Topo.Check(ctx, c.js, service); err != nil {
+			c.nc.Close()
+			return nil, err
+		}
+	}
+	runs, err := bus.OpenRuns(ctx, c.js)
+	if err != nil {
+		if own {
+			c.nc.Close()
+		}
+		return nil, err
+	}
+	c.pub, c.runs = bus.NewPublisher(c.js, s.Topo.Subjects), runs
+	s.conns[key] = c
+	return c, nil
 }
 
 // telemetryFor starts a service's own /healthz, /readyz, /metrics server.
