@@ -12,6 +12,7 @@ import (
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	"github.com/nats-io/nats-server/v2/server"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -29,6 +30,7 @@ type rendered struct {
 	configMaps   []corev1.ConfigMap
 	services     []corev1.Service
 	scaled       []kedav1alpha1.ScaledObject
+	jobs         []batchv1.Job
 }
 
 func render(t *testing.T) rendered {
@@ -67,6 +69,9 @@ func render(t *testing.T) rendered {
 		case "ScaledObject":
 			out.scaled = append(out.scaled, kedav1alpha1.ScaledObject{})
 			target = &out.scaled[len(out.scaled)-1]
+		case "Job":
+			out.jobs = append(out.jobs, batchv1.Job{})
+			target = &out.jobs[len(out.jobs)-1]
 		case "Namespace":
 			target = &corev1.Namespace{}
 		default:
@@ -343,5 +348,84 @@ func TestNATSConfigParses(t *testing.T) {
 		if users[svc] != "BACKBEAT" {
 			t.Errorf("service user %s: account %q, want BACKBEAT", svc, users[svc])
 		}
+	}
+}
+
+// natsUserOf is the NATS user each workload connects as (accounts.conf).
+var natsUserOf = map[string]string{
+	"api": "api", "audio": "audio", "cdn": "cdn", "gpu-renderer-cpu": "renderer", "gpu-renderer-gpu": "renderer",
+	"render-coordinator": "coordinator", "thumbnail": "thumbnail", "backbeat-provision": "admin",
+}
+
+// TestEachWorkloadIsItsOwnNATSUser: every Deployment connects as the user of
+// its service, with the password from that user's key of Secret backbeat-nats
+// and never inside a URL; the provision Job is the only admin, runs
+// `backbeat provision`, and follows the same container rules.
+func TestEachWorkloadIsItsOwnNATSUser(t *testing.T) {
+	r := render(t)
+	type workload struct {
+		name string
+		pod  corev1.PodSpec
+	}
+	var all []workload
+	for _, d := range r.deployments {
+		all = append(all, workload{d.Name, d.Spec.Template.Spec})
+	}
+	if len(r.jobs) != 1 || r.jobs[0].Name != "backbeat-provision" {
+		t.Fatalf("want the one Job backbeat-provision, got %d jobs", len(r.jobs))
+	}
+	job := r.jobs[0]
+	all = append(all, workload{job.Name, job.Spec.Template.Spec})
+	for _, w := range all {
+		want, ok := natsUserOf[w.name]
+		if !ok {
+			t.Errorf("%s: no NATS user known for this workload", w.name)
+			continue
+		}
+		c := w.pod.Containers[0]
+		var user, pwKey string
+		for _, e := range c.Env {
+			switch e.Name {
+			case "BACKBEAT_NATS_USER":
+				user = e.Value
+			case "BACKBEAT_NATS_PASSWORD":
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == "backbeat-nats" {
+					pwKey = e.ValueFrom.SecretKeyRef.Key
+				}
+			case "BACKBEAT_NATS_URL":
+				if strings.Contains(e.Value, "@") {
+					t.Errorf("%s: BACKBEAT_NATS_URL carries credentials; use BACKBEAT_NATS_USER/PASSWORD", w.name)
+				}
+			}
+		}
+		if user != want {
+			t.Errorf("%s: BACKBEAT_NATS_USER=%q, want %q", w.name, user, want)
+		}
+		if pwKey != "NATS_PASSWORD_"+strings.ToUpper(want) {
+			t.Errorf("%s: BACKBEAT_NATS_PASSWORD from backbeat-nats key %q, want NATS_PASSWORD_%s", w.name, pwKey, strings.ToUpper(want))
+		}
+	}
+	c := job.Spec.Template.Spec.Containers[0]
+	if name, _, _ := strings.Cut(c.Image, ":"); name != "backbeat/backbeat" || !slices.Equal(c.Args, []string{"provision"}) {
+		t.Errorf("backbeat-provision runs %s %v, want backbeat/backbeat provision", c.Image, c.Args)
+	}
+	if c.SecurityContext == nil || c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem ||
+		c.SecurityContext.AllowPrivilegeEscalation == nil || *c.SecurityContext.AllowPrivilegeEscalation {
+		t.Error("backbeat-provision: read-only root filesystem and no privilege escalation, like every container")
+	}
+	if sc := job.Spec.Template.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+		t.Error("backbeat-provision must run as non-root")
+	}
+	if c.Resources.Limits.Memory().IsZero() {
+		t.Error("backbeat-provision needs a memory limit")
+	}
+	var url string
+	for _, cm := range r.configMaps {
+		if v, ok := cm.Data["BACKBEAT_NATS_URL"]; ok {
+			url = v
+		}
+	}
+	if url != "nats://nats:4222" {
+		t.Errorf("backbeat-config BACKBEAT_NATS_URL=%q, want the nats client Service, nats://nats:4222", url)
 	}
 }
