@@ -32,32 +32,33 @@ func (s *Stack) startServices(ctx context.Context) error {
 		return err
 	}
 	tel.AddCheck("database", s.Store.Ping)
-	c, err := s.connFor(ctx, bus.ServiceCoordinator)
+	cc, err := s.connFor(ctx, bus.ServiceCoordinator)
 	if err != nil {
 		return err
 	}
 	s.Coordinator, err = coordinator.New(coordinator.Config{
 		Bundles: s.Opts.Bundles, StallTimeout: s.Opts.StallTimeout, EdgeBaseURL: s.BaseURL, Name: "dev",
-	}, coordinator.Deps{Store: s.Store, Pub: c.pub, Runs: c.runs, Blob: s.Blob, Alerts: s.alerts,
+	}, coordinator.Deps{Store: s.Store, Pub: cc.pub, Runs: cc.runs, Blob: s.Blob, Alerts: s.alerts,
 		Log: s.logger("render-coordinator"), Topo: s.Topo, Metrics: bus.NewMetrics(tel.Registry)})
 	if err != nil {
 		return err
 	}
-	s.spawn("render-coordinator", func(ctx context.Context) error { return s.Coordinator.Run(ctx, c.js) })
+	s.spawn("render-coordinator", func(ctx context.Context) error { return s.Coordinator.Run(ctx, cc.js) })
 
 	// audio
 	if tel, err = s.telemetryFor("audio"); err != nil {
 		return err
 	}
-	if c, err = s.connFor(ctx, bus.ServiceAudio); err != nil {
+	ac, err := s.connFor(ctx, bus.ServiceAudio)
+	if err != nil {
 		return err
 	}
 	au, err := audio.New(audio.Config{WorkDir: filepath.Join(s.Opts.Dir, "tmp"), Policy: s.Topo.Policy(bus.StepAudio), Name: "dev"},
-		audio.Deps{Blob: s.Blob, Pub: c.pub, Runs: c.runs, Log: s.logger("audio"), Metrics: bus.NewMetrics(tel.Registry)})
+		audio.Deps{Blob: s.Blob, Pub: ac.pub, Runs: ac.runs, Log: s.logger("audio"), Metrics: bus.NewMetrics(tel.Registry)})
 	if err != nil {
 		return fmt.Errorf("audio: %w", err)
 	}
-	s.spawn("audio", func(ctx context.Context) error { return au.Run(ctx, c.js) })
+	s.spawn("audio", func(ctx context.Context) error { return au.Run(ctx, ac.js) })
 
 	// gpu-renderer, one per pool
 	for _, pool := range s.Opts.Pools {
@@ -70,40 +71,43 @@ func (s *Stack) startServices(ctx context.Context) error {
 	if tel, err = s.telemetryFor("thumbnail"); err != nil {
 		return err
 	}
-	if c, err = s.connFor(ctx, bus.ServiceThumbnail); err != nil {
+	tc, err := s.connFor(ctx, bus.ServiceThumbnail)
+	if err != nil {
 		return err
 	}
 	th, err := thumbnail.New(thumbnail.Config{TempDir: filepath.Join(s.Opts.Dir, "tmp"), Policy: s.Topo.Policy(bus.StepThumbnail), WorkerName: "dev"},
-		thumbnail.Deps{Store: s.Blob, Runs: c.runs, Pub: c.pub, Log: s.logger("thumbnail"), Metrics: bus.NewMetrics(tel.Registry)})
+		thumbnail.Deps{Store: s.Blob, Runs: tc.runs, Pub: tc.pub, Log: s.logger("thumbnail"), Metrics: bus.NewMetrics(tel.Registry)})
 	if err != nil {
 		return fmt.Errorf("thumbnail: %w", err)
 	}
-	s.spawn("thumbnail", func(ctx context.Context) error { return th.Run(ctx, c.js) })
+	s.spawn("thumbnail", func(ctx context.Context) error { return th.Run(ctx, tc.js) })
 
 	// cdn: purge worker here, edge on the main address
 	if tel, err = s.telemetryFor("cdn"); err != nil {
 		return err
 	}
-	if c, err = s.connFor(ctx, bus.ServiceCDN); err != nil {
+	dc, err := s.connFor(ctx, bus.ServiceCDN)
+	if err != nil {
 		return err
 	}
-	purges, err := bus.KV(ctx, c.js, bus.BucketPurges)
+	purges, err := bus.KV(ctx, dc.js, bus.BucketPurges)
 	if err != nil {
 		return err
 	}
 	edge, err := cdn.New(cdn.Config{Edge: cdn.EdgeConfig{CacheDir: filepath.Join(s.Opts.Dir, "edge-cache")},
 		PublicBaseURL: s.BaseURL, Policy: s.Topo.Policy(bus.StepCDN), WorkerName: "dev"},
-		cdn.Deps{Store: s.Blob, Purges: purges, Runs: c.runs, Pub: c.pub, Log: s.logger("cdn"), Metrics: bus.NewMetrics(tel.Registry)})
+		cdn.Deps{Store: s.Blob, Purges: purges, Runs: dc.runs, Pub: dc.pub, Log: s.logger("cdn"), Metrics: bus.NewMetrics(tel.Registry)})
 	if err != nil {
 		return fmt.Errorf("cdn: %w", err)
 	}
-	s.spawn("cdn", func(ctx context.Context) error { return edge.Run(ctx, c.js) })
+	s.spawn("cdn", func(ctx context.Context) error { return edge.Run(ctx, dc.js) })
 
 	// api + edge on the main address
-	if c, err = s.connFor(ctx, bus.ServiceAPI); err != nil {
+	pc, err := s.connFor(ctx, bus.ServiceAPI)
+	if err != nil {
 		return err
 	}
-	if _, err := api.New(api.Config{OwnersMayRecover: true}, api.Deps{Store: s.Store, Blob: s.Blob, Pub: c.pub, JS: c.js, Log: s.logger("api"), Telemetry: apiTel}); err != nil {
+	if _, err := api.New(api.Config{OwnersMayRecover: true}, api.Deps{Store: s.Store, Blob: s.Blob, Pub: pc.pub, JS: pc.js, Log: s.logger("api"), Telemetry: apiTel}); err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
 	for _, p := range cdn.PublicPrefixes {
