@@ -152,7 +152,7 @@ func (t Topology) Needs(service string) ([]Item, error) {
 	case ServiceAPI:
 		return []Item{stream(StreamEvents), stream(StreamProgress), runs}, nil
 	case ServiceCoordinator:
-		return []Item{stream(StreamEvents), stream(StreamJobs), stream(StreamAdvisories), runs,
+		return []Item{stream(StreamEvents), stream(StreamJobs), stream(StreamAdvisories), stream(StreamProgress), runs,
 			cons(StreamEvents, ConsumerCoordinator), cons(StreamAdvisories, ConsumerExhausted),
 			cons(StreamJobs, StepNotify)}, nil
 	case ServiceAudio:

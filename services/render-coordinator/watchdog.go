@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -73,42 +74,53 @@ func (s *Service) CheckStalls(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list renders: %w", err)
 	}
+	// One video's failure (its progress unreadable, a database error) is
+	// reported but does not keep the others, or the deadlines, from being
+	// checked.
+	var errs []error
 	for _, run := range runs {
-		p, _, err := s.progress.Last(ctx, run.VideoID)
-		if err != nil {
-			return err
-		}
-		now := s.now()
-		claimed := p != nil && p.RunId == run.ID && p.Attempt == run.Attempt
-		if !claimed && run.ProgressAttempt != run.Attempt {
-			if now.Sub(*run.RenderStartedAt) >= s.cfg.QueueTimeout {
-				if err := s.moveQueued(ctx, run, now.Sub(*run.RenderStartedAt)); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		frames := run.ProgressFrames
-		if claimed {
-			frames = p.FramesDone
-		}
-		if run.ProgressAttempt != run.Attempt || frames != run.ProgressFrames || run.ProgressAt == nil {
-			attempt := run.Attempt
-			_, err := s.repo.Auto(ctx).UpdateRuns(runWhere{ID: run.ID, Attempt: &attempt, Status: processing, Stage: store.StageRender},
-				map[string]any{"progress_attempt": run.Attempt, "progress_frames": frames, "progress_at": now})
-			if err != nil {
-				return fmt.Errorf("mark progress of %s: %w", run.ID, err)
-			}
-			continue
-		}
-		if idle := now.Sub(*run.ProgressAt); idle >= s.cfg.StallTimeout {
-			reason := fmt.Sprintf("no render progress for %s on the %s pool (attempt %d)", idle.Round(time.Second), run.Pool, run.Attempt)
-			if err := s.stall(ctx, run, TStallRender, reason); err != nil {
-				return err
-			}
+		if err := s.checkRender(ctx, run); err != nil {
+			errs = append(errs, fmt.Errorf("video %s: %w", run.VideoID, err))
 		}
 	}
-	return s.checkDeadlines(ctx)
+	if err := s.checkDeadlines(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// checkRender is CheckStalls for one render in flight.
+func (s *Service) checkRender(ctx context.Context, run store.Run) error {
+	p, _, err := s.progress.Last(ctx, run.VideoID)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	claimed := p != nil && p.RunId == run.ID && p.Attempt == run.Attempt
+	if !claimed && run.ProgressAttempt != run.Attempt {
+		if now.Sub(*run.RenderStartedAt) >= s.cfg.QueueTimeout {
+			return s.moveQueued(ctx, run, now.Sub(*run.RenderStartedAt))
+		}
+		return nil
+	}
+	frames := run.ProgressFrames
+	if claimed {
+		frames = p.FramesDone
+	}
+	if run.ProgressAttempt != run.Attempt || frames != run.ProgressFrames || run.ProgressAt == nil {
+		attempt := run.Attempt
+		_, err := s.repo.Auto(ctx).UpdateRuns(runWhere{ID: run.ID, Attempt: &attempt, Status: processing, Stage: store.StageRender},
+			map[string]any{"progress_attempt": run.Attempt, "progress_frames": frames, "progress_at": now})
+		if err != nil {
+			return fmt.Errorf("mark progress of %s: %w", run.ID, err)
+		}
+		return nil
+	}
+	if idle := now.Sub(*run.ProgressAt); idle >= s.cfg.StallTimeout {
+		reason := fmt.Sprintf("no render progress for %s on the %s pool (attempt %d)", idle.Round(time.Second), run.Pool, run.Attempt)
+		return s.stall(ctx, run, TStallRender, reason)
+	}
+	return nil
 }
 
 // moveQueued moves a render attempt nobody claimed to the next pool.
