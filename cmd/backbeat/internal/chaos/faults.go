@@ -66,12 +66,12 @@ func natsLeaderFault(ctx context.Context, s *stack, r *runState) error {
 	}
 	r.record("restart nats-server "+node.serverName, "same store dir")
 	t0 := time.Now()
-	if err := s.admin.allCurrent(ctx, 90*time.Second, bus.StreamEvents, bus.StreamJobs); err != nil {
+	if err := s.admin.allCurrent(ctx, 90*time.Second, bus.StreamEvents, bus.StreamJobs, "KV_"+bus.BucketRuns); err != nil {
 		return fmt.Errorf("%s did not rejoin: %w", node.serverName, err)
 	}
 	newEvents, _ := s.admin.leader(ctx, bus.StreamEvents)
 	newJobs, _ := s.admin.leader(ctx, bus.StreamJobs)
-	r.record("nats-server "+node.serverName+" rejoined", fmt.Sprintf("EVENTS and JOBS replicas all current %.1fs after the restart; leaders now EVENTS %s, JOBS %s",
+	r.record("nats-server "+node.serverName+" rejoined", fmt.Sprintf("EVENTS, JOBS and KV_runs replicas all current %.1fs after the restart; leaders now EVENTS %s, JOBS %s",
 		time.Since(t0).Seconds(), newEvents, newJobs))
 	return nil
 }

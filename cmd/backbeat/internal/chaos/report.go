@@ -114,7 +114,7 @@ func (r *runState) report(s *stack, w *workload) string {
 		p("  %-17s %6s %6s %8s %8s %8s %10s %10s %s", "phase", "videos", "ready", "p50", "p99", "max", "Δp50", "Δp99", "load avg")
 		base := lat(w.inPhase("baseline"))
 		b50, b99 := percentile(base, 50), percentile(base, 99)
-		for _, phase := range append([]string{"baseline"}, faultNames()...) {
+		for _, phase := range append([]string{"warmup", "baseline"}, faultNames()...) {
 			vs := w.inPhase(phase)
 			if len(vs) == 0 {
 				continue
@@ -122,7 +122,7 @@ func (r *runState) report(s *stack, w *workload) string {
 			ls := lat(vs)
 			p50, p99 := percentile(ls, 50), percentile(ls, 99)
 			d50, d99 := "", ""
-			if phase != "baseline" {
+			if phase != "baseline" && phase != "warmup" {
 				d50, d99 = signed(p50-b50), signed(p99-b99)
 			}
 			p("  %-17s %6d %6d %7.1fs %7.1fs %7.1fs %10s %10s %s", phase, len(vs), len(ls), p50.Seconds(), p99.Seconds(),
@@ -138,6 +138,10 @@ func (r *runState) report(s *stack, w *workload) string {
 		p("videos rendered: %d submitted, %d ready", len(w.videos), ready)
 	}
 	p("webhooks: %s", r.webhooks)
+	p("error-level log lines per service: %s", strings.Join(r.logErrors, ", "))
+	for _, f := range r.findings {
+		p("FINDING (does not fail the run): %s", f)
+	}
 	p("checks passed:")
 	for _, c := range r.checks {
 		p("  ok    %s", c)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,6 +32,10 @@ type runState struct {
 	loads         map[string]string
 	// webhooks summarises the notify webhook deliveries.
 	webhooks string
+	// findings are problems seen in the logs that do not fail the run.
+	findings []string
+	// logErrors is "service count" of error-level log lines.
+	logErrors []string
 }
 
 func (r *runState) record(what, detail string) {
@@ -162,6 +167,11 @@ func (r *runState) body(ctx context.Context, s *stack) *workload {
 	w := &workload{song: song, start: 2, end: 2 + s.o.region, poll: 100 * time.Millisecond,
 		readyTimeout: s.o.readyTimeout, retryDeadline: 60 * time.Second}
 
+	// One video first, outside the latency table: the first render of each
+	// pool pays for cold caches.
+	r.phase = "warmup"
+	logf(r.start, "phase warmup: 2 videos (one a pool), not in the latency comparison")
+	r.runPhase(ctx, w, users, "warmup", 2, 0, nil, s)
 	r.phase = "baseline"
 	logf(r.start, "phase baseline: %d videos, no fault", s.o.baseline)
 	r.runPhase(ctx, w, users, "baseline", s.o.baseline, s.o.stagger, nil, s)
@@ -180,7 +190,78 @@ func (r *runState) body(ctx context.Context, s *stack) *workload {
 		return w
 	}
 	r.verify(ctx, s, w, users)
+	r.scanLogs(s)
 	return w
+}
+
+// scanLogs counts, per service log, the lines at level error and the NATS
+// permission violations. They do not fail the run (faults make services log
+// errors: publishes refused while a stream elects a leader, queries while
+// Postgres restarts), but a permission violation is a bug of accounts.conf
+// or of the service, so the report lists them.
+func (r *runState) scanLogs(s *stack) {
+	for _, name := range s.order {
+		log := s.services[name].log
+		errs := countIn(log, `"level":"error"`)
+		perms := countIn(log, "Permissions Violation")
+		if perms > 0 {
+			r.findings = append(r.findings, fmt.Sprintf("%s logged %d NATS permission violations (%s)", name, perms, firstLine(log, "Permissions Violation")))
+		}
+		r.logErrors = append(r.logErrors, fmt.Sprintf("%s %d", name, errs))
+	}
+}
+
+// firstLine is the message of the first line of file holding s, from s to
+// the end of the JSON string, unescaped.
+func firstLine(file, s string) string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if i := strings.Index(l, s); i >= 0 {
+			l = l[i:]
+			if j := strings.Index(l, `","`); j > 0 {
+				l = l[:j]
+			}
+			return strings.ReplaceAll(l, `\"`, `"`)
+		}
+	}
+	return ""
+}
+
+// diagnose names what the service logs say of a video that did not become
+// ready: messages dropped and errors that mention it.
+func diagnose(s *stack, id string) string {
+	var out []string
+	for _, name := range s.order {
+		data, err := os.ReadFile(s.services[name].log)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if !strings.Contains(l, `"video_id":"`+id+`"`) {
+				continue
+			}
+			if strings.Contains(l, `"msg":"message dropped`) || strings.Contains(l, `"level":"error"`) {
+				out = append(out, name+": "+jsonField(l, "msg")+": "+jsonField(l, "error"))
+			}
+		}
+	}
+	if len(out) == 0 {
+		return "no service logged an error or a dropped message for it"
+	}
+	return strings.Join(out, "; ")
+}
+
+// jsonField is the string value of key in a JSON log line, unescaped, or "".
+func jsonField(line, key string) string {
+	var m map[string]any
+	if json.Unmarshal([]byte(line), &m) != nil {
+		return ""
+	}
+	v, _ := m[key].(string)
+	return v
 }
 
 // runPhase submits n videos stagger apart, alternating the users, injects
@@ -214,7 +295,7 @@ func (r *runState) runPhase(ctx context.Context, w *workload, users []*user, pha
 	for _, v := range w.inPhase(phase) {
 		switch {
 		case v.Err != nil:
-			r.problem("[%s] video %s: %v", phase, v.ID, v.Err)
+			r.problem("[%s] video %s: %v; logs: %s", phase, v.ID, v.Err, diagnose(s, v.ID))
 		case v.Final != "ready":
 			r.problem("[%s] video %s ended %s: %s", phase, v.ID, v.Final, v.Reason)
 		default:
