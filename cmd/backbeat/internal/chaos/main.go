@@ -25,6 +25,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -38,6 +40,8 @@ type options struct {
 	keep                        bool
 	pgRestart                   string
 	report                      string
+	// faults are the names of the fault phases to run.
+	faults map[string]bool
 }
 
 func main() {
@@ -54,7 +58,14 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the state and logs directory even on success")
 	flag.StringVar(&o.pgRestart, "pg-restart", "pg_ctlcluster 15 main restart", "command that restarts Postgres")
 	flag.StringVar(&o.report, "report", "", "also write the report to this file")
+	only := flag.String("faults", strings.Join(faultNames(), ","), "fault phases to run, comma-separated")
 	flag.Parse()
+	o.faults = map[string]bool{}
+	for _, f := range strings.Split(*only, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			o.faults[f] = true
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := o.defaults(); err != nil {
@@ -96,6 +107,11 @@ func (o *options) defaults() error {
 	for _, v := range []string{"TEST_DATABASE_URL", "TEST_S3_ENDPOINT", "TEST_S3_ACCESS_KEY", "TEST_S3_SECRET_KEY"} {
 		if os.Getenv(v) == "" {
 			return fmt.Errorf("%s unset: eval \"$(scripts/services.sh env)\" first", v)
+		}
+	}
+	for f := range o.faults {
+		if !slices.Contains(faultNames(), f) {
+			return fmt.Errorf("-faults: unknown fault %q (known: %s)", f, strings.Join(faultNames(), ", "))
 		}
 	}
 	if o.baseline < 1 || o.batch < 2 {

@@ -179,6 +179,9 @@ func (r *runState) body(ctx context.Context, s *stack) *workload {
 		if ctx.Err() != nil {
 			break
 		}
+		if !s.o.faults[f.name] {
+			continue
+		}
 		r.phase = f.name
 		r.faultBaseline = countIn(s.services["renderer-gpu"].log, `"msg":"ffmpeg started"`)
 		logf(r.start, "phase %s: %d videos; fault: %s", f.name, s.o.batch, f.title)
