@@ -50,7 +50,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "", "directory of the service binaries (default ROOT/bin)")
 	flag.StringVar(&o.natsServer, "nats-server", "", "nats-server binary (default ROOT/.cache/bin/nats-server)")
 	flag.StringVar(&o.song, "song", "", "WAV file to render (default: scripts/demo-song.sh makes one)")
-	flag.IntVar(&o.baseline, "baseline", 6, "videos of the baseline phase")
+	flag.IntVar(&o.baseline, "baseline", 5, "videos of the baseline phase (as many as a fault phase: the same queueing)")
 	flag.IntVar(&o.batch, "batch", 5, "videos of each fault phase")
 	flag.Float64Var(&o.region, "region", 2, "seconds of song per video")
 	flag.DurationVar(&o.stagger, "stagger", time.Second, "time between two submissions of a phase")
