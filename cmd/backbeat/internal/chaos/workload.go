@@ -189,6 +189,10 @@ func (w *workload) follow(ctx context.Context, v *video) {
 		time.Sleep(w.poll)
 	}
 	v.Final, v.Reason = last.Status, last.Reason
+	if ctx.Err() != nil {
+		v.Err = fmt.Errorf("interrupted while %q, stage %q", last.Status, last.Stage)
+		return
+	}
 	v.Err = fmt.Errorf("not ready within %s of its creation (last status %q, stage %q, last error %v)",
 		w.readyTimeout, last.Status, last.Stage, lastErr)
 }
