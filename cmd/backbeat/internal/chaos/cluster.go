@@ -315,6 +315,26 @@ func (a *admin) backlog(ctx context.Context, streams ...string) (jobsMsgs uint64
 	return jobsMsgs, out, nil
 }
 
+// jobSubjects lists the subjects of the messages JOBS still holds, with
+// their counts.
+func (a *admin) jobSubjects(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := a.js.Stream(ctx, bus.StreamJobs)
+	if err != nil {
+		return "", fmt.Errorf("stream JOBS: %w", err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		return "", fmt.Errorf("stream JOBS subjects: %w", err)
+	}
+	var out []string
+	for subj, n := range info.State.Subjects {
+		out = append(out, fmt.Sprintf("%s ×%d", subj, n))
+	}
+	return strings.Join(out, ", "), nil
+}
+
 // readyEvents counts the video.status events with status ready per video
 // id in EVENTS, read from the start with an ordered consumer.
 func (a *admin) readyEvents(ctx context.Context, prefix string) (map[string]int, error) {

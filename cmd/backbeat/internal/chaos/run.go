@@ -350,6 +350,9 @@ func (r *runState) verify(ctx context.Context, s *stack, w *workload, users []*u
 		_ = sleepCtx(ctx, 500*time.Millisecond)
 	}
 	if !settled {
+		if subjects, err := s.admin.jobSubjects(ctx); err == nil && subjects != "" {
+			lastBacklog += "; JOBS holds " + subjects
+		}
 		r.problem("in flight after 60s: %s", lastBacklog)
 	}
 
