@@ -5,6 +5,7 @@
 #   make test             start Postgres + MinIO, go test -race every module
 #   make sim SEEDS=N      the coordinator's simulation over N seeds (default 10000)
 #   make smoke            every service its own process: two videos end to end
+#   make chaos            3-node NATS cluster, every service its own process, faults injected
 #   make lint             gofmt, go vet, staticcheck on every module
 #   make generate         regenerate proto/ Go code with buf
 #   make check-generated  fail if the committed generated code is stale
@@ -23,7 +24,7 @@ export PATH := $(TOOLS):$(PATH)
 CMDS := $(patsubst %/,./%,$(dir $(wildcard cmd/backbeat/main.go))) $(patsubst %/,./%,$(sort $(dir $(wildcard services/*/cmd/*/main.go))))
 DEMO_SONG := .data/demo.wav
 
-.PHONY: help install-deps services-start services-stop run demo-song test sim smoke lint generate check-generated build bench clean
+.PHONY: help install-deps services-start services-stop run demo-song test sim smoke chaos lint generate check-generated build bench clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -57,6 +58,10 @@ sim:
 # smoke builds bin/ itself and runs under its own timeout (SMOKE_TIMEOUT).
 smoke: install-deps services-start
 	scripts/smoke.sh
+
+# chaos builds bin/ itself and runs under its own timeout (CHAOS_TIMEOUT).
+chaos: install-deps services-start
+	scripts/chaos.sh
 
 lint: install-deps
 	scripts/lint.sh
