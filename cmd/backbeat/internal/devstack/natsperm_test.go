@@ -254,6 +254,18 @@ func probeUser(ctx context.Context, t *testing.T, ns *testenv.ShippedNATS, admin
 		t.Fatalf("%s reads the runs KV: %v", user, err)
 	}
 	allowed = append(allowed, "read KV runs")
+	if user == "coordinator" {
+		// What it does with a job behind a max-deliveries advisory: read it, then remove it.
+		ack, err := admin.js.Publish(ctx, subj.CDNJob(vid), []byte("exhausted"))
+		require.NoError(t, err)
+		jobs, err := p.js.Stream(ctx, bus.StreamJobs)
+		require.NoError(t, err)
+		m, err := jobs.GetMsg(ctx, ack.Sequence)
+		require.NoError(t, err, "coordinator reads a job by sequence")
+		require.Equal(t, "exhausted", string(m.Data))
+		require.NoError(t, jobs.DeleteMsg(ctx, ack.Sequence), "coordinator removes an exhausted job")
+		allowed = append(allowed, "read and delete a message of JOBS")
+	}
 	if user == "api" || user == "coordinator" {
 		// What the api's status and the coordinator's stall watchdog do.
 		last, _, err := bus.NewProgressReader(p.js, subj).Last(ctx, vid)
@@ -301,7 +313,9 @@ func probeUser(ctx context.Context, t *testing.T, ns *testenv.ShippedNATS, admin
 		for _, op := range []string{"CREATE", "UPDATE", "DELETE", "PURGE"} {
 			pubs = append(pubs, "$JS.API.STREAM."+op+"."+st)
 		}
-		pubs = append(pubs, "$JS.API.STREAM.MSG.DELETE."+st)
+		if user != "coordinator" || st != bus.StreamJobs {
+			pubs = append(pubs, "$JS.API.STREAM.MSG.DELETE."+st)
+		}
 	}
 	topo := bus.DefaultTopology(bus.DefaultPrefix, []string{"gpu", "cpu"})
 	for _, it := range topo.Items() {
