@@ -13,6 +13,7 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/testenv"
+	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
 
 // TestGuardAfterNodeRestart is the job loss `make chaos` found: a node of an
@@ -92,4 +93,52 @@ func TestGuardAfterNodeRestart(t *testing.T) {
 	require.ErrorIs(t, err, bus.ErrNotCurrent)
 	_, _, err = runs.Guard(ctx, "never-written", "r-x", 0)
 	require.ErrorIs(t, err, bus.ErrNotCurrent)
+}
+
+// TestPublishRidesOutALeaderElection: the nats-server leading EVENTS is
+// SIGKILLed; a publish with a message id, made at once, waits for the new
+// leader instead of failing (a worker's done event must not turn into a
+// failed step because the stream was electing, as `make chaos` saw), and
+// lands once.
+func TestPublishRidesOutALeaderElection(t *testing.T) {
+	c := testenv.NATSProcCluster(t, 3)
+	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+		nats.RetryOnFailedConnect(true))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	topo := testenv.Topology()
+	topo.Replicas = 3
+	var st jetstream.Stream
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		octx, ocancel := context.WithTimeout(ctx, 3*time.Second)
+		err = topo.Ensure(octx, js)
+		if err == nil {
+			st, err = js.Stream(octx, bus.StreamEvents)
+		}
+		ocancel()
+		if err == nil && st.CachedInfo().Cluster != nil && st.CachedInfo().Cluster.Leader != "" {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "R3 topology: %v", err)
+	}
+	leader := st.CachedInfo().Cluster.Leader
+	for i := 0; i < 3; i++ {
+		if c.Name(i) == leader {
+			c.Kill(i)
+		}
+	}
+	pub := bus.NewPublisher(js, topo.Subjects)
+	subj := topo.Subjects.Event("v1", bus.KindAudioDone)
+	done := &backbeatv1.AudioDone{VideoId: "v1", RunId: "r1"}
+	start := time.Now()
+	require.NoError(t, pub.Publish(ctx, subj, done, "r1:audio:done"), "published once the stream has a new leader")
+	t.Logf("published %s after the leader %s was killed", time.Since(start).Round(time.Millisecond), leader)
+	require.NoError(t, pub.Publish(ctx, subj, done, "r1:audio:done"))
+	st, err = js.Stream(ctx, bus.StreamEvents)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, st.CachedInfo().State.Msgs, "the retried message is stored once")
 }

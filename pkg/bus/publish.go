@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -60,10 +62,38 @@ func (p *Publisher) Publish(ctx context.Context, subject string, m proto.Message
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
-	if _, err := p.js.PublishMsg(ctx, msg, opts...); err != nil {
-		return fmt.Errorf("publish %s to %s: %w", m.ProtoReflect().Descriptor().FullName(), subject, err)
+	// A message with an id is idempotent (the stream drops a copy), so it is
+	// retried while the stream has no leader: an election after a node
+	// fails takes seconds, and failing the publish would turn a finished
+	// step into a failed one (found by `make chaos`). Without an id, once.
+	delay, deadline := 100*time.Millisecond, time.Now().Add(PublishRetryFor)
+	for {
+		_, err := p.js.PublishMsg(ctx, msg, opts...)
+		if err == nil {
+			return nil
+		}
+		if msgID == "" || !transient(err) || ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
+			return fmt.Errorf("publish %s to %s: %w", m.ProtoReflect().Descriptor().FullName(), subject, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("publish %s to %s: %w (after %v)", m.ProtoReflect().Descriptor().FullName(), subject, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
 	}
-	return nil
+}
+
+// PublishRetryFor bounds how long Publish retries a message with an id while
+// its stream does not answer (a leader election).
+var PublishRetryFor = 20 * time.Second
+
+// transient says whether a publish failed for want of a stream leader (no
+// answer, no responders) rather than for what was published.
+func transient(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
 }
 
 // Decode fills m from a message body: protojson when Content-Type says
