@@ -55,6 +55,8 @@ type simTask struct {
 	resume  chan bool
 	yielded chan struct{}
 	done    chan error
+	// crashed is set when the task is resumed only to die.
+	crashed bool
 }
 
 type taskKey struct{}
@@ -66,10 +68,17 @@ func (w *sim) point(ctx context.Context, what string) error {
 	if t == nil {
 		return nil
 	}
+	// After a crash every call fails at once: a handler that goes on after
+	// an error (the watchdog checks the next video) must not suspend again,
+	// since nothing would resume it.
+	if t.crashed {
+		return errSimCrash
+	}
 	if w.rng.Float64() < w.pYield {
 		w.logf("  %s suspended at %s", t.name, what)
 		t.yielded <- struct{}{}
 		if ok := <-t.resume; !ok {
+			t.crashed = true
 			return errSimCrash
 		}
 		w.logf("  %s resumed at %s", t.name, what)
