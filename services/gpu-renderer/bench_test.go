@@ -2,6 +2,8 @@ package renderer
 
 import (
 	"testing"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
 )
 
 // benchFrames is the length of the compositor benchmark's video: the 30 s
@@ -74,10 +76,10 @@ func BenchmarkComposeCold(b *testing.B) {
 func BenchmarkComposeFullFrame(b *testing.B) {
 	s := testScene(b, builtin(b, "spectrum"), LayoutSquare, 0, 0)
 	img := s.NewFrame()
-	buf := make([]byte, yuvFrameSize(1080, 1080, false))
+	buf := make([]byte, yuv.FrameSize(1080, 1080, false))
 	for i := 0; b.Loop(); i++ {
 		s.Compose(img, i%60)
-		toYUV420(buf, img)
+		yuv.ToYUV420(buf, img)
 	}
 }
 
@@ -86,8 +88,22 @@ func BenchmarkYUV420P10Square(b *testing.B) {
 	s := testScene(b, builtin(b, "spectrum"), LayoutSquare, 0, 0)
 	img := s.NewFrame()
 	s.Compose(img, 10)
-	buf := make([]byte, yuvFrameSize(1080, 1080, true))
+	buf := make([]byte, yuv.FrameSize(1080, 1080, true))
 	for b.Loop() {
-		toYUV420P10(buf, img)
+		yuv.ToYUV420P10(buf, img)
+	}
+}
+
+// BenchmarkYUV420Square converts a whole composed 1080×1080 frame to 8-bit
+// YUV: the per-render cost of the static base, and the per-pixel cost of
+// every dirty span.
+func BenchmarkYUV420Square(b *testing.B) {
+	s := testScene(b, builtin(b, "spectrum"), LayoutSquare, 0, 0)
+	img := s.NewFrame()
+	s.Compose(img, 10)
+	buf := make([]byte, yuv.FrameSize(1080, 1080, false))
+	b.SetBytes(int64(len(img.Pix)))
+	for b.Loop() {
+		yuv.ToYUV420(buf, img)
 	}
 }

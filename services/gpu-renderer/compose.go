@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/backbeat/backbeat/pkg/analysis"
+	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
 )
 
 // SceneInput is everything a frame depends on besides its number.
@@ -310,11 +311,11 @@ func (s *Scene) staticYUV(hdr bool) []byte {
 		k = 1
 	}
 	s.yuvOnce[k].Do(func() {
-		s.yuv[k] = make([]byte, yuvFrameSize(s.w, s.h, hdr))
+		s.yuv[k] = make([]byte, yuv.FrameSize(s.w, s.h, hdr))
 		if hdr {
-			toYUV420P10(s.yuv[k], s.static)
+			yuv.ToYUV420P10(s.yuv[k], s.static)
 		} else {
-			toYUV420(s.yuv[k], s.static)
+			yuv.ToYUV420(s.yuv[k], s.static)
 		}
 	})
 	return s.yuv[k]

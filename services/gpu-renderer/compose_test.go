@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
 )
 
 // builtin returns a fresh copy of a built-in template.
@@ -69,12 +71,12 @@ func TestFrameDeterminism(t *testing.T) {
 				c := s.newComposer()
 				bufs := []*yuvFrame{s.newYUVFrame(hdr), s.newYUVFrame(hdr)}
 				for i, n := range []int{0, 17, 59, 3, 4, 17, 40, 0, 59, 22} {
-					want := make([]byte, yuvFrameSize(w, h, hdr))
+					want := make([]byte, yuv.FrameSize(w, h, hdr))
 					s.Compose(img, n)
 					if hdr {
-						toYUV420P10(want, img)
+						yuv.ToYUV420P10(want, img)
 					} else {
-						toYUV420(want, img)
+						yuv.ToYUV420(want, img)
 					}
 					got := bufs[i%2]
 					c.compose(got, n, hdr)
@@ -225,20 +227,20 @@ func TestYUVKnownColours(t *testing.T) {
 	for i := 0; i < len(img.Pix); i += 4 {
 		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = 255, 255, 255, 255
 	}
-	buf := make([]byte, yuvFrameSize(2, 2, false))
-	toYUV420(buf, img)
+	buf := make([]byte, yuv.FrameSize(2, 2, false))
+	yuv.ToYUV420(buf, img)
 	require.Equal(t, []byte{235, 235, 235, 235, 128, 128}, buf)
 	for i := range img.Pix {
 		if i%4 != 3 {
 			img.Pix[i] = 0
 		}
 	}
-	toYUV420(buf, img)
+	yuv.ToYUV420(buf, img)
 	require.Equal(t, []byte{16, 16, 16, 16, 128, 128}, buf)
 
 	// HDR black is code 64, neutral chroma 512.
-	hb := make([]byte, yuvFrameSize(2, 2, true))
-	toYUV420P10(hb, img)
+	hb := make([]byte, yuv.FrameSize(2, 2, true))
+	yuv.ToYUV420P10(hb, img)
 	require.Equal(t, []byte{64, 0, 64, 0, 64, 0, 64, 0, 0, 2, 0, 2}, hb)
 }
 
@@ -290,10 +292,10 @@ func TestIncrementalFullSize(t *testing.T) {
 		c := s.newComposer()
 		bufs := []*yuvFrame{s.newYUVFrame(false), s.newYUVFrame(false)}
 		img := s.NewFrame()
-		want := make([]byte, yuvFrameSize(s.w, s.h, false))
+		want := make([]byte, yuv.FrameSize(s.w, s.h, false))
 		for i, n := range []int{0, 15, 22, 58, 1, 30, 22, 7} {
 			s.Compose(img, n)
-			toYUV420(want, img)
+			yuv.ToYUV420(want, img)
 			c.compose(bufs[i%2], n, false)
 			require.True(t, bytes.Equal(want, bufs[i%2].b), "%s frame %d", tpl.Name, n)
 		}

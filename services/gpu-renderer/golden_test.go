@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
 )
 
 // update rewrites testdata/golden instead of comparing:
@@ -122,7 +124,7 @@ func TestFrameRangeIdentity(t *testing.T) {
 			require.Equal(t, 60, res.Frames)
 			_, err = r.RenderRaw(context.Background(), job, 17, 30, &part)
 			require.NoError(t, err)
-			size := yuvFrameSize(72, 128, hdr)
+			size := yuv.FrameSize(72, 128, hdr)
 			require.Equal(t, 60*size, full.Len())
 			require.Equal(t, 13*size, part.Len())
 			require.True(t, bytes.Equal(full.Bytes()[17*size:30*size], part.Bytes()), "%s hdr=%v", tpl.Name, hdr)

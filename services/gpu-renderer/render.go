@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/backbeat/backbeat/pkg/media"
+	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
 )
 
 // Job is one render on local files: NATS-free, so it is testable and usable
@@ -159,7 +160,7 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	}
 	r.log.Debug("ffmpeg started", zap.Strings("args", args), zap.Int("frames", frames))
 
-	sink := newFrameSink(stdin, yuvFrameSize(w, h, enc.HDR))
+	sink := newFrameSink(stdin, yuv.FrameSize(w, h, enc.HDR))
 	ferr := r.produce(fctx, scene, enc, 0, frames, sink, true, progress)
 	if ferr != nil {
 		fcancel(ferr)
@@ -295,7 +296,7 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 		case b := <-free:
 			return b
 		default:
-			return scene.newYUVFrameIn(out.buffer(yuvFrameSize(scene.w, scene.h, enc.HDR)), enc.HDR)
+			return scene.newYUVFrameIn(out.buffer(yuv.FrameSize(scene.w, scene.h, enc.HDR)), enc.HDR)
 		}
 	}
 
@@ -392,7 +393,7 @@ func (r *Renderer) produceInline(ctx context.Context, scene *Scene, enc Encoding
 		}()
 		return <-done
 	}
-	size := yuvFrameSize(scene.w, scene.h, enc.HDR)
+	size := yuv.FrameSize(scene.w, scene.h, enc.HDR)
 	depth := min(max(queueBytes/size, 4), 32)
 	low := depth / 4
 	ready := make(chan frame, depth)

@@ -2,7 +2,14 @@
 
 package renderer
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// useSIMD is whether fillRing blends in AVX2 registers.
+var useSIMD = cpu.X86.HasAVX2
 
 // ringConst holds ringSpanAVX2's constants, laid out as ring_amd64.s reads
 // them.
