@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // benchFrames is the length of the compositor benchmark's video: the 30 s
@@ -52,8 +53,8 @@ func benchComposeEvicting(b *testing.B, name, layout string, evict []byte) {
 // BenchmarkCompose reports the compositor's frames per second per template
 // and format on one core (scripts/bench/render.sh prints it).
 func BenchmarkCompose(b *testing.B) {
-	for _, tpl := range BuiltinTemplates() {
-		for _, layout := range Layouts {
+	for _, tpl := range template.BuiltinTemplates() {
+		for _, layout := range template.Layouts {
 			b.Run(tpl.Name+"/"+layout, func(b *testing.B) { benchCompose(b, tpl.Name, layout) })
 		}
 	}
@@ -66,15 +67,15 @@ func BenchmarkCompose(b *testing.B) {
 // filled: there composing a frame costs about twice what it costs warm.
 func BenchmarkComposeCold(b *testing.B) {
 	evict := make([]byte, 64<<20)
-	for _, tpl := range BuiltinTemplates() {
-		b.Run(tpl.Name, func(b *testing.B) { benchComposeEvicting(b, tpl.Name, LayoutSquare, evict) })
+	for _, tpl := range template.BuiltinTemplates() {
+		b.Run(tpl.Name, func(b *testing.B) { benchComposeEvicting(b, tpl.Name, template.LayoutSquare, evict) })
 	}
 }
 
 // BenchmarkComposeFullFrame is the naive path for comparison: draw the whole
 // frame and convert all of it.
 func BenchmarkComposeFullFrame(b *testing.B) {
-	s := testScene(b, builtin(b, "spectrum"), LayoutSquare, 0, 0)
+	s := testScene(b, builtin(b, "spectrum"), template.LayoutSquare, 0, 0)
 	img := s.NewFrame()
 	buf := make([]byte, yuv.FrameSize(1080, 1080, false))
 	for i := 0; b.Loop(); i++ {
@@ -85,7 +86,7 @@ func BenchmarkComposeFullFrame(b *testing.B) {
 
 // BenchmarkYUV420P10Square measures the HDR conversion of a whole frame.
 func BenchmarkYUV420P10Square(b *testing.B) {
-	s := testScene(b, builtin(b, "spectrum"), LayoutSquare, 0, 0)
+	s := testScene(b, builtin(b, "spectrum"), template.LayoutSquare, 0, 0)
 	img := s.NewFrame()
 	s.Compose(img, 10)
 	buf := make([]byte, yuv.FrameSize(1080, 1080, true))
@@ -98,7 +99,7 @@ func BenchmarkYUV420P10Square(b *testing.B) {
 // YUV: the per-render cost of the static base, and the per-pixel cost of
 // every dirty span.
 func BenchmarkYUV420Square(b *testing.B) {
-	s := testScene(b, builtin(b, "spectrum"), LayoutSquare, 0, 0)
+	s := testScene(b, builtin(b, "spectrum"), template.LayoutSquare, 0, 0)
 	img := s.NewFrame()
 	s.Compose(img, 10)
 	buf := make([]byte, yuv.FrameSize(1080, 1080, false))

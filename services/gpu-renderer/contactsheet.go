@@ -6,12 +6,14 @@ import (
 	"image/color"
 
 	xdraw "golang.org/x/image/draw"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // ContactSheet draws frames of a template at the given times (seconds) in
 // every format, one row per format, each frame rendered at full size and
 // shrunk by scale; it is how docs/templates shows what a template looks like.
-func ContactSheet(tpl *Template, times []float64, scale float64, title, artist string, cover image.Image) (*image.RGBA, error) {
+func ContactSheet(tpl *template.Template, times []float64, scale float64, title, artist string, cover image.Image) (*image.RGBA, error) {
 	const fps, gap, header = 30, 12, 44
 	end := 0.0
 	for _, t := range times {
@@ -21,8 +23,8 @@ func ContactSheet(tpl *Template, times []float64, scale float64, title, artist s
 	type cell struct{ w, h int }
 	var rows []cell
 	width, height := gap, header
-	for _, layout := range Layouts {
-		w, h, err := FrameSize(layout)
+	for _, layout := range template.Layouts {
+		w, h, err := template.FrameSize(layout)
 		if err != nil {
 			return nil, err
 		}
@@ -39,7 +41,7 @@ func ContactSheet(tpl *Template, times []float64, scale float64, title, artist s
 		return nil, err
 	}
 	y := header
-	for i, layout := range Layouts {
+	for i, layout := range template.Layouts {
 		s, err := NewScene(SceneInput{Template: tpl, Layout: layout, FPS: fps, Frames: int((end + 1) * fps),
 			Analysis: an, Cover: cover, Title: title, Artist: artist, Watermark: true})
 		if err != nil {

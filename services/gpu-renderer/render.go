@@ -14,6 +14,7 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/media"
 	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // Job is one render on local files: NATS-free, so it is testable and usable
@@ -94,7 +95,7 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	if err != nil {
 		return Result{}, fmt.Errorf("encoding: %w", errInvalid(err))
 	}
-	w, h, err := FrameSize(job.Scene.Layout)
+	w, h, err := template.FrameSize(job.Scene.Layout)
 	if err != nil {
 		return Result{}, errInvalid(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/analysis"
 	"github.com/backbeat/backbeat/services/audio"
 	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // options are the parsed command line.
@@ -71,7 +72,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.StringVar(&o.template, "template", "spectrum", "template name (built-in or from --template-dir)")
 	fs.StringVar(&o.dir, "template-dir", "", "directory of your own *.json templates")
-	fs.StringVar(&o.format, "format", renderer.LayoutSquare, "square, portrait or landscape")
+	fs.StringVar(&o.format, "format", template.LayoutSquare, "square, portrait or landscape")
 	fs.StringVar(&o.at, "at", "0s", "time of the frame: 12.5s, 1m3s or seconds")
 	fs.StringVar(&o.audio, "audio", "", "audio file to analyse (default: a synthetic 120 BPM analysis)")
 	fs.StringVar(&o.analysis, "analysis", "", "analysis JSON written by the audio service (instead of --audio)")
@@ -121,7 +122,7 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
-	reg, err := renderer.LoadTemplates(o.dir)
+	reg, err := template.LoadTemplates(o.dir)
 	if err != nil {
 		return err
 	}

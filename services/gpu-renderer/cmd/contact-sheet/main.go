@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 func main() {
@@ -27,7 +28,7 @@ func run() error {
 	dir := flag.String("dir", "", "also draw the templates in this directory")
 	scale := flag.Float64("scale", 0.25, "size of each frame relative to the full format")
 	flag.Parse()
-	reg, err := renderer.LoadTemplates(*dir)
+	reg, err := template.LoadTemplates(*dir)
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/analysis"
 	"github.com/backbeat/backbeat/pkg/media"
 	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 func main() {
@@ -45,7 +46,7 @@ func main() {
 func run() error {
 	mode := flag.String("mode", "full", "full, raw or encode")
 	name := flag.String("template", "spectrum", "built-in template")
-	layout := flag.String("format", renderer.LayoutSquare, "square, portrait or landscape")
+	layout := flag.String("format", template.LayoutSquare, "square, portrait or landscape")
 	seconds := flag.Float64("seconds", 10, "video length")
 	audio := flag.String("audio", "", "audio to mux (full, encode)")
 	raw := flag.String("raw", "", "raw frames to encode (encode)")
@@ -67,7 +68,7 @@ func run() error {
 	}
 
 	enc := renderer.Encoding{CRF: *crf, Preset: *preset, FPS: *fps, Concurrency: *workers}
-	w, h, err := renderer.FrameSize(*layout)
+	w, h, err := template.FrameSize(*layout)
 	if err != nil {
 		return err
 	}
@@ -88,7 +89,7 @@ func run() error {
 			return err
 		}
 	case "full", "raw":
-		reg := renderer.Builtin()
+		reg := template.Builtin()
 		tpl, err := reg.Lookup(*name)
 		if err != nil {
 			return err

@@ -48,3 +48,26 @@ func TestYUVVectorPathMatchesGo(t *testing.T) {
 		}
 	}
 }
+
+func TestYUVKnownColours(t *testing.T) {
+	t.Parallel()
+	img := image.NewRGBA(image.Rect(0, 0, 2, 2))
+	for i := 0; i < len(img.Pix); i += 4 {
+		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = 255, 255, 255, 255
+	}
+	buf := make([]byte, FrameSize(2, 2, false))
+	ToYUV420(buf, img)
+	require.Equal(t, []byte{235, 235, 235, 235, 128, 128}, buf)
+	for i := range img.Pix {
+		if i%4 != 3 {
+			img.Pix[i] = 0
+		}
+	}
+	ToYUV420(buf, img)
+	require.Equal(t, []byte{16, 16, 16, 16, 128, 128}, buf)
+
+	// HDR black is code 64, neutral chroma 512.
+	hb := make([]byte, FrameSize(2, 2, true))
+	ToYUV420P10(hb, img)
+	require.Equal(t, []byte{64, 0, 64, 0, 64, 0, 64, 0, 0, 2, 0, 2}, hb)
+}
