@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
+	"github.com/backbeat/backbeat/services/gpu-renderer/rendertest"
 	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
@@ -24,7 +25,7 @@ func benchCompose(b *testing.B, name, layout string) { benchComposeEvicting(b, n
 func benchComposeEvicting(b *testing.B, name, layout string, evict []byte) {
 	s, err := NewScene(SceneInput{
 		Template: builtin(b, name), Layout: layout, FPS: 30, Frames: benchFrames,
-		Analysis: SyntheticAnalysis(benchFrames/30, 30, 48), Cover: SampleCover(),
+		Analysis: rendertest.SyntheticAnalysis(benchFrames/30, 30, 48), Cover: rendertest.SampleCover(),
 		Title: "Night Drive", Artist: "The Testers", Watermark: true,
 	})
 	if err != nil {

@@ -7,19 +7,24 @@ import (
 
 	xdraw "golang.org/x/image/draw"
 
+	"github.com/backbeat/backbeat/pkg/analysis"
 	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
+
+// ContactSheetFPS is the frame rate ContactSheet composes at.
+const ContactSheetFPS = 30
 
 // ContactSheet draws frames of a template at the given times (seconds) in
 // every format, one row per format, each frame rendered at full size and
 // shrunk by scale; it is how docs/templates shows what a template looks like.
-func ContactSheet(tpl *template.Template, times []float64, scale float64, title, artist string, cover image.Image) (*image.RGBA, error) {
-	const fps, gap, header = 30, 12, 44
+// The analysis an is at ContactSheetFPS and must reach past the last time
+// (cmd/contact-sheet passes rendertest.SyntheticAnalysis).
+func ContactSheet(tpl *template.Template, an *analysis.Analysis, times []float64, scale float64, title, artist string, cover image.Image) (*image.RGBA, error) {
+	const fps, gap, header = ContactSheetFPS, 12, 44
 	end := 0.0
 	for _, t := range times {
 		end = max(end, t)
 	}
-	an := SyntheticAnalysis(end+1, fps, 48)
 	type cell struct{ w, h int }
 	var rows []cell
 	width, height := gap, header

@@ -23,6 +23,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/analysis"
 	"github.com/backbeat/backbeat/services/audio"
 	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
+	"github.com/backbeat/backbeat/services/gpu-renderer/rendertest"
 	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
@@ -191,13 +192,13 @@ func loadAnalysis(ctx context.Context, o *options, at float64) (*analysis.Analys
 		}
 		return out.Analysis, nil
 	}
-	return renderer.SyntheticAnalysis(max(o.synthDuration, at+1), o.fps, 48), nil
+	return rendertest.SyntheticAnalysis(max(o.synthDuration, at+1), o.fps, 48), nil
 }
 
 func loadCover(path string) (image.Image, error) {
 	switch path {
 	case "":
-		return renderer.SampleCover(), nil
+		return rendertest.SampleCover(), nil
 	case "none":
 		return nil, nil
 	}

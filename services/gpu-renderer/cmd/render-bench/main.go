@@ -33,6 +33,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/analysis"
 	"github.com/backbeat/backbeat/pkg/media"
 	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
+	"github.com/backbeat/backbeat/services/gpu-renderer/rendertest"
 	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
@@ -141,13 +142,13 @@ func writeInputs(coverPath, analysisPath string, seconds float64, fps int) error
 		return fmt.Errorf("inputs: -cover and -analysis are required")
 	}
 	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, renderer.SampleCover(), &jpeg.Options{Quality: 90}); err != nil {
+	if err := jpeg.Encode(&buf, rendertest.SampleCover(), &jpeg.Options{Quality: 90}); err != nil {
 		return fmt.Errorf("inputs: cover: %w", err)
 	}
 	if err := os.WriteFile(coverPath, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("inputs: %w", err)
 	}
-	data, err := json.Marshal(renderer.SyntheticAnalysis(seconds, fps, 48))
+	data, err := json.Marshal(rendertest.SyntheticAnalysis(seconds, fps, 48))
 	if err != nil {
 		return fmt.Errorf("inputs: analysis: %w", err)
 	}
@@ -161,7 +162,7 @@ func writeInputs(coverPath, analysisPath string, seconds float64, fps int) error
 // when no files are given.
 func readInputs(coverPath, analysisPath string, seconds float64, fps int) (*analysis.Analysis, image.Image, error) {
 	if coverPath == "" && analysisPath == "" {
-		return renderer.SyntheticAnalysis(seconds, fps, 48), renderer.SampleCover(), nil
+		return rendertest.SyntheticAnalysis(seconds, fps, 48), rendertest.SampleCover(), nil
 	}
 	f, err := os.Open(analysisPath)
 	if err != nil {
