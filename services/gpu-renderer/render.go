@@ -267,7 +267,7 @@ var errPipe = errors.New("write to ffmpeg")
 // A buffer gets the static base's YUV once, when it is made; after that a
 // worker's composer rewrites only the row spans this frame's layers drew in,
 // and gives back the base where the buffer's older frame had drawn (see
-// dirty.go). So a frame costs the pixels its moving layers actually cover.
+// frames.go). So a frame costs the pixels its moving layers actually cover.
 //
 // With yield, the workers run at a low CPU priority (see yieldToEncoder):
 // the encoder, not composing, bounds a render, so composing should take the

@@ -57,8 +57,8 @@ type layerEntry struct {
 // does not move and is not above a moving one, drawn once), the per-frame
 // layers, and the rectangles those can touch. Compose only reads it, so any
 // number of goroutines may compose frames of one scene at once; the only
-// state written later is the per-key YUV caches of dirty.go and
-// occlude.go, each filled once under a sync.Once.
+// state written later is the per-key YUV caches of frames.go and
+// frames_occlude.go, each filled once under a sync.Once.
 type Scene struct {
 	w, h   int
 	fps    int

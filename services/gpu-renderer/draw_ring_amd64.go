@@ -11,7 +11,7 @@ import (
 // useSIMD is whether fillRing blends in AVX2 registers.
 var useSIMD = cpu.X86.HasAVX2
 
-// ringConst holds ringSpanAVX2's constants, laid out as ring_amd64.s reads
+// ringConst holds ringSpanAVX2's constants, laid out as draw_ring_amd64.s reads
 // them.
 type ringConst struct {
 	offs [4]float64 // 0.5 1.5 2.5 3.5: pixel centres of a step
