@@ -65,7 +65,7 @@ func BenchmarkCompose(b *testing.B) {
 // emptied before every frame, by writing 64 MiB, twice the last-level cache
 // of the benchmark machine. It stands in for a render, where frames are
 // composed in the encoder's gaps on cores whose caches x264 has just
-// filled: there composing a frame costs about twice what it costs warm.
+// filled (docs/benchmarks.md, round 5, has the cold and warm figures).
 func BenchmarkComposeCold(b *testing.B) {
 	evict := make([]byte, 64<<20)
 	for _, tpl := range template.BuiltinTemplates() {

@@ -377,10 +377,9 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 // has taken it down to a quarter, then fills it again. In a render the
 // encoder has just filled the caches of the core this thread gets, and a
 // frame composed right after another one finds the scene's data still
-// there: a 30 s halo render took 8-12 % less Go CPU and 3-4 % less wall
-// time than with one frame composed per frame sent (docs/benchmarks.md,
-// round 5). The queue holds at most queueBytes of frames, so memory does
-// not grow with the video's length.
+// there (measured in docs/benchmarks.md, round 5, step 6). The queue holds
+// at most queueBytes of frames, so memory does not grow with the video's
+// length.
 func (r *Renderer) produceInline(ctx context.Context, scene *Scene, enc Encoding, from, to int, out frameSink, yield bool, progress func(int)) error {
 	if yield {
 		// As in produce: the thread stays low-priority until it ends.
