@@ -2,6 +2,10 @@ package renderer
 
 import (
 	"testing"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
+	"github.com/backbeat/backbeat/services/gpu-renderer/rendertest"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // benchFrames is the length of the compositor benchmark's video: the 30 s
@@ -21,7 +25,7 @@ func benchCompose(b *testing.B, name, layout string) { benchComposeEvicting(b, n
 func benchComposeEvicting(b *testing.B, name, layout string, evict []byte) {
 	s, err := NewScene(SceneInput{
 		Template: builtin(b, name), Layout: layout, FPS: 30, Frames: benchFrames,
-		Analysis: SyntheticAnalysis(benchFrames/30, 30, 48), Cover: SampleCover(),
+		Analysis: rendertest.SyntheticAnalysis(benchFrames/30, 30, 48), Cover: rendertest.SampleCover(),
 		Title: "Night Drive", Artist: "The Testers", Watermark: true,
 	})
 	if err != nil {
@@ -50,8 +54,8 @@ func benchComposeEvicting(b *testing.B, name, layout string, evict []byte) {
 // BenchmarkCompose reports the compositor's frames per second per template
 // and format on one core (scripts/bench/render.sh prints it).
 func BenchmarkCompose(b *testing.B) {
-	for _, tpl := range BuiltinTemplates() {
-		for _, layout := range Layouts {
+	for _, tpl := range template.BuiltinTemplates() {
+		for _, layout := range template.Layouts {
 			b.Run(tpl.Name+"/"+layout, func(b *testing.B) { benchCompose(b, tpl.Name, layout) })
 		}
 	}
@@ -61,33 +65,47 @@ func BenchmarkCompose(b *testing.B) {
 // emptied before every frame, by writing 64 MiB, twice the last-level cache
 // of the benchmark machine. It stands in for a render, where frames are
 // composed in the encoder's gaps on cores whose caches x264 has just
-// filled: there composing a frame costs about twice what it costs warm.
+// filled (docs/benchmarks.md, round 5, has the cold and warm figures).
 func BenchmarkComposeCold(b *testing.B) {
 	evict := make([]byte, 64<<20)
-	for _, tpl := range BuiltinTemplates() {
-		b.Run(tpl.Name, func(b *testing.B) { benchComposeEvicting(b, tpl.Name, LayoutSquare, evict) })
+	for _, tpl := range template.BuiltinTemplates() {
+		b.Run(tpl.Name, func(b *testing.B) { benchComposeEvicting(b, tpl.Name, template.LayoutSquare, evict) })
 	}
 }
 
 // BenchmarkComposeFullFrame is the naive path for comparison: draw the whole
 // frame and convert all of it.
 func BenchmarkComposeFullFrame(b *testing.B) {
-	s := testScene(b, builtin(b, "spectrum"), LayoutSquare, 0, 0)
+	s := testScene(b, builtin(b, "spectrum"), template.LayoutSquare, 0, 0)
 	img := s.NewFrame()
-	buf := make([]byte, yuvFrameSize(1080, 1080, false))
+	buf := make([]byte, yuv.FrameSize(1080, 1080, false))
 	for i := 0; b.Loop(); i++ {
 		s.Compose(img, i%60)
-		toYUV420(buf, img)
+		yuv.ToYUV420(buf, img)
 	}
 }
 
 // BenchmarkYUV420P10Square measures the HDR conversion of a whole frame.
 func BenchmarkYUV420P10Square(b *testing.B) {
-	s := testScene(b, builtin(b, "spectrum"), LayoutSquare, 0, 0)
+	s := testScene(b, builtin(b, "spectrum"), template.LayoutSquare, 0, 0)
 	img := s.NewFrame()
 	s.Compose(img, 10)
-	buf := make([]byte, yuvFrameSize(1080, 1080, true))
+	buf := make([]byte, yuv.FrameSize(1080, 1080, true))
 	for b.Loop() {
-		toYUV420P10(buf, img)
+		yuv.ToYUV420P10(buf, img)
+	}
+}
+
+// BenchmarkYUV420Square converts a whole composed 1080×1080 frame to 8-bit
+// YUV: the per-render cost of the static base, and the per-pixel cost of
+// every dirty span.
+func BenchmarkYUV420Square(b *testing.B) {
+	s := testScene(b, builtin(b, "spectrum"), template.LayoutSquare, 0, 0)
+	img := s.NewFrame()
+	s.Compose(img, 10)
+	buf := make([]byte, yuv.FrameSize(1080, 1080, false))
+	b.SetBytes(int64(len(img.Pix)))
+	for b.Loop() {
+		yuv.ToYUV420(buf, img)
 	}
 }

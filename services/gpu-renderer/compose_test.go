@@ -2,19 +2,21 @@ package renderer
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // builtin returns a fresh copy of a built-in template.
-func builtin(t testing.TB, name string) *Template {
+func builtin(t testing.TB, name string) *template.Template {
 	t.Helper()
-	for _, tpl := range BuiltinTemplates() {
+	for _, tpl := range template.BuiltinTemplates() {
 		if tpl.Name == name {
 			return tpl
 		}
@@ -23,7 +25,7 @@ func builtin(t testing.TB, name string) *Template {
 	return nil
 }
 
-func testScene(t testing.TB, tpl *Template, layout string, w, h int) *Scene {
+func testScene(t testing.TB, tpl *template.Template, layout string, w, h int) *Scene {
 	t.Helper()
 	s, err := NewScene(SceneInput{
 		Template: tpl, Layout: layout, Width: w, Height: h, FPS: 30, Frames: 60,
@@ -39,9 +41,9 @@ func testScene(t testing.TB, tpl *Template, layout string, w, h int) *Scene {
 // dirty-rectangle YUV path equals converting the whole composed frame.
 func TestFrameDeterminism(t *testing.T) {
 	t.Parallel()
-	for _, tpl := range BuiltinTemplates() {
-		for _, layout := range Layouts {
-			w, h, err := FrameSize(layout)
+	for _, tpl := range template.BuiltinTemplates() {
+		for _, layout := range template.Layouts {
+			w, h, err := template.FrameSize(layout)
 			require.NoError(t, err)
 			w, h = w/6&^1, h/6&^1
 			s := testScene(t, tpl, layout, w, h)
@@ -69,12 +71,12 @@ func TestFrameDeterminism(t *testing.T) {
 				c := s.newComposer()
 				bufs := []*yuvFrame{s.newYUVFrame(hdr), s.newYUVFrame(hdr)}
 				for i, n := range []int{0, 17, 59, 3, 4, 17, 40, 0, 59, 22} {
-					want := make([]byte, yuvFrameSize(w, h, hdr))
+					want := make([]byte, yuv.FrameSize(w, h, hdr))
 					s.Compose(img, n)
 					if hdr {
-						toYUV420P10(want, img)
+						yuv.ToYUV420P10(want, img)
 					} else {
-						toYUV420(want, img)
+						yuv.ToYUV420(want, img)
 					}
 					got := bufs[i%2]
 					c.compose(got, n, hdr)
@@ -90,8 +92,8 @@ func TestFrameDeterminism(t *testing.T) {
 
 func TestFramesDiffer(t *testing.T) {
 	t.Parallel()
-	for _, tpl := range BuiltinTemplates() {
-		s := testScene(t, tpl, LayoutPortrait, 108, 192)
+	for _, tpl := range template.BuiltinTemplates() {
+		s := testScene(t, tpl, template.LayoutPortrait, 108, 192)
 		a, b := s.NewFrame(), s.NewFrame()
 		s.Compose(a, 0)
 		s.Compose(b, 40)
@@ -103,10 +105,10 @@ func TestFramesDiffer(t *testing.T) {
 // pixels outside the 5% margins are the background's only.
 func TestElementsInSafeArea(t *testing.T) {
 	t.Parallel()
-	for _, tpl := range BuiltinTemplates() {
-		for _, layout := range Layouts {
+	for _, tpl := range template.BuiltinTemplates() {
+		for _, layout := range template.Layouts {
 			for _, withCover := range []bool{true, false} {
-				w, h, err := FrameSize(layout)
+				w, h, err := template.FrameSize(layout)
 				require.NoError(t, err)
 				w, h = w/4, h/4
 				in := SceneInput{Template: tpl, Layout: layout, Width: w, Height: h, FPS: 30, Frames: 60,
@@ -117,7 +119,7 @@ func TestElementsInSafeArea(t *testing.T) {
 				}
 				bare := in
 				bare.Watermark = false
-				bare.Template = &Template{Name: "bare", Settings: tpl.Settings}
+				bare.Template = &template.Template{Name: "bare", Settings: tpl.Settings}
 				for _, l := range tpl.Layers {
 					if l.Background != nil {
 						bare.Template.Layers = append(bare.Template.Layers, l)
@@ -141,7 +143,7 @@ func TestElementsInSafeArea(t *testing.T) {
 func requireSameOutside(t *testing.T, a, b *image.RGBA, what string) {
 	t.Helper()
 	w, h := a.Rect.Dx(), a.Rect.Dy()
-	mx, my := int(SafeMargin*float64(w)), int(SafeMargin*float64(h))
+	mx, my := int(template.SafeMargin*float64(w)), int(template.SafeMargin*float64(h))
 	safe := image.Rect(mx, my, w-mx, h-my)
 	for y := 0; y < h; y++ {
 		for x := 0; x < w; x++ {
@@ -160,8 +162,8 @@ func requireSameOutside(t *testing.T, a, b *image.RGBA, what string) {
 // frame when a video has no cover art (their no_cover layers or the rest).
 func TestNoCoverDrawsSomething(t *testing.T) {
 	t.Parallel()
-	for _, tpl := range BuiltinTemplates() {
-		s, err := NewScene(SceneInput{Template: tpl, Layout: LayoutSquare, Width: 120, Height: 120, FPS: 30, Frames: 30,
+	for _, tpl := range template.BuiltinTemplates() {
+		s, err := NewScene(SceneInput{Template: tpl, Layout: template.LayoutSquare, Width: 120, Height: 120, FPS: 30, Frames: 30,
 			Analysis: testAnalysis(1, 30, 16), Title: "T", Artist: "A"})
 		require.NoError(t, err)
 		img := s.NewFrame()
@@ -170,76 +172,14 @@ func TestNoCoverDrawsSomething(t *testing.T) {
 	}
 }
 
-func TestTemplateJSONRoundTrip(t *testing.T) {
+// TestSceneRefusesBadSetting: a setting override that does not parse fails
+// the scene with the setting's name (the palette itself is tested in
+// package template).
+func TestSceneRefusesBadSetting(t *testing.T) {
 	t.Parallel()
-	for _, tpl := range BuiltinTemplates() {
-		b, err := json.Marshal(tpl)
-		require.NoError(t, err)
-		got, err := ParseTemplate(bytes.NewReader(b))
-		require.NoError(t, err)
-		b2, err := json.Marshal(got)
-		require.NoError(t, err)
-		require.JSONEq(t, string(b), string(b2))
-	}
-}
-
-func TestBuiltinLookup(t *testing.T) {
-	t.Parallel()
-	r := Builtin()
-	require.Equal(t, []string{"halo", "minimal", "spectrum", "tide"}, r.Names())
-	_, err := r.Lookup("spectrum")
-	require.NoError(t, err)
-	_, err = r.Lookup("vaporwave")
-	require.ErrorIs(t, err, ErrUnknownTemplate)
-}
-
-func TestSettingsOverride(t *testing.T) {
-	t.Parallel()
-	tpl := builtin(t, "spectrum")
-	p, err := newPalette(tpl, map[string]string{SettingBarColor: "#00ff00", "unknown_knob": "x", SettingCoverPulse: "0.1"})
-	require.NoError(t, err)
-	c, err := p.color("$"+SettingBarColor, parseColorOrZero(""))
-	require.NoError(t, err)
-	require.Equal(t, uint8(255), c.G)
-	require.Equal(t, uint8(0), c.R)
-	require.InDelta(t, 0.1, p.coverPulse, 1e-9)
-
-	_, err = newPalette(tpl, map[string]string{SettingCoverPulse: "2"})
-	require.ErrorContains(t, err, "cover_pulse")
-	_, err = newPalette(tpl, map[string]string{SettingBarColor: "pink"})
+	_, err := NewScene(SceneInput{Template: builtin(t, "spectrum"), Layout: template.LayoutSquare, Width: 64, Height: 64,
+		FPS: 30, Frames: 30, Analysis: testAnalysis(1, 30, 16), Settings: map[string]string{template.SettingBarColor: "pink"}})
 	require.ErrorContains(t, err, "bar_color")
-
-	_, err = NewScene(SceneInput{Template: tpl, Layout: LayoutSquare, Width: 64, Height: 64, FPS: 30, Frames: 30,
-		Analysis: testAnalysis(1, 30, 16), Settings: map[string]string{SettingBarColor: "pink"}})
-	require.ErrorContains(t, err, "bar_color")
-}
-
-func parseColorOrZero(s string) (c color.NRGBA) {
-	c, _ = parseHexColor(s)
-	return c
-}
-
-func TestYUVKnownColours(t *testing.T) {
-	t.Parallel()
-	img := image.NewRGBA(image.Rect(0, 0, 2, 2))
-	for i := 0; i < len(img.Pix); i += 4 {
-		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = 255, 255, 255, 255
-	}
-	buf := make([]byte, yuvFrameSize(2, 2, false))
-	toYUV420(buf, img)
-	require.Equal(t, []byte{235, 235, 235, 235, 128, 128}, buf)
-	for i := range img.Pix {
-		if i%4 != 3 {
-			img.Pix[i] = 0
-		}
-	}
-	toYUV420(buf, img)
-	require.Equal(t, []byte{16, 16, 16, 16, 128, 128}, buf)
-
-	// HDR black is code 64, neutral chroma 512.
-	hb := make([]byte, yuvFrameSize(2, 2, true))
-	toYUV420P10(hb, img)
-	require.Equal(t, []byte{64, 0, 64, 0, 64, 0, 64, 0, 0, 2, 0, 2}, hb)
 }
 
 func TestSubtractSpans(t *testing.T) {
@@ -259,7 +199,7 @@ func TestIncrementalPaths(t *testing.T) {
 	t.Parallel()
 	keyed, occluded := 0, 0
 	for _, name := range []string{"spectrum", "halo", "tide"} {
-		s := testScene(t, builtin(t, name), LayoutSquare, 180, 180)
+		s := testScene(t, builtin(t, name), template.LayoutSquare, 180, 180)
 		for _, d := range s.dirty {
 			if d.keyed != nil {
 				keyed++
@@ -285,15 +225,15 @@ func TestIncrementalPaths(t *testing.T) {
 // buffers match converting the whole composed frame.
 func TestIncrementalFullSize(t *testing.T) {
 	t.Parallel()
-	for _, tpl := range BuiltinTemplates() {
-		s := testScene(t, tpl, LayoutSquare, 0, 0)
+	for _, tpl := range template.BuiltinTemplates() {
+		s := testScene(t, tpl, template.LayoutSquare, 0, 0)
 		c := s.newComposer()
 		bufs := []*yuvFrame{s.newYUVFrame(false), s.newYUVFrame(false)}
 		img := s.NewFrame()
-		want := make([]byte, yuvFrameSize(s.w, s.h, false))
+		want := make([]byte, yuv.FrameSize(s.w, s.h, false))
 		for i, n := range []int{0, 15, 22, 58, 1, 30, 22, 7} {
 			s.Compose(img, n)
-			toYUV420(want, img)
+			yuv.ToYUV420(want, img)
 			c.compose(bufs[i%2], n, false)
 			require.True(t, bytes.Equal(want, bufs[i%2].b), "%s frame %d", tpl.Name, n)
 		}

@@ -6,23 +6,30 @@ import (
 	"image/color"
 
 	xdraw "golang.org/x/image/draw"
+
+	"github.com/backbeat/backbeat/pkg/analysis"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
+
+// ContactSheetFPS is the frame rate ContactSheet composes at.
+const ContactSheetFPS = 30
 
 // ContactSheet draws frames of a template at the given times (seconds) in
 // every format, one row per format, each frame rendered at full size and
 // shrunk by scale; it is how docs/templates shows what a template looks like.
-func ContactSheet(tpl *Template, times []float64, scale float64, title, artist string, cover image.Image) (*image.RGBA, error) {
-	const fps, gap, header = 30, 12, 44
+// The analysis an is at ContactSheetFPS and must reach past the last time
+// (cmd/contact-sheet passes rendertest.SyntheticAnalysis).
+func ContactSheet(tpl *template.Template, an *analysis.Analysis, times []float64, scale float64, title, artist string, cover image.Image) (*image.RGBA, error) {
+	const fps, gap, header = ContactSheetFPS, 12, 44
 	end := 0.0
 	for _, t := range times {
 		end = max(end, t)
 	}
-	an := SyntheticAnalysis(end+1, fps, 48)
 	type cell struct{ w, h int }
 	var rows []cell
 	width, height := gap, header
-	for _, layout := range Layouts {
-		w, h, err := FrameSize(layout)
+	for _, layout := range template.Layouts {
+		w, h, err := template.FrameSize(layout)
 		if err != nil {
 			return nil, err
 		}
@@ -39,7 +46,7 @@ func ContactSheet(tpl *Template, times []float64, scale float64, title, artist s
 		return nil, err
 	}
 	y := header
-	for i, layout := range Layouts {
+	for i, layout := range template.Layouts {
 		s, err := NewScene(SceneInput{Template: tpl, Layout: layout, FPS: fps, Frames: int((end + 1) * fps),
 			Analysis: an, Cover: cover, Title: title, Artist: artist, Watermark: true})
 		if err != nil {

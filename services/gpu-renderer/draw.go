@@ -460,7 +460,7 @@ func fillRing(dst *image.RGBA, dmg *damage, clip image.Rectangle, cx, cy, rIn, r
 const ringSlack = 1.0 / 1024
 
 // ringKernel is what ringSpanGo and its vector twin need of a ring (or
-// disc) and the row being drawn, laid out as ring_amd64.s reads it.
+// disc) and the row being drawn, laid out as draw_ring_amd64.s reads it.
 type ringKernel struct {
 	cx, dy2, rIn, rOut, av float64 // av: the ring's opacity × 255
 	inner                  int64   // rIn > 0

@@ -40,11 +40,10 @@ type Encoding struct {
 }
 
 // DefaultComposeWorkers is the number of compose workers of an x264 render
-// that does not set one: one per four cores, at least one. A worker composes a
-// 1080×1080 frame in about a millisecond, ten times faster than x264
-// encodes one on the same core, so more workers would not speed a render
-// up; they would only take cores and cache from the encoder
-// (docs/benchmarks.md measures both).
+// that does not set one: one per four cores, at least one. A worker composes
+// a frame many times faster than x264 encodes one on the same core, so more
+// workers would not speed a render up; they would only take cores and cache
+// from the encoder (docs/benchmarks.md, round 4, step 5, has the figures).
 func DefaultComposeWorkers() int { return max(1, runtime.GOMAXPROCS(0)/4) }
 
 // composeWorkers is the default number of compose workers of a render on

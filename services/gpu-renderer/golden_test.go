@@ -11,6 +11,9 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // update rewrites testdata/golden instead of comparing:
@@ -38,11 +41,11 @@ var goldenFrames = []int{0, 15, 22, 58}
 // testdata/golden.
 func TestGolden(t *testing.T) {
 	t.Parallel()
-	for _, tpl := range BuiltinTemplates() {
-		for _, layout := range Layouts {
+	for _, tpl := range template.BuiltinTemplates() {
+		for _, layout := range template.Layouts {
 			t.Run(tpl.Name+"/"+layout, func(t *testing.T) {
 				t.Parallel()
-				w, h, err := FrameSize(layout)
+				w, h, err := template.FrameSize(layout)
 				require.NoError(t, err)
 				s := testScene(t, tpl, layout, w/4, h/4)
 				strip := image.NewRGBA(image.Rect(0, 0, len(goldenFrames)*w/4, h/4))
@@ -107,10 +110,10 @@ func imageDiff(t *testing.T, want image.Image, got *image.RGBA) (mean, badShare 
 // same raw YUV as inside a full render, for every template, SDR and HDR.
 func TestFrameRangeIdentity(t *testing.T) {
 	t.Parallel()
-	for _, tpl := range BuiltinTemplates() {
+	for _, tpl := range template.BuiltinTemplates() {
 		for _, hdr := range []bool{false, true} {
 			job := Job{
-				Scene: SceneInput{Template: tpl, Layout: LayoutPortrait, Width: 72, Height: 128,
+				Scene: SceneInput{Template: tpl, Layout: template.LayoutPortrait, Width: 72, Height: 128,
 					Analysis: testAnalysis(2, 30, 32), Cover: testCover(), Title: "Night Drive", Artist: "The Testers", Watermark: true},
 				Encoding: Encoding{FPS: 30, HDR: hdr, Concurrency: 3},
 				Duration: 2,
@@ -122,7 +125,7 @@ func TestFrameRangeIdentity(t *testing.T) {
 			require.Equal(t, 60, res.Frames)
 			_, err = r.RenderRaw(context.Background(), job, 17, 30, &part)
 			require.NoError(t, err)
-			size := yuvFrameSize(72, 128, hdr)
+			size := yuv.FrameSize(72, 128, hdr)
 			require.Equal(t, 60*size, full.Len())
 			require.Equal(t, 13*size, part.Len())
 			require.True(t, bytes.Equal(full.Bytes()[17*size:30*size], part.Bytes()), "%s hdr=%v", tpl.Name, hdr)

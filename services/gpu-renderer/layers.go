@@ -6,6 +6,8 @@ import (
 	"image/color"
 	"math"
 	"sync"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // Per-frame layers. Each is built once per render (pre-scaled images,
@@ -14,7 +16,7 @@ import (
 
 // newDrawer prepares a per-frame layer; nil means it draws nothing here (a
 // cover layer in a video without cover art).
-func (s *Scene) newDrawer(box image.Rectangle, in SceneInput, pal *palette, l *Layer) (drawer, error) {
+func (s *Scene) newDrawer(box image.Rectangle, in SceneInput, pal *template.Palette, l *template.Layer) (drawer, error) {
 	white := color.NRGBA{R: 255, G: 255, B: 255, A: 255}
 	switch {
 	case l.Cover != nil:
@@ -25,33 +27,33 @@ func (s *Scene) newDrawer(box image.Rectangle, in SceneInput, pal *palette, l *L
 	case l.Bars != nil:
 		return s.newBars(box, pal, l.Bars)
 	case l.Waveform != nil:
-		lo, err := pal.color(l.Waveform.Color, white)
+		lo, err := pal.Color(l.Waveform.Color, white)
 		if err != nil {
 			return nil, err
 		}
-		hi, err := pal.color(l.Waveform.ColorTop, lo)
+		hi, err := pal.Color(l.Waveform.ColorTop, lo)
 		if err != nil {
 			return nil, err
 		}
 		return &waveform{s: s, box: box, window: l.Waveform.Window, rows: rowGradient(s.h, box, lo, hi, true)}, nil
 	case l.Rings != nil:
-		c, err := pal.color(l.Rings.Color, white)
+		c, err := pal.Color(l.Rings.Color, white)
 		if err != nil {
 			return nil, err
 		}
 		return &rings{s: s, box: box, cfg: *l.Rings, color: c}, nil
 	case l.Particles != nil:
-		c, err := pal.color(l.Particles.Color, white)
+		c, err := pal.Color(l.Particles.Color, white)
 		if err != nil {
 			return nil, err
 		}
 		return s.newParticles(box, c, l.Particles), nil
 	case l.Progress != nil:
-		fill, err := pal.color(l.Progress.Color, white)
+		fill, err := pal.Color(l.Progress.Color, white)
 		if err != nil {
 			return nil, err
 		}
-		track, err := pal.color(l.Progress.Track, color.NRGBA{R: 255, G: 255, B: 255, A: 70})
+		track, err := pal.Color(l.Progress.Track, color.NRGBA{R: 255, G: 255, B: 255, A: 70})
 		if err != nil {
 			return nil, err
 		}
@@ -88,11 +90,8 @@ type cover struct {
 	visible [][]span
 }
 
-func (s *Scene) newCover(box image.Rectangle, img image.Image, pal *palette, c *CoverLayer) *cover {
-	pulse := c.Pulse
-	if pal.coverPulse >= 0 {
-		pulse = pal.coverPulse
-	}
+func (s *Scene) newCover(box image.Rectangle, img image.Image, pal *template.Palette, c *template.CoverLayer) *cover {
+	pulse := pal.CoverPulse(c.Pulse)
 	side := min(box.Dx(), box.Dy())
 	base := float64(side) / (1 + pulse)
 	cv := &cover{s: s, box: box, levels: make([]*image.RGBA, pulseLevels)}
@@ -257,7 +256,7 @@ func (wf *waveform) draw(dst *image.RGBA, dmg *damage, n int) {
 type rings struct {
 	s     *Scene
 	box   image.Rectangle
-	cfg   RingsLayer
+	cfg   template.RingsLayer
 	color color.NRGBA
 }
 

@@ -13,6 +13,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/backbeat/backbeat/pkg/media"
+	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // Job is one render on local files: NATS-free, so it is testable and usable
@@ -93,7 +95,7 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	if err != nil {
 		return Result{}, fmt.Errorf("encoding: %w", errInvalid(err))
 	}
-	w, h, err := FrameSize(job.Scene.Layout)
+	w, h, err := template.FrameSize(job.Scene.Layout)
 	if err != nil {
 		return Result{}, errInvalid(err)
 	}
@@ -159,7 +161,7 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	}
 	r.log.Debug("ffmpeg started", zap.Strings("args", args), zap.Int("frames", frames))
 
-	sink := newFrameSink(stdin, yuvFrameSize(w, h, enc.HDR))
+	sink := newFrameSink(stdin, yuv.FrameSize(w, h, enc.HDR))
 	ferr := r.produce(fctx, scene, enc, 0, frames, sink, true, progress)
 	if ferr != nil {
 		fcancel(ferr)
@@ -265,7 +267,7 @@ var errPipe = errors.New("write to ffmpeg")
 // A buffer gets the static base's YUV once, when it is made; after that a
 // worker's composer rewrites only the row spans this frame's layers drew in,
 // and gives back the base where the buffer's older frame had drawn (see
-// dirty.go). So a frame costs the pixels its moving layers actually cover.
+// frames.go). So a frame costs the pixels its moving layers actually cover.
 //
 // With yield, the workers run at a low CPU priority (see yieldToEncoder):
 // the encoder, not composing, bounds a render, so composing should take the
@@ -295,7 +297,7 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 		case b := <-free:
 			return b
 		default:
-			return scene.newYUVFrameIn(out.buffer(yuvFrameSize(scene.w, scene.h, enc.HDR)), enc.HDR)
+			return scene.newYUVFrameIn(out.buffer(yuv.FrameSize(scene.w, scene.h, enc.HDR)), enc.HDR)
 		}
 	}
 
@@ -375,10 +377,9 @@ func (r *Renderer) produce(ctx context.Context, scene *Scene, enc Encoding, from
 // has taken it down to a quarter, then fills it again. In a render the
 // encoder has just filled the caches of the core this thread gets, and a
 // frame composed right after another one finds the scene's data still
-// there: a 30 s halo render took 8-12 % less Go CPU and 3-4 % less wall
-// time than with one frame composed per frame sent (docs/benchmarks.md,
-// round 5). The queue holds at most queueBytes of frames, so memory does
-// not grow with the video's length.
+// there (measured in docs/benchmarks.md, round 5, step 6). The queue holds
+// at most queueBytes of frames, so memory does not grow with the video's
+// length.
 func (r *Renderer) produceInline(ctx context.Context, scene *Scene, enc Encoding, from, to int, out frameSink, yield bool, progress func(int)) error {
 	if yield {
 		// As in produce: the thread stays low-priority until it ends.
@@ -392,7 +393,7 @@ func (r *Renderer) produceInline(ctx context.Context, scene *Scene, enc Encoding
 		}()
 		return <-done
 	}
-	size := yuvFrameSize(scene.w, scene.h, enc.HDR)
+	size := yuv.FrameSize(scene.w, scene.h, enc.HDR)
 	depth := min(max(queueBytes/size, 4), 32)
 	low := depth / 4
 	ready := make(chan frame, depth)

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/backbeat/backbeat/pkg/media"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // smallJob is a quick render: small frames, low fps, short audio.
@@ -42,9 +43,9 @@ func TestRenderFormats(t *testing.T) {
 		layout string
 		w, h   int
 	}{
-		{LayoutSquare, 160, 160},
-		{LayoutPortrait, 144, 256},
-		{LayoutLandscape, 256, 144},
+		{template.LayoutSquare, 160, 160},
+		{template.LayoutPortrait, 144, 256},
+		{template.LayoutLandscape, 256, 144},
 	} {
 		t.Run(tc.layout, func(t *testing.T) {
 			t.Parallel()
@@ -65,7 +66,7 @@ func TestRenderFormats(t *testing.T) {
 func TestRenderFullSizeSquare(t *testing.T) {
 	requireFFmpeg(t)
 	t.Parallel()
-	job := smallJob(t, LayoutSquare, 0, 0)
+	job := smallJob(t, template.LayoutSquare, 0, 0)
 	job.Duration = 1
 	job.AudioPath = writeAudio(t, t.TempDir(), 1)
 	job.Scene.Watermark = true
@@ -79,7 +80,7 @@ func TestRenderFullSizeSquare(t *testing.T) {
 func TestRenderHDR(t *testing.T) {
 	requireFFmpeg(t)
 	t.Parallel()
-	job := smallJob(t, LayoutLandscape, 256, 144)
+	job := smallJob(t, template.LayoutLandscape, 256, 144)
 	job.Encoding.HDR = true
 	_, err := NewRenderer(zaptest.NewLogger(t), nil).Render(context.Background(), job, nil)
 	require.NoError(t, err)
@@ -109,7 +110,7 @@ func TestRenderHDR(t *testing.T) {
 func TestRenderNVENCFallsBack(t *testing.T) {
 	requireFFmpeg(t)
 	t.Parallel()
-	job := smallJob(t, LayoutSquare, 128, 128)
+	job := smallJob(t, template.LayoutSquare, 128, 128)
 	job.Encoding.Encoder = EncoderNVENC
 	core, logs := observer.New(zap.WarnLevel)
 	res, err := NewRenderer(zap.New(core), nil).Render(context.Background(), job, nil)
@@ -135,7 +136,7 @@ func TestRenderCancelKillsFFmpeg(t *testing.T) {
 	for _, workers := range []int{1, 2} {
 		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
 			t.Parallel()
-			job := smallJob(t, LayoutSquare, 128, 128)
+			job := smallJob(t, template.LayoutSquare, 128, 128)
 			job.Encoding.Concurrency = workers
 			reached := make(chan struct{})
 			r := NewRenderer(zaptest.NewLogger(t), blockAtFrame(5, reached))
@@ -172,7 +173,7 @@ func TestRenderFrameFailure(t *testing.T) {
 	for _, workers := range []int{1, 2} {
 		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
 			t.Parallel()
-			job := smallJob(t, LayoutSquare, 128, 128)
+			job := smallJob(t, template.LayoutSquare, 128, 128)
 			job.Encoding.Concurrency = workers
 			boom := errors.New("boom")
 			r := NewRenderer(zaptest.NewLogger(t), func(_ context.Context, n int) error {
@@ -195,16 +196,16 @@ func TestRenderInvalidInput(t *testing.T) {
 	job := Job{Scene: SceneInput{Template: builtin(t, "spectrum"), Layout: "circle", Analysis: testAnalysis(1, 10, 8)},
 		Encoding: Encoding{FPS: 10}, Duration: 1, AudioPath: "a.m4a", OutPath: "o.mp4"}
 	_, err := NewRenderer(nil, nil).Render(context.Background(), job, nil)
-	require.ErrorIs(t, err, ErrUnknownFormat)
+	require.ErrorIs(t, err, template.ErrUnknownFormat)
 	require.True(t, IsInvalid(err))
 
-	job.Scene.Layout = LayoutSquare
+	job.Scene.Layout = template.LayoutSquare
 	job.Encoding.Preset = "ludicrous"
 	_, err = NewRenderer(nil, nil).Render(context.Background(), job, nil)
 	require.True(t, IsInvalid(err))
 
 	job.Encoding.Preset = ""
-	job.Scene.Settings = map[string]string{SettingBarColor: "not-a-colour"}
+	job.Scene.Settings = map[string]string{template.SettingBarColor: "not-a-colour"}
 	_, err = NewRenderer(nil, nil).Render(context.Background(), job, nil)
 	require.True(t, IsInvalid(err))
 }

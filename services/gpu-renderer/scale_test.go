@@ -6,13 +6,15 @@ import (
 
 	"github.com/stretchr/testify/require"
 	xdraw "golang.org/x/image/draw"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/rendertest"
 )
 
 // TestBilinearScaleMatchesXDraw: the cover's pulse levels, made with our
 // bilinearScale, look like x/image/draw's BiLinear made them before.
 func TestBilinearScaleMatchesXDraw(t *testing.T) {
 	t.Parallel()
-	top := scaleImage(SampleCover(), 240, 240)
+	top := scaleImage(rendertest.SampleCover(), 240, 240)
 	for _, sz := range []int{240, 236, 229, 226} {
 		want := image.NewRGBA(image.Rect(0, 0, sz, sz))
 		xdraw.BiLinear.Scale(want, want.Rect, top, top.Rect, xdraw.Src, nil)
@@ -30,7 +32,7 @@ func TestBilinearScaleMatchesXDraw(t *testing.T) {
 		require.Less(t, mean, 1.0, "size %d", sz)
 	}
 	// The backdrop's blurred small image scaled up to the frame.
-	small := scaleImage(SampleCover(), 40, 40)
+	small := scaleImage(rendertest.SampleCover(), 40, 40)
 	boxBlur(small, 2)
 	want := image.NewRGBA(image.Rect(0, 0, 540, 540))
 	xdraw.BiLinear.Scale(want, want.Rect, small, small.Rect, xdraw.Src, nil)
@@ -55,7 +57,7 @@ func TestRoundCornersCornersOnly(t *testing.T) {
 		size   int
 		radius float64
 	}{{100, 6}, {101, 0.4}, {64, 32}, {57, 28.5}, {30, 0}, {432, 25.9}} {
-		got := scaleImage(SampleCover(), c.size, c.size)
+		got := scaleImage(rendertest.SampleCover(), c.size, c.size)
 		want := image.NewRGBA(got.Rect)
 		copy(want.Pix, got.Pix)
 		roundCorners(got, c.radius)

@@ -22,6 +22,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // maxCoverPixels bounds a cover's decoded size, so a hostile image cannot
@@ -59,7 +60,7 @@ type Config struct {
 	// name), added to the built-in ones at start; an invalid file stops New.
 	TemplateDir string
 	// Templates to render from (default: built-in plus TemplateDir).
-	Templates *Templates
+	Templates *template.Templates
 }
 
 func (c *Config) setDefaults() error {
@@ -98,7 +99,7 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("renderer config: scale %v out of (0,1]", c.Scale)
 	}
 	if c.Templates == nil {
-		ts, err := LoadTemplates(c.TemplateDir)
+		ts, err := template.LoadTemplates(c.TemplateDir)
 		if err != nil {
 			return fmt.Errorf("renderer config: templates: %w", err)
 		}
@@ -146,13 +147,13 @@ func New(cfg Config, deps Deps) (*Service, error) {
 func layoutOf(f backbeatv1.Format) (string, error) {
 	switch f {
 	case backbeatv1.Format_FORMAT_SQUARE:
-		return LayoutSquare, nil
+		return template.LayoutSquare, nil
 	case backbeatv1.Format_FORMAT_PORTRAIT:
-		return LayoutPortrait, nil
+		return template.LayoutPortrait, nil
 	case backbeatv1.Format_FORMAT_LANDSCAPE:
-		return LayoutLandscape, nil
+		return template.LayoutLandscape, nil
 	}
-	return "", fmt.Errorf("%w %v", ErrUnknownFormat, f)
+	return "", fmt.Errorf("%w %v", template.ErrUnknownFormat, f)
 }
 
 // checkJob refuses what no retry can fix, before any download. The audio,
@@ -161,7 +162,7 @@ func layoutOf(f backbeatv1.Format) (string, error) {
 // writes where the edge never serves and no other run reads; the coordinator
 // promotes the MP4 once the run is ready. The cover must be an upload of the
 // same video.
-func (s *Service) checkJob(job *backbeatv1.RenderJob) (*Template, string, error) {
+func (s *Service) checkJob(job *backbeatv1.RenderJob) (*template.Template, string, error) {
 	vid, run := job.GetVideoId(), job.GetRunId()
 	if err := ids.ValidateVideoID(vid); err != nil {
 		return nil, "", err
@@ -232,7 +233,7 @@ func (s *Service) Handle(ctx context.Context, job *backbeatv1.RenderJob) error {
 }
 
 // render downloads, renders and uploads; the caller publishes the result.
-func (s *Service) render(ctx context.Context, job *backbeatv1.RenderJob, tpl *Template, layout string, log *zap.Logger) (Result, error) {
+func (s *Service) render(ctx context.Context, job *backbeatv1.RenderJob, tpl *template.Template, layout string, log *zap.Logger) (Result, error) {
 	dir, err := os.MkdirTemp(s.cfg.TempDir, "render-"+job.GetVideoId()+"-")
 	if err != nil {
 		return Result{}, fmt.Errorf("temp dir: %w", err)
@@ -255,7 +256,7 @@ func (s *Service) render(ctx context.Context, job *backbeatv1.RenderJob, tpl *Te
 	if dur <= 0 {
 		dur = in.an.Duration
 	}
-	w, h, err := FrameSize(layout)
+	w, h, err := template.FrameSize(layout)
 	if err != nil {
 		return Result{}, errInvalid(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/ids"
 	"github.com/backbeat/backbeat/pkg/testenv"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // testBundle holds what a service test talks to: a real embedded JetStream
@@ -173,7 +174,9 @@ func TestHandlePermanentErrors(t *testing.T) {
 	for name, mutate := range map[string]func(j *backbeatv1.RenderJob){
 		"unknown template": func(j *backbeatv1.RenderJob) { j.Template = "vaporwave" },
 		"unknown format":   func(j *backbeatv1.RenderJob) { j.Format = backbeatv1.Format_FORMAT_UNSPECIFIED },
-		"bad setting":      func(j *backbeatv1.RenderJob) { j.TemplateSettings = map[string]string{SettingBarColor: "pink"} },
+		"bad setting": func(j *backbeatv1.RenderJob) {
+			j.TemplateSettings = map[string]string{template.SettingBarColor: "pink"}
+		},
 		"missing analysis": func(j *backbeatv1.RenderJob) { j.AnalysisKey = ids.RunKey(j.VideoId, j.RunId, ids.ObjectMP3) },
 		"traversal key":    func(j *backbeatv1.RenderJob) { j.OutputKey = "../etc/passwd" },
 		"bad preset":       func(j *backbeatv1.RenderJob) { j.Encoding.Preset = "ludicrous" },

@@ -54,8 +54,8 @@ func yieldToEncoder() error {
 // spliceSink hands frames to ffmpeg with vmsplice(2): the kernel puts
 // references to the frame's pages in the pipe instead of copying 1.75 MB
 // per frame into it, and ffmpeg's read copies them out once, as it would
-// from a file. That saves the renderer the copy (≈ a third of its CPU time
-// on the cheaper templates).
+// from a file. That saves the renderer the copy (docs/benchmarks.md, round
+// 4, step 1, has the figures).
 //
 // The pages stay referenced until ffmpeg has read them, so a buffer must
 // not be rewritten before then. The pipe holds at most capacity bytes (one

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/backbeat/backbeat/pkg/media"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // TestSpliceSinkReusesBuffersOnlyAfterTheyAreRead splices frames into a
@@ -131,7 +132,7 @@ func TestRenderPipesExactlyTheRawFrames(t *testing.T) {
 	dir := t.TempDir()
 	const dur, fps = 1.0, 12
 	job := Job{
-		Scene: SceneInput{Template: builtin(t, "halo"), Layout: LayoutSquare,
+		Scene: SceneInput{Template: builtin(t, "halo"), Layout: template.LayoutSquare,
 			Analysis: testAnalysis(dur, fps, 32), Cover: testCover(), Title: "Night Drive", Artist: "The Testers"},
 		Encoding:  Encoding{FPS: fps, Preset: "ultrafast", CRF: 30, Concurrency: 2},
 		Duration:  dur,
@@ -169,7 +170,7 @@ func TestRenderPipesExactlyTheRawFrames(t *testing.T) {
 func TestComposeWorkersYieldToTheEncoder(t *testing.T) {
 	requireFFmpeg(t)
 	t.Parallel()
-	job := smallJob(t, LayoutSquare, 64, 64)
+	job := smallJob(t, template.LayoutSquare, 64, 64)
 	var mu sync.Mutex
 	seen := map[int]int{} // thread id → its nice value
 	hook := func(_ context.Context, _ int) error {
@@ -213,7 +214,7 @@ func TestComposeWorkersYieldToTheEncoder(t *testing.T) {
 func TestDefaultComposeWorkers(t *testing.T) {
 	requireFFmpeg(t)
 	t.Parallel()
-	job := smallJob(t, LayoutSquare, 64, 64)
+	job := smallJob(t, template.LayoutSquare, 64, 64)
 	job.Encoding.Concurrency = 0
 	var mu sync.Mutex
 	threads := map[int]bool{}

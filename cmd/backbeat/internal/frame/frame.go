@@ -23,6 +23,8 @@ import (
 	"github.com/backbeat/backbeat/pkg/analysis"
 	"github.com/backbeat/backbeat/services/audio"
 	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
+	"github.com/backbeat/backbeat/services/gpu-renderer/rendertest"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // options are the parsed command line.
@@ -71,7 +73,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.StringVar(&o.template, "template", "spectrum", "template name (built-in or from --template-dir)")
 	fs.StringVar(&o.dir, "template-dir", "", "directory of your own *.json templates")
-	fs.StringVar(&o.format, "format", renderer.LayoutSquare, "square, portrait or landscape")
+	fs.StringVar(&o.format, "format", template.LayoutSquare, "square, portrait or landscape")
 	fs.StringVar(&o.at, "at", "0s", "time of the frame: 12.5s, 1m3s or seconds")
 	fs.StringVar(&o.audio, "audio", "", "audio file to analyse (default: a synthetic 120 BPM analysis)")
 	fs.StringVar(&o.analysis, "analysis", "", "analysis JSON written by the audio service (instead of --audio)")
@@ -121,7 +123,7 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
-	reg, err := renderer.LoadTemplates(o.dir)
+	reg, err := template.LoadTemplates(o.dir)
 	if err != nil {
 		return err
 	}
@@ -190,13 +192,13 @@ func loadAnalysis(ctx context.Context, o *options, at float64) (*analysis.Analys
 		}
 		return out.Analysis, nil
 	}
-	return renderer.SyntheticAnalysis(max(o.synthDuration, at+1), o.fps, 48), nil
+	return rendertest.SyntheticAnalysis(max(o.synthDuration, at+1), o.fps, 48), nil
 }
 
 func loadCover(path string) (image.Image, error) {
 	switch path {
 	case "":
-		return renderer.SampleCover(), nil
+		return rendertest.SampleCover(), nil
 	case "none":
 		return nil, nil
 	}

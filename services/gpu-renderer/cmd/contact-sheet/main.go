@@ -11,8 +11,11 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 
 	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
+	"github.com/backbeat/backbeat/services/gpu-renderer/rendertest"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 func main() {
@@ -27,7 +30,7 @@ func run() error {
 	dir := flag.String("dir", "", "also draw the templates in this directory")
 	scale := flag.Float64("scale", 0.25, "size of each frame relative to the full format")
 	flag.Parse()
-	reg, err := renderer.LoadTemplates(*dir)
+	reg, err := template.LoadTemplates(*dir)
 	if err != nil {
 		return err
 	}
@@ -35,12 +38,13 @@ func run() error {
 		return err
 	}
 	times := []float64{1.0, 4.27, 8.5, 13.1}
+	an := rendertest.SyntheticAnalysis(slices.Max(times)+1, renderer.ContactSheetFPS, 48)
 	for _, name := range reg.Names() {
 		tpl, err := reg.Lookup(name)
 		if err != nil {
 			return err
 		}
-		img, err := renderer.ContactSheet(tpl, times, *scale, "Midnight Avenue", "The Backbeats", renderer.SampleCover())
+		img, err := renderer.ContactSheet(tpl, an, times, *scale, "Midnight Avenue", "The Backbeats", rendertest.SampleCover())
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}

@@ -33,6 +33,8 @@ import (
 	"github.com/backbeat/backbeat/pkg/analysis"
 	"github.com/backbeat/backbeat/pkg/media"
 	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
+	"github.com/backbeat/backbeat/services/gpu-renderer/rendertest"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 func main() {
@@ -45,7 +47,7 @@ func main() {
 func run() error {
 	mode := flag.String("mode", "full", "full, raw or encode")
 	name := flag.String("template", "spectrum", "built-in template")
-	layout := flag.String("format", renderer.LayoutSquare, "square, portrait or landscape")
+	layout := flag.String("format", template.LayoutSquare, "square, portrait or landscape")
 	seconds := flag.Float64("seconds", 10, "video length")
 	audio := flag.String("audio", "", "audio to mux (full, encode)")
 	raw := flag.String("raw", "", "raw frames to encode (encode)")
@@ -67,7 +69,7 @@ func run() error {
 	}
 
 	enc := renderer.Encoding{CRF: *crf, Preset: *preset, FPS: *fps, Concurrency: *workers}
-	w, h, err := renderer.FrameSize(*layout)
+	w, h, err := template.FrameSize(*layout)
 	if err != nil {
 		return err
 	}
@@ -88,7 +90,7 @@ func run() error {
 			return err
 		}
 	case "full", "raw":
-		reg := renderer.Builtin()
+		reg := template.Builtin()
 		tpl, err := reg.Lookup(*name)
 		if err != nil {
 			return err
@@ -140,13 +142,13 @@ func writeInputs(coverPath, analysisPath string, seconds float64, fps int) error
 		return fmt.Errorf("inputs: -cover and -analysis are required")
 	}
 	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, renderer.SampleCover(), &jpeg.Options{Quality: 90}); err != nil {
+	if err := jpeg.Encode(&buf, rendertest.SampleCover(), &jpeg.Options{Quality: 90}); err != nil {
 		return fmt.Errorf("inputs: cover: %w", err)
 	}
 	if err := os.WriteFile(coverPath, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("inputs: %w", err)
 	}
-	data, err := json.Marshal(renderer.SyntheticAnalysis(seconds, fps, 48))
+	data, err := json.Marshal(rendertest.SyntheticAnalysis(seconds, fps, 48))
 	if err != nil {
 		return fmt.Errorf("inputs: analysis: %w", err)
 	}
@@ -160,7 +162,7 @@ func writeInputs(coverPath, analysisPath string, seconds float64, fps int) error
 // when no files are given.
 func readInputs(coverPath, analysisPath string, seconds float64, fps int) (*analysis.Analysis, image.Image, error) {
 	if coverPath == "" && analysisPath == "" {
-		return renderer.SyntheticAnalysis(seconds, fps, 48), renderer.SampleCover(), nil
+		return rendertest.SyntheticAnalysis(seconds, fps, 48), rendertest.SampleCover(), nil
 	}
 	f, err := os.Open(analysisPath)
 	if err != nil {

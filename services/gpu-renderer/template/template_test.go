@@ -1,8 +1,9 @@
-package renderer
+package template
 
 import (
 	"bytes"
 	"encoding/json"
+	"image"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -86,13 +87,15 @@ func box(m map[string]any, i int, layout string) map[string]any {
 // TestLoadTemplatesFromDir: a user adds a template (and its background
 // image) as files, with no Go code; a broken file stops the load and the
 // error names the file and the field; built-in names cannot be taken.
+// (That such a template renders, and that the service loads the directory
+// from its config, is TestUserTemplateDirRenders in package renderer.)
 func TestLoadTemplatesFromDir(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "mine.json"), []byte(userTemplate), 0o600))
 	f, err := os.Create(filepath.Join(dir, "backdrop.png"))
 	require.NoError(t, err)
-	require.NoError(t, png.Encode(f, testCover()))
+	require.NoError(t, png.Encode(f, image.NewRGBA(image.Rect(0, 0, 30, 20))))
 	require.NoError(t, f.Close())
 
 	reg, err := LoadTemplates(dir)
@@ -100,19 +103,7 @@ func TestLoadTemplatesFromDir(t *testing.T) {
 	require.Equal(t, []string{"halo", "minimal", "my-look", "spectrum", "tide"}, reg.Names())
 	tpl, err := reg.Lookup("my-look")
 	require.NoError(t, err)
-	for _, layout := range Layouts {
-		s, err := NewScene(SceneInput{Template: tpl, Layout: layout, Width: 64, Height: 64, FPS: 30, Frames: 30,
-			Analysis: testAnalysis(1, 30, 16)})
-		require.NoError(t, err)
-		img := s.NewFrame()
-		s.Compose(img, 3)
-	}
-
-	// The service picks the directory up from its config.
-	cfg := Config{Pool: "cpu", TemplateDir: dir}
-	require.NoError(t, cfg.setDefaults())
-	_, err = cfg.Templates.Lookup("my-look")
-	require.NoError(t, err)
+	require.NotNil(t, tpl.Image("backdrop.png"), "the background image is loaded with the template")
 
 	broken := strings.Replace(userTemplate, `"count": 16`, `"count": 0`, 1)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "zz-broken.json"), []byte(broken), 0o600))
@@ -126,7 +117,7 @@ func TestLoadTemplatesFromDir(t *testing.T) {
 	require.ErrorContains(t, err, "layers[0].background.image")
 
 	dup := t.TempDir()
-	spectrum, err := json.Marshal(builtin(t, "spectrum"))
+	spectrum, err := json.Marshal(lookup(t, "spectrum"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dup, "spectrum.json"), spectrum, 0o600))
 	_, err = LoadTemplates(dup)

@@ -4,6 +4,8 @@ import (
 	"image"
 	"sync"
 	"sync/atomic"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
 )
 
 // Incremental YUV composition. A dirty rectangle is where per-frame layers
@@ -59,7 +61,7 @@ type yuvFrame struct {
 
 // newYUVFrame returns a buffer holding the static base.
 func (s *Scene) newYUVFrame(hdr bool) *yuvFrame {
-	return s.newYUVFrameIn(make([]byte, yuvFrameSize(s.w, s.h, hdr)), hdr)
+	return s.newYUVFrameIn(make([]byte, yuv.FrameSize(s.w, s.h, hdr)), hdr)
 }
 
 // newYUVFrameIn is newYUVFrame in b, which must be a frame's size.
@@ -229,9 +231,9 @@ func (c *composer) composeKeyed(out []byte, d *dirtyRect, n int, hdr bool) {
 		d.keyed.draw(c.work, nil, n)
 		// Converted straight into out, which this frame needs anyway.
 		if hdr {
-			toYUV420P10Rect(out, c.work, r)
+			yuv.ToYUV420P10Rect(out, c.work, r)
 		} else {
-			toYUV420Rect(out, c.work, r)
+			yuv.ToYUV420Rect(out, c.work, r)
 		}
 		kc.data = rectPlanes(nil, out, s.w, s.h, r, hdr, false)
 		filled = true
@@ -412,14 +414,14 @@ func (d *damage) spans(out []span, p, lo, hi int) []span {
 	return merged
 }
 
-// vectorWidth widens run to a whole number of vector steps (simdBlocks
+// vectorWidth widens run to a whole number of vector steps (yuv.SIMDBlocks
 // blocks) where the rectangle allows, so no pixel of it is left to the Go
 // loop. The pixels it adds are the static base in the work frame (or a
 // neighbour run's, converted twice), so their YUV is what the buffer must
 // hold anyway; it never reaches into the occluder's core, whose pixels the
 // work frame does not have.
 func vectorWidth(run span, r image.Rectangle, core span) span {
-	const step = 2 * simdBlocks
+	const step = 2 * yuv.SIMDBlocks
 	if rem := (run.hi - run.lo) % step; rem != 0 {
 		limit := r.Max.X
 		if core.lo < core.hi && run.hi <= core.lo {

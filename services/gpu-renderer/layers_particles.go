@@ -4,6 +4,8 @@ import (
 	"image"
 	"image/color"
 	"math"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // particles drift through their box. Particle i's start, speed and size come
@@ -14,7 +16,7 @@ import (
 type particles struct {
 	s     *Scene
 	box   image.Rectangle
-	cfg   ParticlesLayer
+	cfg   template.ParticlesLayer
 	color color.NRGBA
 	seeds []particleSeed
 	// loud[n] is the sum of loudness over video frames 0..n-1, in seconds.
@@ -29,7 +31,7 @@ type particleSeed struct {
 	twinkle float64
 }
 
-func (s *Scene) newParticles(box image.Rectangle, c color.NRGBA, cfg *ParticlesLayer) *particles {
+func (s *Scene) newParticles(box image.Rectangle, c color.NRGBA, cfg *template.ParticlesLayer) *particles {
 	p := &particles{s: s, box: box, cfg: *cfg, color: c, seeds: make([]particleSeed, cfg.Count)}
 	for i := range p.seeds {
 		h := splitmix(uint64(cfg.Seed)*0x9e3779b97f4a7c15 + uint64(i))

@@ -9,12 +9,14 @@ import (
 	"sync"
 
 	"github.com/backbeat/backbeat/pkg/analysis"
+	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // SceneInput is everything a frame depends on besides its number.
 type SceneInput struct {
-	Template *Template
-	// Layout is LayoutSquare, LayoutPortrait or LayoutLandscape.
+	Template *template.Template
+	// Layout is template.LayoutSquare, LayoutPortrait or LayoutLandscape.
 	Layout string
 	// Width and Height override the layout's full size (tests render small
 	// frames); both must be even for 4:2:0. Zero means the full size.
@@ -55,8 +57,8 @@ type layerEntry struct {
 // does not move and is not above a moving one, drawn once), the per-frame
 // layers, and the rectangles those can touch. Compose only reads it, so any
 // number of goroutines may compose frames of one scene at once; the only
-// state written later is the per-key YUV caches of dirty.go and
-// occlude.go, each filled once under a sync.Once.
+// state written later is the per-key YUV caches of frames.go and
+// frames_occlude.go, each filled once under a sync.Once.
 type Scene struct {
 	w, h   int
 	fps    int
@@ -78,7 +80,7 @@ func NewScene(in SceneInput) (*Scene, error) {
 	if in.Template == nil {
 		return nil, fmt.Errorf("scene: no template")
 	}
-	w, h, err := FrameSize(in.Layout)
+	w, h, err := template.FrameSize(in.Layout)
 	if err != nil {
 		return nil, fmt.Errorf("template %s: %w", in.Template.Name, err)
 	}
@@ -97,7 +99,7 @@ func NewScene(in SceneInput) (*Scene, error) {
 	if err := in.Analysis.Validate(); err != nil {
 		return nil, err
 	}
-	pal, err := newPalette(in.Template, in.Settings)
+	pal, err := template.NewPalette(in.Template, in.Settings)
 	if err != nil {
 		return nil, err
 	}
@@ -126,12 +128,12 @@ func NewScene(in SceneInput) (*Scene, error) {
 // build draws static layers into the base, or into sprites when they sit
 // above a per-frame layer they overlap (order matters there), and prepares
 // the per-frame layers.
-func (s *Scene) build(in SceneInput, pal *palette) error {
+func (s *Scene) build(in SceneInput, pal *template.Palette) error {
 	var live []image.Rectangle // boxes drawn per frame so far
 	hasWatermark := false
 	full := image.Rect(0, 0, s.w, s.h)
-	add := func(i int, l *Layer) error {
-		kind, dynamic := l.kind()
+	add := func(i int, l *template.Layer) error {
+		kind, dynamic := l.Kind()
 		rect := full
 		if kind != "background" {
 			rect = s.px(l.Box.For(in.Layout))
@@ -224,14 +226,14 @@ func (s *Scene) setDirty(rects []image.Rectangle) {
 
 // defaultWatermark is the watermark of templates that place none: small,
 // right-aligned on the bottom edge of the safe area.
-func defaultWatermark() *Layer {
-	b := func(w, h float64) *Box { return &Box{X: 0.95 - w, Y: 0.95 - h, W: w, H: h} }
-	return &Layer{Box: &Placement{Square: b(0.4, 0.024), Portrait: b(0.4, 0.0135), Landscape: b(0.25, 0.024)},
-		Watermark: &WatermarkLayer{Align: "right"}}
+func defaultWatermark() *template.Layer {
+	b := func(w, h float64) *template.Box { return &template.Box{X: 0.95 - w, Y: 0.95 - h, W: w, H: h} }
+	return &template.Layer{Box: &template.Placement{Square: b(0.4, 0.024), Portrait: b(0.4, 0.0135), Landscape: b(0.25, 0.024)},
+		Watermark: &template.WatermarkLayer{Align: "right"}}
 }
 
 // px converts a fractional box to pixels.
-func (s *Scene) px(b *Box) image.Rectangle {
+func (s *Scene) px(b *template.Box) image.Rectangle {
 	if b == nil {
 		return image.Rectangle{}
 	}
@@ -310,11 +312,11 @@ func (s *Scene) staticYUV(hdr bool) []byte {
 		k = 1
 	}
 	s.yuvOnce[k].Do(func() {
-		s.yuv[k] = make([]byte, yuvFrameSize(s.w, s.h, hdr))
+		s.yuv[k] = make([]byte, yuv.FrameSize(s.w, s.h, hdr))
 		if hdr {
-			toYUV420P10(s.yuv[k], s.static)
+			yuv.ToYUV420P10(s.yuv[k], s.static)
 		} else {
-			toYUV420(s.yuv[k], s.static)
+			yuv.ToYUV420(s.yuv[k], s.static)
 		}
 	})
 	return s.yuv[k]

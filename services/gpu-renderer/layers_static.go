@@ -5,6 +5,8 @@ import (
 	"image"
 	"image/color"
 	"strings"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // Static layers (background, text, watermark) are drawn once per render,
@@ -12,19 +14,19 @@ import (
 // video's length.
 
 // drawStatic draws one static layer into dst within rect.
-func (s *Scene) drawStatic(dst *image.RGBA, rect image.Rectangle, in SceneInput, pal *palette, l *Layer) error {
+func (s *Scene) drawStatic(dst *image.RGBA, rect image.Rectangle, in SceneInput, pal *template.Palette, l *template.Layer) error {
 	switch {
 	case l.Background != nil:
 		return s.drawBackground(dst, in, pal, l.Background)
 	case l.Text != nil:
 		t := l.Text
-		col, err := pal.color(t.Color, color.NRGBA{R: 255, G: 255, B: 255, A: 255})
+		col, err := pal.Color(t.Color, color.NRGBA{R: 255, G: 255, B: 255, A: 255})
 		if err != nil {
 			return err
 		}
 		style := textStyle{font: t.Font, color: col, align: t.Align, upper: t.Upper}
 		if t.Shadow != nil {
-			if style.shadow, err = pal.color(t.Shadow.Color, color.NRGBA{A: 110}); err != nil {
+			if style.shadow, err = pal.Color(t.Shadow.Color, color.NRGBA{A: 110}); err != nil {
 				return err
 			}
 			style.shadowDX, style.shadowDY = t.Shadow.DX, t.Shadow.DY
@@ -33,7 +35,7 @@ func (s *Scene) drawStatic(dst *image.RGBA, rect image.Rectangle, in SceneInput,
 		return drawTextLine(dst, rect, text, style)
 	case l.Watermark != nil:
 		wm := l.Watermark
-		col, err := pal.color(wm.Color, color.NRGBA{R: 255, G: 255, B: 255, A: 230})
+		col, err := pal.Color(wm.Color, color.NRGBA{R: 255, G: 255, B: 255, A: 230})
 		if err != nil {
 			return err
 		}
@@ -49,14 +51,14 @@ func (s *Scene) drawStatic(dst *image.RGBA, rect image.Rectangle, in SceneInput,
 
 // drawBackground fills the frame from an image (blurred and darkened) or a
 // gradient or a colour.
-func (s *Scene) drawBackground(dst *image.RGBA, in SceneInput, pal *palette, bg *BackgroundLayer) error {
+func (s *Scene) drawBackground(dst *image.RGBA, in SceneInput, pal *template.Palette, bg *template.BackgroundLayer) error {
 	var img image.Image
 	switch bg.Image {
 	case "":
 	case "cover":
 		img = in.Cover
 	default:
-		img = in.Template.images[bg.Image]
+		img = in.Template.Image(bg.Image)
 		if img == nil {
 			return fmt.Errorf("image %q was not loaded with the template", bg.Image)
 		}
@@ -68,14 +70,14 @@ func (s *Scene) drawBackground(dst *image.RGBA, in SceneInput, pal *palette, bg 
 	}
 	var stops []color.NRGBA
 	if bg.Color != "" {
-		c, err := pal.color(bg.Color, color.NRGBA{})
+		c, err := pal.Color(bg.Color, color.NRGBA{})
 		if err != nil {
 			return err
 		}
 		stops = []color.NRGBA{c}
 	}
 	for _, g := range bg.Gradient {
-		c, err := pal.color(g, color.NRGBA{})
+		c, err := pal.Color(g, color.NRGBA{})
 		if err != nil {
 			return err
 		}

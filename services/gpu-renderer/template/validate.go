@@ -1,4 +1,4 @@
-package renderer
+package template
 
 import (
 	"fmt"
@@ -56,7 +56,7 @@ func (t *Template) validateLayer(p string, l *Layer) error {
 	if l.When != "" && l.When != "cover" && l.When != "no_cover" {
 		return fieldErr(p+".when", "%q: want \"cover\" or \"no_cover\"", l.When)
 	}
-	kind, _ := l.kind()
+	kind, _ := l.Kind()
 	if kind == "background" {
 		if l.Box != nil {
 			return fieldErr(p+".box", "a background fills the frame; remove the box")

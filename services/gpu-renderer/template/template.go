@@ -1,11 +1,13 @@
-// Package renderer draws audio-reactive frames from a template and the audio
-// analysis, streams them into ffmpeg and serves render jobs from JetStream.
+// Package template is the renderer's templates as data: the JSON format
+// (Template and its layer kinds), its validation, the registry a renderer
+// serves from, and the built-in templates, embedded from templates/*.json.
 //
-// Templates are data (Template, loaded from JSON), not code forks: a template
-// is a stack of layers (background, cover, bars, waveform, rings, particles,
-// text, progress, watermark), each placed per format, and the compositor
-// draws them bottom to top. A new look is a JSON file, not a Go change.
-package renderer
+// A template is a stack of layers (background, cover, bars, waveform, rings,
+// particles, text, progress, watermark), each placed per format; the
+// compositor (package renderer) draws them bottom to top. A new look is a
+// JSON file, not a Go change, and extending the product means this package
+// and docs/templates/README.md, never the drawing code.
+package template
 
 import (
 	"errors"
@@ -102,6 +104,10 @@ type Template struct {
 	// directory, by file name; filled by LoadDir.
 	images map[string]image.Image
 }
+
+// Image returns a background image loaded with the template (by the file
+// name its layer gives), nil when there is none.
+func (t *Template) Image(name string) image.Image { return t.images[name] }
 
 // Layer is one element of a template. Exactly one of the kind fields is set;
 // Box places it in each format (every kind but background needs one).
@@ -250,8 +256,8 @@ type WatermarkLayer struct {
 	Align string `json:"align,omitempty"`
 }
 
-// kind names the layer's kind and whether it changes from frame to frame.
-func (l *Layer) kind() (name string, dynamic bool) {
+// Kind names the layer's kind and whether it changes from frame to frame.
+func (l *Layer) Kind() (name string, dynamic bool) {
 	switch {
 	case l.Background != nil:
 		return "background", false

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestRingKernelLayout pins the offsets ring_amd64.s reads.
+// TestRingKernelLayout pins the offsets draw_ring_amd64.s reads.
 func TestRingKernelLayout(t *testing.T) {
 	t.Parallel()
 	var k ringKernel

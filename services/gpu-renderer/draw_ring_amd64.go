@@ -2,9 +2,16 @@
 
 package renderer
 
-import "unsafe"
+import (
+	"unsafe"
 
-// ringConst holds ringSpanAVX2's constants, laid out as ring_amd64.s reads
+	"golang.org/x/sys/cpu"
+)
+
+// useSIMD is whether fillRing blends in AVX2 registers.
+var useSIMD = cpu.X86.HasAVX2
+
+// ringConst holds ringSpanAVX2's constants, laid out as draw_ring_amd64.s reads
 // them.
 type ringConst struct {
 	offs [4]float64 // 0.5 1.5 2.5 3.5: pixel centres of a step

@@ -1,4 +1,9 @@
-package renderer
+// Package rendertest holds deterministic stand-ins for a render's inputs, a
+// synthetic analysis and a generated cover, so tests, benchmarks, the
+// contact sheets in docs/templates and `backbeat frame` need neither audio
+// nor image files. It is fixtures only: the renderer's production code does
+// not import it.
+package rendertest
 
 import (
 	"image"
@@ -62,3 +67,5 @@ func SampleCover() image.Image {
 }
 
 func u8(v float64) uint8 { return uint8(math.Round(clamp01(v) * 255)) }
+
+func clamp01(v float64) float64 { return min(1, max(0, v)) }

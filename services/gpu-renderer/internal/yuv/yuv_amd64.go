@@ -1,6 +1,6 @@
 //go:build amd64 && !purego
 
-package renderer
+package yuv
 
 import (
 	"unsafe"
@@ -8,12 +8,12 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// useSIMD is whether toYUV420Rect converts in AVX2 registers.
+// useSIMD is whether ToYUV420Rect converts in AVX2 registers.
 var useSIMD = cpu.X86.HasAVX2
 
-// simdBlocks is the number of 2×2 blocks one AVX2 step converts (8 pixels
+// SIMDBlocks is the number of 2×2 blocks one AVX2 step converts (8 pixels
 // of each row).
-const simdBlocks = 4
+const SIMDBlocks = 4
 
 // yuvConst holds the AVX2 path's constants, laid out as yuv_amd64.s reads
 // them: the luma and chroma coefficients as 16-bit lanes, the rounding
@@ -47,15 +47,15 @@ var yuvK = func() (k yuvConst) {
 	return k
 }()
 
-// yuvRowPairAVX2 converts n groups of simdBlocks blocks; see yuvRowPairGo.
+// yuvRowPairAVX2 converts n groups of SIMDBlocks blocks; see yuvRowPairGo.
 //
 //go:noescape
 func yuvRowPairAVX2(r0, r1, y0, y1, u, v *byte, n int, k *yuvConst)
 
-// yuvRowPairSIMD converts the first n×simdBlocks blocks of the row pair,
+// yuvRowPairSIMD converts the first n×SIMDBlocks blocks of the row pair,
 // exactly as yuvRowPairGo would. The slices must hold that many.
 func yuvRowPairSIMD(r0, r1, y0, y1, uo, vo []byte, n int) {
-	k := n * simdBlocks
+	k := n * SIMDBlocks
 	_, _, _, _, _, _ = r0[8*k-1], r1[8*k-1], y0[2*k-1], y1[2*k-1], uo[k-1], vo[k-1]
 	yuvRowPairAVX2(unsafe.SliceData(r0), unsafe.SliceData(r1), unsafe.SliceData(y0), unsafe.SliceData(y1),
 		unsafe.SliceData(uo), unsafe.SliceData(vo), n, &yuvK)

@@ -1,4 +1,4 @@
-package renderer
+package template
 
 import (
 	"bytes"
@@ -7,12 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	_ "image/jpeg" // background image formats
+	_ "image/png"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	_ "golang.org/x/image/webp"
 )
 
 // builtinFS holds the built-in templates as the same JSON files users write,
@@ -134,7 +138,7 @@ func loadImages(fsys fs.FS, data []byte) (map[string]image.Image, error) {
 		if err != nil {
 			return nil, fmt.Errorf("layers[%d].background.image: %w", i, err)
 		}
-		img, err := decodeCover(f)
+		img, err := decodeImage(f)
 		_ = f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("layers[%d].background.image: %w", i, err)
@@ -142,6 +146,37 @@ func loadImages(fsys fs.FS, data []byte) (map[string]image.Image, error) {
 		images[name] = img
 	}
 	return images, nil
+}
+
+// Bounds on a background image, the same as the service's on cover art: a
+// hostile file cannot make the renderer allocate without limit.
+const (
+	maxImageBytes  = 32 << 20
+	maxImagePixels = 50_000_000
+)
+
+// decodeImage reads a JPEG, PNG or WebP (at most maxImageBytes), refusing
+// absurd dimensions before decoding.
+func decodeImage(r io.Reader) (image.Image, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxImageBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("image: read: %w", err)
+	}
+	if len(data) > maxImageBytes {
+		return nil, fmt.Errorf("image: larger than %d bytes", maxImageBytes)
+	}
+	cfg, _, err := image.DecodeConfig(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("image: %w", err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width*cfg.Height > maxImagePixels {
+		return nil, fmt.Errorf("image: %dx%d is too large", cfg.Width, cfg.Height)
+	}
+	img, _, err := image.Decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("image: %w", err)
+	}
+	return img, nil
 }
 
 // Templates is a registry of templates by name.

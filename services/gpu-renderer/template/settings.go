@@ -1,4 +1,4 @@
-package renderer
+package template
 
 import (
 	"fmt"
@@ -54,17 +54,17 @@ func parseSettingValue(key, v string) (float64, error) {
 	return 0, err
 }
 
-// palette is the settings of one render: the template's defaults with the
+// Palette is the settings of one render: the template's defaults with the
 // user's overrides applied; it resolves every colour of the layers.
-type palette struct {
+type Palette struct {
 	values     map[string]string
 	coverPulse float64 // < 0: keep each layer's own pulse
 }
 
-// newPalette applies overrides for the settings a template declares. A
+// NewPalette applies overrides for the settings a template declares. A
 // declared value that does not parse is the user's bad input: an error.
-func newPalette(t *Template, overrides map[string]string) (*palette, error) {
-	p := &palette{values: make(map[string]string, len(t.Settings)), coverPulse: -1}
+func NewPalette(t *Template, overrides map[string]string) (*Palette, error) {
+	p := &Palette{values: make(map[string]string, len(t.Settings)), coverPulse: -1}
 	for k, v := range t.Settings {
 		p.values[k] = v
 	}
@@ -90,9 +90,18 @@ func newPalette(t *Template, overrides map[string]string) (*palette, error) {
 	return p, nil
 }
 
-// color resolves a layer colour (def when empty); the template was validated,
+// CoverPulse returns the cover_pulse setting when the template or the user
+// set one, else def (the cover layer's own pulse).
+func (p *Palette) CoverPulse(def float64) float64 {
+	if p.coverPulse >= 0 {
+		return p.coverPulse
+	}
+	return def
+}
+
+// Color resolves a layer colour (def when empty); the template was validated,
 // so a failure here is a bad override, reported with the setting's name.
-func (p *palette) color(c Color, def color.NRGBA) (color.NRGBA, error) {
+func (p *Palette) Color(c Color, def color.NRGBA) (color.NRGBA, error) {
 	if c == "" {
 		return def, nil
 	}

@@ -1,4 +1,10 @@
-package renderer
+// Package yuv converts composed RGBA frames to planar YUV 4:2:0: 8-bit BT.709
+// limited range (an AVX2 kernel on amd64, with a pure-Go twin that computes
+// the same bytes and is all that builds with -tags purego or elsewhere) and
+// 10-bit BT.2020 PQ for HDR. The conversion runs in Go, inside the parallel
+// frame workers, so that ffmpeg receives frames already in the encoder's
+// pixel format and spends its single input thread on encoding only.
+package yuv
 
 import (
 	"encoding/binary"
@@ -6,12 +12,8 @@ import (
 	"math"
 )
 
-// RGBA → planar YUV 4:2:0 conversion done in Go, inside the parallel frame
-// workers, so that ffmpeg receives frames already in the encoder's pixel
-// format and spends its single input thread on encoding only.
-
-// yuvFrameSize is the byte size of one planar 4:2:0 frame.
-func yuvFrameSize(w, h int, hdr bool) int {
+// FrameSize is the byte size of one planar 4:2:0 frame.
+func FrameSize(w, h int, hdr bool) int {
 	n := w*h + 2*(w/2)*(h/2)
 	if hdr {
 		return 2 * n
@@ -41,13 +43,13 @@ const (
 	cRound = 1<<16 + 128<<17
 )
 
-// toYUV420 converts src (opaque, even size, origin 0,0) to 8-bit BT.709
+// ToYUV420 converts src (opaque, even size, origin 0,0) to 8-bit BT.709
 // limited-range yuv420p in dst. Chroma is the mean of each 2×2 block.
-func toYUV420(dst []byte, src *image.RGBA) { toYUV420Rect(dst, src, src.Rect) }
+func ToYUV420(dst []byte, src *image.RGBA) { ToYUV420Rect(dst, src, src.Rect) }
 
-// toYUV420Rect converts only the rectangle r (even coordinates) of src into
+// ToYUV420Rect converts only the rectangle r (even coordinates) of src into
 // the planes of a whole frame in dst; the rest of dst is left alone.
-func toYUV420Rect(dst []byte, src *image.RGBA, r image.Rectangle) {
+func ToYUV420Rect(dst []byte, src *image.RGBA, r image.Rectangle) {
 	w, h := src.Rect.Dx(), src.Rect.Dy()
 	cw := w / 2
 	yp := dst[:w*h]
@@ -66,10 +68,10 @@ func toYUV420Rect(dst []byte, src *image.RGBA, r image.Rectangle) {
 		y1 := yp[(y+1)*w+2*x0 : (y+1)*w+2*x1]
 		uo := up[(y/2)*cw+x0 : (y/2)*cw+x1]
 		vo := vp[(y/2)*cw+x0 : (y/2)*cw+x1]
-		if n := len(uo) / simdBlocks; useSIMD && n > 0 {
+		if n := len(uo) / SIMDBlocks; useSIMD && n > 0 {
 			// Whole groups of blocks in vector registers, the rest below.
 			yuvRowPairSIMD(r0, r1, y0, y1, uo, vo, n)
-			k := n * simdBlocks
+			k := n * SIMDBlocks
 			r0, r1, y0, y1, uo, vo = r0[8*k:], r1[8*k:], y0[2*k:], y1[2*k:], uo[k:], vo[k:]
 		}
 		yuvRowPairGo(r0, r1, y0, y1, uo, vo)
@@ -140,12 +142,12 @@ func pqFromSRGB(r8, g8, b8 byte) (float32, float32, float32) {
 	return q(r2), q(g2), q(b2)
 }
 
-// toYUV420P10 converts src to 10-bit BT.2020 non-constant-luminance PQ
+// ToYUV420P10 converts src to 10-bit BT.2020 non-constant-luminance PQ
 // limited-range yuv420p10le (little-endian 16-bit words) in dst.
-func toYUV420P10(dst []byte, src *image.RGBA) { toYUV420P10Rect(dst, src, src.Rect) }
+func ToYUV420P10(dst []byte, src *image.RGBA) { ToYUV420P10Rect(dst, src, src.Rect) }
 
-// toYUV420P10Rect converts only the rectangle r (even coordinates).
-func toYUV420P10Rect(dst []byte, src *image.RGBA, r image.Rectangle) {
+// ToYUV420P10Rect converts only the rectangle r (even coordinates).
+func ToYUV420P10Rect(dst []byte, src *image.RGBA, r image.Rectangle) {
 	const kr, kb = 0.2627, 0.0593
 	const kg = 1 - kr - kb
 	w, h := src.Rect.Dx(), src.Rect.Dy()

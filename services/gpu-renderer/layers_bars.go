@@ -5,24 +5,26 @@ import (
 	"image"
 	"image/color"
 	"math"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
 
 // bars is the spectrum: linear, mirrored (lows in the middle) or circular.
 type bars struct {
 	s     *Scene
 	box   image.Rectangle
-	cfg   BarsLayer
+	cfg   template.BarsLayer
 	nbars int           // distinct levels (about half the bars when symmetric)
 	rows  []color.NRGBA // colour by absolute row (linear and mirrored)
 	circ  *circTable
 }
 
-func (s *Scene) newBars(box image.Rectangle, pal *palette, cfg *BarsLayer) (*bars, error) {
-	lo, err := pal.color(cfg.Color, color.NRGBA{R: 255, G: 255, B: 255, A: 255})
+func (s *Scene) newBars(box image.Rectangle, pal *template.Palette, cfg *template.BarsLayer) (*bars, error) {
+	lo, err := pal.Color(cfg.Color, color.NRGBA{R: 255, G: 255, B: 255, A: 255})
 	if err != nil {
 		return nil, err
 	}
-	hi, err := pal.color(cfg.ColorTop, lo)
+	hi, err := pal.Color(cfg.ColorTop, lo)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +140,7 @@ type circPixel struct {
 	full uint8
 }
 
-func newCircTable(box image.Rectangle, stride int, cfg *BarsLayer, lo, hi color.NRGBA) *circTable {
+func newCircTable(box image.Rectangle, stride int, cfg *template.BarsLayer, lo, hi color.NRGBA) *circTable {
 	t := &circTable{cx: float64(box.Min.X+box.Max.X) / 2, cy: float64(box.Min.Y+box.Max.Y) / 2, stride: stride}
 	t.r1 = float64(min(box.Dx(), box.Dy()))/2 - 0.5
 	t.r0 = cfg.Inner * t.r1

@@ -1,4 +1,4 @@
-package renderer
+package yuv
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 
 // TestYUVVectorPathMatchesGo converts random pixels, including the extremes,
 // over rectangles of every width from 2 to 40 pixels at odd offsets, and
-// checks that toYUV420Rect (vector steps plus a Go tail) writes exactly what
+// checks that ToYUV420Rect (vector steps plus a Go tail) writes exactly what
 // the Go loop alone writes, and nothing outside the rectangle.
 func TestYUVVectorPathMatchesGo(t *testing.T) {
 	t.Parallel()
@@ -34,9 +34,9 @@ func TestYUVVectorPathMatchesGo(t *testing.T) {
 	for x0 := 0; x0 < 12; x0 += 2 {
 		for width := 2; width <= 40; width += 2 {
 			r := image.Rect(x0, 2, x0+width, 6)
-			got := bytes.Repeat([]byte{7}, yuvFrameSize(w, h, false))
+			got := bytes.Repeat([]byte{7}, FrameSize(w, h, false))
 			want := bytes.Clone(got)
-			toYUV420Rect(got, src, r)
+			ToYUV420Rect(got, src, r)
 			cw := w / 2
 			for y := r.Min.Y; y < r.Max.Y; y += 2 {
 				a, b := r.Min.X/2, r.Max.X/2
@@ -49,16 +49,25 @@ func TestYUVVectorPathMatchesGo(t *testing.T) {
 	}
 }
 
-// BenchmarkYUV420Square converts a whole composed 1080×1080 frame to 8-bit
-// YUV: the per-render cost of the static base, and the per-pixel cost of
-// every dirty span.
-func BenchmarkYUV420Square(b *testing.B) {
-	s := testScene(b, builtin(b, "spectrum"), LayoutSquare, 0, 0)
-	img := s.NewFrame()
-	s.Compose(img, 10)
-	buf := make([]byte, yuvFrameSize(1080, 1080, false))
-	b.SetBytes(int64(len(img.Pix)))
-	for b.Loop() {
-		toYUV420(buf, img)
+func TestYUVKnownColours(t *testing.T) {
+	t.Parallel()
+	img := image.NewRGBA(image.Rect(0, 0, 2, 2))
+	for i := 0; i < len(img.Pix); i += 4 {
+		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = 255, 255, 255, 255
 	}
+	buf := make([]byte, FrameSize(2, 2, false))
+	ToYUV420(buf, img)
+	require.Equal(t, []byte{235, 235, 235, 235, 128, 128}, buf)
+	for i := range img.Pix {
+		if i%4 != 3 {
+			img.Pix[i] = 0
+		}
+	}
+	ToYUV420(buf, img)
+	require.Equal(t, []byte{16, 16, 16, 16, 128, 128}, buf)
+
+	// HDR black is code 64, neutral chroma 512.
+	hb := make([]byte, FrameSize(2, 2, true))
+	ToYUV420P10(hb, img)
+	require.Equal(t, []byte{64, 0, 64, 0, 64, 0, 64, 0, 0, 2, 0, 2}, hb)
 }

@@ -1,6 +1,10 @@
 package renderer
 
-import "image"
+import (
+	"image"
+
+	"github.com/backbeat/backbeat/services/gpu-renderer/internal/yuv"
+)
 
 // Occluders. When a keyed layer (the cover) is drawn last in a dirty
 // rectangle shared with other per-frame layers (halo's rings and bars
@@ -93,9 +97,9 @@ func (oc *occlusion) core(out []byte, work *image.RGBA, w, h int, r image.Rectan
 func convertSpan(out []byte, work *image.RGBA, sp span, y int, hdr bool) {
 	rr := image.Rect(sp.lo, y, sp.hi, y+2)
 	if hdr {
-		toYUV420P10Rect(out, work, rr)
+		yuv.ToYUV420P10Rect(out, work, rr)
 	} else {
-		toYUV420Rect(out, work, rr)
+		yuv.ToYUV420Rect(out, work, rr)
 	}
 }
 
