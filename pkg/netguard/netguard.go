@@ -1,4 +1,10 @@
-package media
+// Package netguard keeps user-supplied sources from reaching anything but
+// the public internet: CheckInput vets a source before ffmpeg or an HTTP
+// client sees it (local paths and allow-listed https URLs that resolve only
+// to public addresses), and PublicDialer re-checks every address at connect
+// time, so DNS rebinding cannot point a fetch at loopback, a private network
+// or a cloud metadata service.
+package netguard
 
 import (
 	"context"

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 )
 
 // Upload kinds.
@@ -27,7 +28,7 @@ type UploadResponse struct {
 
 // UploadKey is where an upload of a kind and extension is stored.
 func UploadKey(videoID, kind, ext string) string {
-	return ids.UploadPrefix(videoID) + kind + "." + ext
+	return keys.UploadPrefix(videoID) + kind + "." + ext
 }
 
 // sniffAudio names the container of an audio file from its first bytes, or
