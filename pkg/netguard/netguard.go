@@ -47,6 +47,11 @@ func checkInput(ctx context.Context, src string, allowHosts []string, lookup loo
 	if strings.ContainsAny(src, "\x00\r\n") {
 		return fmt.Errorf("%w: control character in source", ErrInputRefused)
 	}
+	// ffmpeg reads "subfile,<options>,:<url>" as its subfile protocol
+	// whatever the options hold, a slash included (found by FuzzCheckInput).
+	if len(src) >= 8 && strings.EqualFold(src[:8], "subfile,") {
+		return fmt.Errorf("%w: protocol subfile not allowed, only local files and https URLs", ErrInputRefused)
+	}
 	// ffmpeg reads "<proto>:<rest>" as a protocol whenever the part before the
 	// first colon holds no slash; anything else is a plain file name.
 	prefix, _, hasColon := strings.Cut(src, ":")

@@ -17,13 +17,24 @@ const Mask = "xxxxx"
 // URL replaces the secrets of every URL in a comma-separated list (NATS
 // takes a list of servers) with Mask: the password of the user info, and the
 // value of every query parameter whose name says it holds a secret
-// (password, secret, token, key). A part that does not parse as a URL may
-// still hold a password: everything before its last "@" is dropped. A
+// (password, secret, token, key). A part that does not parse as a URL, or
+// whose "@" is not the end of a user info, may still hold a password:
+// everything before its last "@" is dropped. A
 // key=value DSN ("host=h password=p") has its password value masked.
 func URL(raw string) string {
-	parts := strings.Split(raw, ",")
+	var parts []string
+	for _, p := range strings.Split(raw, ",") {
+		p = strings.TrimSpace(p)
+		// A comma may be part of a password: only a piece that starts a
+		// new URL starts a new part.
+		if len(parts) > 0 && !strings.Contains(p, "://") {
+			parts[len(parts)-1] += "," + p
+			continue
+		}
+		parts = append(parts, p)
+	}
 	for i, p := range parts {
-		parts[i] = one(strings.TrimSpace(p))
+		parts[i] = one(p)
 	}
 	return strings.Join(parts, ",")
 }
@@ -33,10 +44,13 @@ func one(p string) string {
 		return keyValue(p)
 	}
 	u, err := url.Parse(p)
+	// A URL that does not parse, or whose "@" did not end a user info (an
+	// invalid scheme makes the rest a path, a query or a fragment), keeps
+	// only what follows its last "@".
+	if at := strings.LastIndex(p, "@"); at >= 0 && (err != nil || u.User == nil) {
+		return Mask + "@" + p[at+1:]
+	}
 	if err != nil {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			return Mask + "@" + p[at+1:]
-		}
 		return p
 	}
 	if u.User != nil {

@@ -25,6 +25,10 @@ func TestURL(t *testing.T) {
 		"host=db user=bb password=s3cret dbname=bb":       "host=db user=bb password=xxxxx dbname=bb",
 		"sqlite://:memory:":                               "sqlite://:memory:",
 		"s3://AKIA:s3cret@minio:9000/bucket?secure=false": "s3://AKIA:xxxxx@minio:9000/bucket?secure=false",
+		// Found by FuzzURL: a comma in a password, an invalid scheme.
+		"nats://a:s3c,ret@n1:4222,nats://n2:4222": "nats://a:xxxxx@n1:4222,nats://n2:4222",
+		"#://a:s3cret@db/x":                       "xxxxx@db/x",
+		"?://a:s3cret@db/x":                       "xxxxx@db/x",
 	} {
 		got := redact.URL(in)
 		require.Equal(t, want, got, in)
@@ -48,6 +52,7 @@ func FuzzURL(f *testing.F) {
 	f.Add("nats", "audio", "s3cret", "nats:4222", "")
 	f.Add("postgres", "bb", "p@ss:w/rd", "db:5432", "sslmode=disable")
 	f.Add("s3", "AKIA", "pa%zz", "minio:9000", "secure=false")
+	f.Add("nats", "a", "s3c,ret", "n1:4222", "")
 	f.Fuzz(func(t *testing.T, scheme, user, pass, host, query string) {
 		if len(pass) < 4 || strings.Contains(redact.Mask, pass) {
 			return // too short to tell from the rest of the string
