@@ -64,8 +64,13 @@ func FuzzURL(f *testing.F) {
 		got := redact.URL(raw)
 		// The password's escaped form is what raw holds; it must not survive.
 		esc := strings.TrimPrefix(url.UserPassword("", pass).String(), ":")
-		if strings.Contains(scheme+user+host+query+"/db", esc) || strings.Contains(scheme+user+host+query+"/db", pass) {
-			return // the password also appears where it is no secret
+		// The same URL with the password already masked, lowercased as
+		// URL lowercases the scheme: what holds the password there holds
+		// it where it is no secret (found by FuzzURL: "%20%20" of a user
+		// name holds "0%20" of a password).
+		masked := strings.ToLower(strings.Replace(raw, url.UserPassword(user, pass).String(), url.UserPassword(user, redact.Mask).String(), 1))
+		if strings.Contains(masked, strings.ToLower(esc)) || strings.Contains(masked, strings.ToLower(pass)) {
+			return
 		}
 		if strings.Contains(got, esc) || strings.Contains(got, pass) {
 			t.Fatalf("URL(%q) = %q leaks the password", raw, got)
