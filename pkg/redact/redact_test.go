@@ -25,7 +25,7 @@ func TestURL(t *testing.T) {
 		"host=db user=bb password=s3cret dbname=bb":       "host=db user=bb password=xxxxx dbname=bb",
 		"sqlite://:memory:":                               "sqlite://:memory:",
 		"s3://AKIA:s3cret@minio:9000/bucket?secure=false": "s3://AKIA:xxxxx@minio:9000/bucket?secure=false",
-		// Found by FuzzURL: a comma in a password, an invalid scheme.
+		// A comma in a password; an invalid scheme (found by FuzzURL).
 		"nats://a:s3c,ret@n1:4222,nats://n2:4222": "nats://a:xxxxx@n1:4222,nats://n2:4222",
 		"#://a:s3cret@db/x":                       "xxxxx@db/x",
 		"?://a:s3cret@db/x":                       "xxxxx@db/x",
