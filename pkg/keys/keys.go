@@ -149,8 +149,9 @@ func parseKey(key, root string) (vid, run, name string, ok bool) {
 	return parts[0], parts[1], parts[2], true
 }
 
-// The flat layout of the first version, kept only until render-coordinator
-// switches to RunKey and PublicKey. Nothing else may call these.
+// The flat layout of the first version. Every service, render-coordinator
+// included, uses RunKey and PublicKey now; these remain only for the test
+// that shows why the layout was dropped. Nothing may call them.
 
 // AudioKey is the AAC track muxed into the video, in the flat layout.
 //
