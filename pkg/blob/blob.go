@@ -24,7 +24,7 @@ type Info struct {
 }
 
 // Store is object storage by key. Keys are slash-separated and validated by
-// callers with ids.ValidKey before they get here; implementations refuse keys
+// callers with keys.ValidKey before they get here; implementations refuse keys
 // that could escape their root (.., leading slash, backslash, NUL) anyway.
 type Store interface {
 	// Put writes the object atomically: a reader never sees a half-written object.

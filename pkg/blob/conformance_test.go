@@ -18,6 +18,7 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 )
 
 // testStore is the one conformance suite every Store implementation passes.
@@ -206,7 +207,7 @@ func testStore(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		t.Parallel()
 		s, ctx := newStore(t), context.Background()
 		run := ids.NewRunID()
-		src, dst := ids.RunKey("v1", run, ids.ObjectVideo), ids.PublicKey("v1", run, ids.ObjectVideo)
+		src, dst := keys.RunKey("v1", run, keys.ObjectVideo), keys.PublicKey("v1", run, keys.ObjectVideo)
 		data := []byte("the bytes of a finished render")
 		// A type the extension does not imply: Copy must carry it, not guess it.
 		put, err := s.Put(ctx, src, bytes.NewReader(data), int64(len(data)), "video/x-test")
@@ -235,7 +236,7 @@ func testStore(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		require.Equal(t, data, readAll(t, s, src))
 
 		// An existing, different destination is replaced, as by Put.
-		other := ids.RunKey("v1", run, ids.ObjectThumbnail)
+		other := keys.RunKey("v1", run, keys.ObjectThumbnail)
 		_, err = s.Put(ctx, other, bytes.NewReader([]byte("older")), 5, "image/jpeg")
 		require.NoError(t, err)
 		_, err = s.Copy(ctx, src, other)
@@ -250,7 +251,7 @@ func testStore(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		t.Parallel()
 		s, ctx := newStore(t), context.Background()
 		run := ids.NewRunID()
-		missing, dst := ids.RunKey("v1", run, ids.ObjectVideo), ids.PublicKey("v1", run, ids.ObjectVideo)
+		missing, dst := keys.RunKey("v1", run, keys.ObjectVideo), keys.PublicKey("v1", run, keys.ObjectVideo)
 		_, err := s.Copy(ctx, missing, dst)
 		require.ErrorIs(t, err, blob.ErrNotFound)
 		_, err = s.Stat(ctx, dst)
@@ -279,12 +280,12 @@ func testStore(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		s, ctx := newStore(t), context.Background()
 		const size = 2 << 20
 		run := ids.NewRunID()
-		srcs := []string{ids.RunKey("v1", run, ids.ObjectVideo), ids.RunKey("v1", run, ids.ObjectAudio)}
+		srcs := []string{keys.RunKey("v1", run, keys.ObjectVideo), keys.RunKey("v1", run, keys.ObjectAudio)}
 		for i, k := range srcs {
 			_, err := s.Put(ctx, k, bytes.NewReader(bytes.Repeat([]byte{byte('a' + i)}, size)), size, "video/mp4")
 			require.NoError(t, err)
 		}
-		dst := ids.PublicKey("v1", run, ids.ObjectVideo)
+		dst := keys.PublicKey("v1", run, keys.ObjectVideo)
 		stop := make(chan struct{})
 		readErr := make(chan error, 1)
 		go func() { readErr <- readWhole(ctx, s, dst, size, stop) }()

@@ -12,14 +12,14 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 )
 
-// CheckKey refuses keys that fail ids.ValidKey, and keys under the Local
+// CheckKey refuses keys that fail keys.ValidKey, and keys under the Local
 // store's reserved ".blob/" folder, on every implementation alike so that a
 // key valid on one store is valid on all.
 func CheckKey(key string) error {
-	if err := ids.ValidKey(key); err != nil {
+	if err := keys.ValidKey(key); err != nil {
 		return fmt.Errorf("blob: %w", err)
 	}
 	if key == reservedDir || strings.HasPrefix(key, reservedDir+"/") {

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/backbeat/backbeat/pkg/redact"
 )
 
 // Open picks a Store from one configuration string, so every service and the
@@ -26,7 +28,7 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("blob: open: parse store URL: %w", redactURLError(err))
+		return nil, fmt.Errorf("blob: open: parse store URL: %w", redact.Error(err))
 	}
 	switch u.Scheme {
 	case "file":
@@ -69,13 +71,4 @@ func minioConfigFromURL(u *url.URL) (MinIOConfig, error) {
 	}
 	cfg.Region = q.Get("region")
 	return cfg, nil
-}
-
-// redactURLError drops the URL (and so any secret) from a parse error.
-func redactURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }

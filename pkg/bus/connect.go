@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/backbeat/backbeat/pkg/redact"
 )
 
 // Credentials name the NATS user a process connects as. A service has its own
@@ -63,29 +65,6 @@ func urlUser(rawURL string) string {
 	return u.User.Username()
 }
 
-// RedactURL replaces the password of every URL in a comma-separated list
-// with "xxxxx", so a NATS URL can be logged or put in an error.
-func RedactURL(rawURL string) string {
-	parts := strings.Split(rawURL, ",")
-	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil {
-			// An unparsable URL may still hold a password: keep only its host part.
-			if at := strings.LastIndex(p, "@"); at >= 0 {
-				parts[i] = "xxxxx@" + p[at+1:]
-			}
-			continue
-		}
-		if u.User != nil {
-			if _, has := u.User.Password(); has {
-				u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			}
-		}
-		parts[i] = u.String()
-	}
-	return strings.Join(parts, ",")
-}
-
 // Connect dials NATS as cr with reconnects forever (a service outlives a NATS
 // rolling restart) and returns the connection and its JetStream context. No
 // password reaches a log line or an error: URLs are redacted.
@@ -113,7 +92,7 @@ func Connect(rawURL string, cr Credentials, name string, log *zap.Logger) (*nats
 	opts = append(opts, DialOptions(rawURL, cr)...)
 	nc, err := nats.Connect(rawURL, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect nats %s as %q: %w", RedactURL(rawURL), userOf(rawURL, cr), err)
+		return nil, nil, fmt.Errorf("connect nats %s as %q: %w", redact.URL(rawURL), userOf(rawURL, cr), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

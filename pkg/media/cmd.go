@@ -1,7 +1,8 @@
 // Package media runs ffmpeg and ffprobe so that they die with their context:
 // each process gets its own process group, and when the context is done the
 // whole group is SIGKILLed, so a cancelled run leaves no encoder behind. It
-// also probes media files and vets the inputs a user may point ffmpeg at.
+// also probes media files and checks that a rendered video plays. Sources a
+// user supplies are vetted by pkg/netguard before they reach it.
 package media
 
 import (

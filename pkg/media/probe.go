@@ -85,7 +85,7 @@ type probeJSON struct {
 }
 
 // Probe runs ffprobe on a local file. Callers vet user-supplied sources with
-// CheckInput first; a relative path is made absolute so that a name like
+// netguard.CheckInput first; a relative path is made absolute so that a name like
 // "a:b" is never read as a protocol.
 func Probe(ctx context.Context, path string) (*ProbeResult, error) {
 	in, err := localArg(path)

@@ -72,64 +72,6 @@ func Refund(tx *gorm.DB, runID string) (bool, error) {
 	return true, nil
 }
 
-// UpsertUser creates a user with a starting balance, or leaves an existing one
-// alone (dev seeding, tests, the API's admin endpoint).
-func (s *Store) UpsertUser(ctx context.Context, u User) error {
-	err := s.DB.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&u).Error
-	if err != nil {
-		return fmt.Errorf("upsert user %s: %w", u.ID, err)
-	}
-	return nil
-}
-
-// GetUser returns a user or an error wrapping ErrNotFound.
-func (s *Store) GetUser(ctx context.Context, id string) (User, error) {
-	var u User
-	err := s.DB.WithContext(ctx).Where("id = ?", id).First(&u).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return u, fmt.Errorf("user %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return u, fmt.Errorf("get user %s: %w", id, err)
-	}
-	return u, nil
-}
-
-// GetVideo returns a video or an error wrapping ErrNotFound.
-func (s *Store) GetVideo(ctx context.Context, id string) (Video, error) {
-	var v Video
-	err := s.DB.WithContext(ctx).Where("id = ?", id).First(&v).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return v, fmt.Errorf("video %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return v, fmt.Errorf("get video %s: %w", id, err)
-	}
-	return v, nil
-}
-
-// GetRun returns a run or an error wrapping ErrNotFound.
-func (s *Store) GetRun(ctx context.Context, id string) (Run, error) {
-	var r Run
-	err := s.DB.WithContext(ctx).Where("id = ?", id).First(&r).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return r, fmt.Errorf("run %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return r, fmt.Errorf("get run %s: %w", id, err)
-	}
-	return r, nil
-}
-
-// Steps returns a run's timeline in order.
-func (s *Store) Steps(ctx context.Context, runID string) ([]Step, error) {
-	var steps []Step
-	if err := s.DB.WithContext(ctx).Where("run_id = ?", runID).Order("started_at, id").Find(&steps).Error; err != nil {
-		return nil, fmt.Errorf("steps of %s: %w", runID, err)
-	}
-	return steps, nil
-}
-
 // Ledger returns a user's credit movements, oldest first.
 func (s *Store) Ledger(ctx context.Context, userID string) ([]LedgerEntry, error) {
 	var out []LedgerEntry

@@ -15,12 +15,16 @@ type migration struct {
 	Up      func(tx *gorm.DB) error
 }
 
-// migrations are applied in order, each in its own transaction, and recorded
-// in schema_migrations. Never edit an applied one: add the next version.
+// migrations are applied in order, all of them in the one transaction of
+// Migrate, and recorded in schema_migrations. Never edit an applied one: add
+// the next version.
 var migrations = []migration{
 	{1, "initial schema", func(tx *gorm.DB) error {
-		// Version 1 is the models as first released; later versions must
-		// spell out their own changes rather than re-run AutoMigrate.
+		// Version 1 auto-migrates the models as they are now, not as first
+		// released: on a new database it creates every column a later
+		// version adds, so each later version must tolerate finding its
+		// change already made (version 2 checks HasColumn) and must never
+		// re-run AutoMigrate itself.
 		return tx.AutoMigrate(&User{}, &Video{}, &Run{}, &Step{}, &LedgerEntry{}, &APIKey{})
 	}},
 	{2, "runs: the watchdog's marks (progress_attempt, progress_frames, progress_at), stage_at and job_at", func(tx *gorm.DB) error {

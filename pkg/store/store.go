@@ -14,6 +14,8 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
+
+	"github.com/backbeat/backbeat/pkg/redact"
 )
 
 // Store wraps the gorm handle with the operations the services need.
@@ -44,7 +46,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		}
 		db, err = gorm.Open(sqlite.Open(path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"), cfg)
 	default:
-		return nil, fmt.Errorf("database url %q: want postgres://… or sqlite://path", redact(dsn))
+		return nil, fmt.Errorf("database url %q: want postgres://… or sqlite://path", redact.URL(dsn))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
@@ -95,12 +97,3 @@ func (s *Store) ForUpdate(tx *gorm.DB) *gorm.DB {
 
 // ErrNotFound is returned (wrapped) for a missing row.
 var ErrNotFound = errors.New("not found")
-
-func redact(dsn string) string {
-	if i := strings.Index(dsn, "@"); i > 0 {
-		if j := strings.Index(dsn, "://"); j > 0 && j < i {
-			return dsn[:j+3] + "***" + dsn[i:]
-		}
-	}
-	return dsn
-}

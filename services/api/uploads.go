@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 )
 
 // Upload kinds.
@@ -27,7 +29,7 @@ type UploadResponse struct {
 
 // UploadKey is where an upload of a kind and extension is stored.
 func UploadKey(videoID, kind, ext string) string {
-	return ids.UploadPrefix(videoID) + kind + "." + ext
+	return keys.UploadPrefix(videoID) + kind + "." + ext
 }
 
 // sniffAudio names the container of an audio file from its first bytes, or
@@ -91,6 +93,37 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// uploadRequest is what the query of POST /v1/uploads asks for.
+type uploadRequest struct {
+	vid, kind string
+	// limit is the most bytes the body may have.
+	limit int64
+	// sniff names the body's format from its first bytes ("" if refused).
+	sniff func(head []byte) (ext, contentType string)
+}
+
+// parseUpload reads the query (video_id, kind) and the declared length of an
+// upload, everything the handler decides before it reads the body or asks
+// the database: a bad id or kind is a 400, a declared length over the kind's
+// limit a 413 (contentLength -1, unknown, is checked while reading).
+func parseUpload(cfg Config, q url.Values, contentLength int64) (uploadRequest, error) {
+	up := uploadRequest{vid: q.Get("video_id"), kind: q.Get("kind"), limit: cfg.MaxAudioBytes, sniff: sniffAudio}
+	if err := ids.ValidateVideoID(up.vid); err != nil {
+		return uploadRequest{}, badRequest("%v", err)
+	}
+	switch up.kind {
+	case KindAudio:
+	case KindCover:
+		up.limit, up.sniff = cfg.MaxCoverBytes, sniffImage
+	default:
+		return uploadRequest{}, badRequest("kind must be %q or %q, not %q", KindAudio, KindCover, up.kind)
+	}
+	if contentLength > up.limit {
+		return uploadRequest{}, errorf(http.StatusRequestEntityTooLarge, "%s upload of %d bytes is over the limit of %d", up.kind, contentLength, up.limit)
+	}
+	return up, nil
+}
+
 // upload stores the raw request body as the audio or cover of a video. The
 // body is spooled to disk first (spoolUpload: memory per upload stays small
 // whatever its size or framing) under a pace (paceReader: a slow client is
@@ -99,23 +132,11 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, c caller) error
 	if c.Admin {
 		return errorf(http.StatusForbidden, "uploads belong to users: send them with the user's API key")
 	}
-	q := r.URL.Query()
-	vid, kind := q.Get("video_id"), q.Get("kind")
-	if err := ids.ValidateVideoID(vid); err != nil {
-		return badRequest("%v", err)
+	up, err := parseUpload(s.cfg, r.URL.Query(), r.ContentLength)
+	if err != nil {
+		return err
 	}
-	limit := s.cfg.MaxAudioBytes
-	sniff := sniffAudio
-	switch kind {
-	case KindAudio:
-	case KindCover:
-		limit, sniff = s.cfg.MaxCoverBytes, sniffImage
-	default:
-		return badRequest("kind must be %q or %q, not %q", KindAudio, KindCover, kind)
-	}
-	if r.ContentLength > limit {
-		return errorf(http.StatusRequestEntityTooLarge, "%s upload of %d bytes is over the limit of %d", kind, r.ContentLength, limit)
-	}
+	vid, kind, limit, sniff := up.vid, up.kind, up.limit, up.sniff
 	ctx := r.Context()
 	// Refuse someone else's video before reading a byte of the body; the
 	// claim itself waits until the body is known to be an upload.

@@ -16,6 +16,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/store"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
@@ -154,11 +155,11 @@ func (req CreateRequest) toMessage(userID string) (*backbeatv1.VideoCreate, erro
 // uploadKeyOf checks that key is an upload of this video, so a create cannot
 // point the pipeline at another video's files or at arbitrary objects.
 func uploadKeyOf(vid, key, field string) error {
-	if err := ids.ValidKey(key); err != nil {
+	if err := keys.ValidKey(key); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}
-	if !strings.HasPrefix(key, ids.UploadPrefix(vid)) {
-		return fmt.Errorf("%s must be an upload of this video (%s…), not %q", field, ids.UploadPrefix(vid), key)
+	if !strings.HasPrefix(key, keys.UploadPrefix(vid)) {
+		return fmt.Errorf("%s must be an upload of this video (%s…), not %q", field, keys.UploadPrefix(vid), key)
 	}
 	return nil
 }

@@ -16,8 +16,8 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
-	"github.com/backbeat/backbeat/pkg/ids"
-	"github.com/backbeat/backbeat/pkg/media"
+	"github.com/backbeat/backbeat/pkg/keys"
+	"github.com/backbeat/backbeat/pkg/netguard"
 )
 
 // fetchSource brings the job's source into dir and returns its local path,
@@ -28,11 +28,11 @@ func (s *Service) fetchSource(ctx context.Context, job *backbeatv1.AudioJob, dir
 	vid := job.GetVideoId()
 	switch key, u := job.GetSourceKey(), job.GetSourceUrl(); {
 	case key != "":
-		if err := ids.ValidKey(key); err != nil {
+		if err := keys.ValidKey(key); err != nil {
 			return "", bus.Permanent(fmt.Errorf("source key: %w", err))
 		}
-		if !ids.IsUploadKey(key, vid) {
-			return "", bus.Permanentf("source key %q is not an upload of video %s (want %s…)", key, vid, ids.UploadPrefix(vid))
+		if !keys.IsUploadKey(key, vid) {
+			return "", bus.Permanentf("source key %q is not an upload of video %s (want %s…)", key, vid, keys.UploadPrefix(vid))
 		}
 		dst := filepath.Join(dir, "source"+safeExt(key))
 		if _, err := s.blob.GetFile(ctx, key, dst); err != nil {
@@ -54,7 +54,7 @@ func (s *Service) download(ctx context.Context, rawURL, dir string) (string, err
 	if !strings.HasPrefix(strings.ToLower(rawURL), "https://") {
 		return "", bus.Permanentf("source url must be https")
 	}
-	if err := media.CheckInput(rawURL, s.cfg.AllowHosts); err != nil {
+	if err := netguard.CheckInput(rawURL, s.cfg.AllowHosts); err != nil {
 		return "", bus.Permanent(fmt.Errorf("source url: %w", err))
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.FetchTimeout)
@@ -65,7 +65,7 @@ func (s *Service) download(ctx context.Context, rawURL, dir string) (string, err
 	}
 	resp, err := s.http.Do(req)
 	if err != nil {
-		if errors.Is(err, media.ErrInputRefused) || bus.IsPermanent(err) {
+		if errors.Is(err, netguard.ErrInputRefused) || bus.IsPermanent(err) {
 			return "", bus.Permanent(fmt.Errorf("fetch source: %w", err))
 		}
 		return "", fmt.Errorf("fetch source: %w", err)
@@ -104,7 +104,7 @@ func (s *Service) download(ctx context.Context, rawURL, dir string) (string, err
 // against the allow-list and limited to https.
 func newHTTPClient(allowHosts []string, timeout time.Duration) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = media.PublicDialer(10 * time.Second).DialContext
+	tr.DialContext = netguard.PublicDialer(10 * time.Second).DialContext
 	tr.Proxy = nil // a proxy would make the address check meaningless
 	return &http.Client{
 		Transport: tr,
@@ -116,7 +116,7 @@ func newHTTPClient(allowHosts []string, timeout time.Duration) *http.Client {
 			if req.URL.Scheme != "https" {
 				return bus.Permanentf("redirect to non-https %s", req.URL.Redacted())
 			}
-			if err := media.CheckInput(req.URL.String(), allowHosts); err != nil {
+			if err := netguard.CheckInput(req.URL.String(), allowHosts); err != nil {
 				return bus.Permanent(fmt.Errorf("redirect: %w", err))
 			}
 			return nil

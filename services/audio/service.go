@@ -1,7 +1,7 @@
 // Package audio is the audio step of Backbeat: it takes an AudioJob, fetches
 // the track, crops the chosen region, writes the AAC for muxing, the MP3 for
 // download and the per-frame analysis the renderer draws from under the run's
-// private keys (ids.RunKey), and publishes audio.done. The work itself (Convert, Analyze) runs on local files and is
+// private keys (keys.RunKey), and publishes audio.done. The work itself (Convert, Analyze) runs on local files and is
 // testable without NATS; Handle adds the bus around it.
 package audio
 
@@ -21,6 +21,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/media"
 )
 
@@ -130,7 +131,7 @@ func (s *Service) Handle(ctx context.Context, job *backbeatv1.AudioJob) error {
 		return bus.Permanent(err)
 	}
 	if err := ids.ValidateRunID(run); err != nil {
-		// The run id names the folder the outputs go to (ids.RunKey).
+		// The run id names the folder the outputs go to (keys.RunKey).
 		return bus.Permanent(fmt.Errorf("audio job for %s: %w", vid, err))
 	}
 	gctx, cancel, err := s.runs.Guard(ctx, vid, run, 0)
@@ -158,7 +159,7 @@ func (s *Service) Handle(ctx context.Context, job *backbeatv1.AudioJob) error {
 }
 
 // process fetches, converts and uploads, and returns the event to publish.
-// The outputs go under the run's private keys (ids.RunKey): the edge never
+// The outputs go under the run's private keys (keys.RunKey): the edge never
 // serves them, a newer run cannot overwrite them, and the coordinator copies
 // the MP3 to its public key only once the run is ready.
 func (s *Service) process(ctx context.Context, job *backbeatv1.AudioJob, log *zap.Logger) (*backbeatv1.AudioDone, error) {
@@ -190,7 +191,7 @@ func (s *Service) process(ctx context.Context, job *backbeatv1.AudioJob, log *za
 	}
 	converted := time.Since(start)
 
-	audioKey, mp3Key, analysisKey := ids.RunKey(vid, run, ids.ObjectAudio), ids.RunKey(vid, run, ids.ObjectMP3), ids.RunKey(vid, run, ids.ObjectAnalysis)
+	audioKey, mp3Key, analysisKey := keys.RunKey(vid, run, keys.ObjectAudio), keys.RunKey(vid, run, keys.ObjectMP3), keys.RunKey(vid, run, keys.ObjectAnalysis)
 	uploads := []struct{ key, path, ct string }{
 		{audioKey, out.AudioPath, "audio/mp4"},
 		{mp3Key, out.MP3Path, "audio/mpeg"},

@@ -19,6 +19,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/media"
 	"github.com/backbeat/backbeat/pkg/testenv"
 )
@@ -50,7 +51,7 @@ func setup(t *testing.T, seconds float64) *testBundle {
 	require.NoError(t, err)
 
 	b := &testBundle{svc: svc, js: js, pub: pub, runs: runs, store: store, vid: "vid1", run: ids.NewRunID()}
-	b.key = ids.UploadPrefix(b.vid) + "track.wav"
+	b.key = keys.UploadPrefix(b.vid) + "track.wav"
 	_, err = store.PutFile(ctx, b.key, testenv.Tone(t, t.TempDir(), seconds), "audio/wav")
 	require.NoError(t, err)
 	require.NoError(t, runs.Set(ctx, b.vid, bus.RunState{RunID: b.run, State: bus.RunActive}))
@@ -86,11 +87,11 @@ func TestHandle(t *testing.T) {
 	require.True(t, b.lastEvent(t, bus.KindAudioDone, &done))
 	require.Equal(t, b.vid, done.GetVideoId())
 	require.Equal(t, b.run, done.GetRunId())
-	require.Equal(t, ids.RunKey(b.vid, b.run, ids.ObjectAudio), done.GetAudioKey())
-	require.Equal(t, ids.RunKey(b.vid, b.run, ids.ObjectMP3), done.GetMp3Key())
-	require.Equal(t, ids.RunKey(b.vid, b.run, ids.ObjectAnalysis), done.GetAnalysisKey())
+	require.Equal(t, keys.RunKey(b.vid, b.run, keys.ObjectAudio), done.GetAudioKey())
+	require.Equal(t, keys.RunKey(b.vid, b.run, keys.ObjectMP3), done.GetMp3Key())
+	require.Equal(t, keys.RunKey(b.vid, b.run, keys.ObjectAnalysis), done.GetAnalysisKey())
 	for _, k := range []string{done.GetAudioKey(), done.GetMp3Key(), done.GetAnalysisKey()} {
-		require.True(t, ids.IsRunKey(k, b.vid, b.run), "%s is a private key of the run", k)
+		require.True(t, keys.IsRunKey(k, b.vid, b.run), "%s is a private key of the run", k)
 	}
 	require.InDelta(t, 2.0, done.GetDurationSeconds(), 1.0/30)
 	require.InDelta(t, 3.0, done.GetSourceDurationSeconds(), 0.05)
@@ -170,7 +171,7 @@ func TestHandleBadInputIsPermanent(t *testing.T) {
 	cases := map[string]func(j *backbeatv1.AudioJob){
 		"past the end of the track": func(j *backbeatv1.AudioJob) { j.EndSeconds = 95 },
 		"not an upload of video":    func(j *backbeatv1.AudioJob) { j.SourceKey = "uploads/other/track.wav" },
-		"not found":                 func(j *backbeatv1.AudioJob) { j.SourceKey = ids.UploadPrefix(b.vid) + "missing.wav" },
+		"not found":                 func(j *backbeatv1.AudioJob) { j.SourceKey = keys.UploadPrefix(b.vid) + "missing.wav" },
 		"neither source_key":        func(j *backbeatv1.AudioJob) { j.SourceKey = "" },
 		"must be https":             func(j *backbeatv1.AudioJob) { j.SourceKey, j.SourceUrl = "", "/etc/passwd" },
 		"not on the allow-list":     func(j *backbeatv1.AudioJob) { j.SourceKey, j.SourceUrl = "", "https://evil.example.org/a.mp3" },
@@ -216,8 +217,8 @@ func TestNewRunLeavesOlderRunsObjects(t *testing.T) {
 	require.True(t, b.lastEvent(t, bus.KindAudioDone, &second))
 	require.Equal(t, b.run, second.GetRunId())
 	for _, k := range []string{second.GetAudioKey(), second.GetMp3Key(), second.GetAnalysisKey()} {
-		require.True(t, ids.IsRunKey(k, b.vid, b.run), k)
-		require.False(t, ids.IsRunKey(k, b.vid, older), k)
+		require.True(t, keys.IsRunKey(k, b.vid, b.run), k)
+		require.False(t, keys.IsRunKey(k, b.vid, older), k)
 		_, ok := before[k]
 		require.False(t, ok, "run %s reused key %s of run %s", b.run, k, older)
 	}
@@ -228,10 +229,10 @@ func TestNewRunLeavesOlderRunsObjects(t *testing.T) {
 	}
 
 	// Nothing was written outside the runs' private folders but the upload.
-	keys := testenv.LocalKeys(t, b.store)
-	require.Len(t, keys, 7)
-	for _, k := range keys {
-		require.True(t, k == b.key || ids.IsRunKey(k, b.vid, older) || ids.IsRunKey(k, b.vid, b.run), "unexpected object %s", k)
+	stored := testenv.LocalKeys(t, b.store)
+	require.Len(t, stored, 7)
+	for _, k := range stored {
+		require.True(t, k == b.key || keys.IsRunKey(k, b.vid, older) || keys.IsRunKey(k, b.vid, b.run), "unexpected object %s", k)
 	}
 }
 

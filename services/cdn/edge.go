@@ -1,6 +1,6 @@
 // Package cdn is Backbeat's edge and its purge worker. The edge serves the
 // public objects of videos (MP4s, thumbnails, audio downloads), which live
-// only under videos/<vid>/<run>/<name> (ids.PublicKey, copied there by the
+// only under videos/<vid>/<run>/<name> (keys.PublicKey, copied there by the
 // coordinator when a run is ready), from a local disk cache in front of the
 // blob store, with the HTTP semantics a browser needs to seek in a video;
 // every replica drops a cached object as soon as its key is written to the
@@ -21,11 +21,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backbeat/backbeat/pkg/blob"
-	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 )
 
 // PublicPrefixes are the URL folders servers mount the edge on: only the
-// root of ids.PublicPrefix. Within it the edge serves nothing but
+// root of keys.PublicPrefix. Within it the edge serves nothing but
 // well-formed public keys (PublicKey). Uploads and run outputs (runs/) are
 // private: a user's raw upload must not become a public URL, and a run's
 // objects are not public until the coordinator promotes them at ready.
@@ -164,9 +164,9 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // PublicKey turns a request path into the object key it names, refusing
-// anything that ids.ParsePublicKey does not accept: keys outside videos/,
+// anything that keys.ParsePublicKey does not accept: keys outside videos/,
 // the flat keys of the first layout (videos/<vid>.mp4), names that are not
-// object names, and anything ids.ValidKey refuses (.., empty segments, odd
+// object names, and anything keys.ValidKey refuses (.., empty segments, odd
 // characters). The path is used as sent, not cleaned, so
 // "/videos/../runs/x" is refused rather than resolved.
 func PublicKey(urlPath string) (string, error) {
@@ -174,11 +174,11 @@ func PublicKey(urlPath string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("path %q is not absolute", urlPath)
 	}
-	if err := ids.ValidKey(key); err != nil {
+	if err := keys.ValidKey(key); err != nil {
 		return "", fmt.Errorf("path %q: %w", urlPath, err)
 	}
-	if _, _, _, ok := ids.ParsePublicKey(key); !ok {
-		return "", fmt.Errorf("path %q is not a public object (want /%s<run>/<name>)", urlPath, ids.PublicPrefix("<vid>"))
+	if _, _, _, ok := keys.ParsePublicKey(key); !ok {
+		return "", fmt.Errorf("path %q is not a public object (want /%s<run>/<name>)", urlPath, keys.PublicPrefix("<vid>"))
 	}
 	return key, nil
 }

@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/backbeat/backbeat/pkg/blob"
-	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 )
 
 // edgeBundle is what the edge tests share.
@@ -62,7 +62,7 @@ func (b *edgeBundle) do(t *testing.T, method, path string, hdr map[string]string
 const testRun = "r0123456789abcdef01234567"
 
 // pub is the public key of the video of vid in testRun.
-func pub(vid string) string { return ids.PublicKey(vid, testRun, ids.ObjectVideo) }
+func pub(vid string) string { return keys.PublicKey(vid, testRun, keys.ObjectVideo) }
 
 func payload(n int) []byte {
 	b := make([]byte, n)
@@ -182,13 +182,13 @@ func TestEdgeNeverServesRunScopedObjects(t *testing.T) {
 	t.Parallel()
 	b := setupEdge(t, 1<<20)
 	ctx := context.Background()
-	b.put(t, ids.UploadPrefix("v5")+"audio.mp3", payload(100))
-	for _, name := range ids.ObjectNames() {
-		b.put(t, ids.RunKey("v5", testRun, name), payload(100))
+	b.put(t, keys.UploadPrefix("v5")+"audio.mp3", payload(100))
+	for _, name := range keys.ObjectNames() {
+		b.put(t, keys.RunKey("v5", testRun, name), payload(100))
 	}
-	private := []string{ids.UploadPrefix("v5") + "audio.mp3", ids.RunPrefix("v5", testRun)}
-	for _, name := range ids.ObjectNames() {
-		private = append(private, ids.RunKey("v5", testRun, name))
+	private := []string{keys.UploadPrefix("v5") + "audio.mp3", keys.RunPrefix("v5", testRun)}
+	for _, name := range keys.ObjectNames() {
+		private = append(private, keys.RunKey("v5", testRun, name))
 	}
 	for _, key := range private {
 		for _, path := range []string{"/" + key, "/videos/../" + key, "/videos/%2e%2e/" + key, "//" + key} {
@@ -203,19 +203,19 @@ func TestEdgeNeverServesRunScopedObjects(t *testing.T) {
 	require.Zero(t, n, "no private object reached the cache")
 
 	// Promotion makes the run's video public, under its public key only.
-	_, err := b.store.Copy(ctx, ids.RunKey("v5", testRun, ids.ObjectVideo), ids.PublicKey("v5", testRun, ids.ObjectVideo))
+	_, err := b.store.Copy(ctx, keys.RunKey("v5", testRun, keys.ObjectVideo), keys.PublicKey("v5", testRun, keys.ObjectVideo))
 	require.NoError(t, err)
-	resp, body := b.do(t, http.MethodGet, "/"+ids.PublicKey("v5", testRun, ids.ObjectVideo), nil)
+	resp, body := b.do(t, http.MethodGet, "/"+keys.PublicKey("v5", testRun, keys.ObjectVideo), nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, payload(100), body)
-	resp, _ = b.do(t, http.MethodGet, "/"+ids.RunKey("v5", testRun, ids.ObjectVideo), nil)
+	resp, _ = b.do(t, http.MethodGet, "/"+keys.RunKey("v5", testRun, keys.ObjectVideo), nil)
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
 
 func TestPublicKeyAcceptsExactlyThePublicLayout(t *testing.T) {
 	t.Parallel()
-	for _, name := range ids.ObjectNames() {
-		key := ids.PublicKey("X-square", testRun, name)
+	for _, name := range keys.ObjectNames() {
+		key := keys.PublicKey("X-square", testRun, name)
 		got, err := PublicKey("/" + key)
 		require.NoError(t, err, key)
 		require.Equal(t, key, got)
@@ -225,7 +225,7 @@ func TestPublicKeyAcceptsExactlyThePublicLayout(t *testing.T) {
 		}
 		require.True(t, routed, "servers mount the edge on a prefix of %s", key)
 
-		_, err = PublicKey("/" + ids.RunKey("X-square", testRun, name))
+		_, err = PublicKey("/" + keys.RunKey("X-square", testRun, name))
 		require.Error(t, err)
 	}
 	require.Equal(t, []string{"videos/"}, PublicPrefixes, "the edge is mounted on the public folder only")
@@ -235,13 +235,13 @@ func TestEdgeContentTypes(t *testing.T) {
 	t.Parallel()
 	b := setupEdge(t, 1<<20)
 	for name, want := range map[string]string{
-		ids.ObjectVideo:           "video/mp4",
-		ids.ObjectThumbnail:       "image/jpeg",
-		ids.ObjectSquareThumbnail: "image/jpeg",
-		ids.ObjectMP3:             "audio/mpeg",
-		ids.ObjectAudio:           "audio/mp4",
+		keys.ObjectVideo:           "video/mp4",
+		keys.ObjectThumbnail:       "image/jpeg",
+		keys.ObjectSquareThumbnail: "image/jpeg",
+		keys.ObjectMP3:             "audio/mpeg",
+		keys.ObjectAudio:           "audio/mp4",
 	} {
-		key := ids.PublicKey("v4", testRun, name)
+		key := keys.PublicKey("v4", testRun, name)
 		b.put(t, key, payload(64))
 		resp, _ := b.do(t, http.MethodGet, "/"+key, nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, key)

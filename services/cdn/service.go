@@ -16,6 +16,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
 
@@ -151,20 +152,20 @@ func (s *Service) Handle(ctx context.Context, job *backbeatv1.CdnJob) error {
 	log := bus.Logger(ctx, s.log.With(zap.String("video_id", vid), zap.String("run_id", run), zap.String("step", bus.StepCDN)))
 
 	done := &backbeatv1.CdnDone{VideoId: vid, RunId: run}
-	keys := make([]string, 0, len(job.GetPaths()))
+	paths := make([]string, 0, len(job.GetPaths()))
 	for _, p := range job.GetPaths() {
 		key := strings.TrimPrefix(p, "/")
-		if err := ids.ValidKey(key); err != nil {
+		if err := keys.ValidKey(key); err != nil {
 			done.Errors = append(done.Errors, fmt.Sprintf("path %q: %v", p, err))
 			continue
 		}
-		keys = append(keys, key)
+		paths = append(paths, key)
 	}
 	rec, err := PurgeRecord{RunID: run, At: time.Now().UTC()}.Encode()
 	if err != nil {
 		return err
 	}
-	for _, key := range keys {
+	for _, key := range paths {
 		if _, err := s.deps.Purges.Put(gctx, key, rec); err != nil {
 			if gctx.Err() != nil {
 				return bus.Cause(gctx, fmt.Errorf("purge %s: %w", key, err))
@@ -174,8 +175,8 @@ func (s *Service) Handle(ctx context.Context, job *backbeatv1.CdnJob) error {
 		}
 		done.PurgedPaths = append(done.PurgedPaths, key)
 	}
-	if s.external != nil && len(keys) > 0 {
-		if err := s.external.purge(gctx, keys); err != nil {
+	if s.external != nil && len(paths) > 0 {
+		if err := s.external.purge(gctx, paths); err != nil {
 			if gctx.Err() != nil {
 				return bus.Cause(gctx, err)
 			}

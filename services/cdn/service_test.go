@@ -19,6 +19,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/testenv"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
@@ -114,7 +115,7 @@ func TestHandlePurgesEdgeAndExternalCDN(t *testing.T) {
 	t.Cleanup(edgeSrv.Close)
 
 	run := ids.NewRunID()
-	video, thumb := ids.PublicKey("vid1", run, ids.ObjectVideo), ids.PublicKey("vid1", run, ids.ObjectThumbnail)
+	video, thumb := keys.PublicKey("vid1", run, keys.ObjectVideo), keys.PublicKey("vid1", run, keys.ObjectThumbnail)
 	get := func() (string, string) {
 		resp, err := edgeSrv.Client().Get(edgeSrv.URL + "/" + video)
 		require.NoError(t, err)

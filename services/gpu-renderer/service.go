@@ -21,6 +21,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 	"github.com/backbeat/backbeat/services/gpu-renderer/template"
 )
@@ -158,7 +159,7 @@ func layoutOf(f backbeatv1.Format) (string, error) {
 
 // checkJob refuses what no retry can fix, before any download. The audio,
 // the analysis and the output must be private keys of the job's own run
-// (ids.IsRunKey): a render reads only what its run's audio step wrote, and
+// (keys.IsRunKey): a render reads only what its run's audio step wrote, and
 // writes where the edge never serves and no other run reads; the coordinator
 // promotes the MP4 once the run is ready. The cover must be an upload of the
 // same video.
@@ -171,15 +172,15 @@ func (s *Service) checkJob(job *backbeatv1.RenderJob) (*template.Template, strin
 		return nil, "", err
 	}
 	for _, k := range []struct{ what, key string }{{"audio", job.GetAudioKey()}, {"analysis", job.GetAnalysisKey()}, {"output", job.GetOutputKey()}} {
-		if !ids.IsRunKey(k.key, vid, run) {
-			return nil, "", fmt.Errorf("%s key %q is not a key of run %s of video %s (want %s<name>)", k.what, k.key, run, vid, ids.RunPrefix(vid, run))
+		if !keys.IsRunKey(k.key, vid, run) {
+			return nil, "", fmt.Errorf("%s key %q is not a key of run %s of video %s (want %s<name>)", k.what, k.key, run, vid, keys.RunPrefix(vid, run))
 		}
 	}
 	if out := job.GetOutputKey(); out == job.GetAudioKey() || out == job.GetAnalysisKey() {
 		return nil, "", fmt.Errorf("output key %q would overwrite an input", out)
 	}
-	if k := job.GetCoverKey(); k != "" && !ids.IsUploadKey(k, vid) {
-		return nil, "", fmt.Errorf("cover key %q is not an upload of video %s (want %s…)", k, vid, ids.UploadPrefix(vid))
+	if k := job.GetCoverKey(); k != "" && !keys.IsUploadKey(k, vid) {
+		return nil, "", fmt.Errorf("cover key %q is not an upload of video %s (want %s…)", k, vid, keys.UploadPrefix(vid))
 	}
 	tpl, err := s.cfg.Templates.Lookup(job.GetTemplate())
 	if err != nil {

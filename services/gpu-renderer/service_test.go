@@ -18,6 +18,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/testenv"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 	"github.com/backbeat/backbeat/services/gpu-renderer/template"
@@ -72,14 +73,14 @@ func (tb *testBundle) service(t *testing.T, cfg Config) *Service {
 }
 
 // job makes a current run for vid, puts the shared inputs where that run's
-// audio step and the app's upload would have (ids.RunKey, ids.UploadPrefix),
+// audio step and the app's upload would have (keys.RunKey, keys.UploadPrefix),
 // and returns its render job.
 func (tb *testBundle) job(t *testing.T, vid string) *backbeatv1.RenderJob {
 	t.Helper()
 	ctx := context.Background()
 	run := ids.NewRunID()
 	require.NoError(t, tb.runs.Set(ctx, vid, bus.RunState{RunID: run, Attempt: 1, State: bus.RunActive}))
-	audio, an, cover := ids.RunKey(vid, run, ids.ObjectAudio), ids.RunKey(vid, run, ids.ObjectAnalysis), ids.UploadPrefix(vid)+"cover.png"
+	audio, an, cover := keys.RunKey(vid, run, keys.ObjectAudio), keys.RunKey(vid, run, keys.ObjectAnalysis), keys.UploadPrefix(vid)+"cover.png"
 	for src, dst := range map[string]string{"shared/audio.m4a": audio, "shared/analysis.json": an, "shared/cover.png": cover} {
 		_, err := tb.blob.Copy(ctx, src, dst)
 		require.NoError(t, err)
@@ -88,7 +89,7 @@ func (tb *testBundle) job(t *testing.T, vid string) *backbeatv1.RenderJob {
 		VideoId: vid, RunId: run, Attempt: 1, Pool: "gpu", Priority: backbeatv1.Priority_PRIORITY_NORMAL,
 		Template: "spectrum", Format: backbeatv1.Format_FORMAT_PORTRAIT, Title: "Title", Artist: "Artist",
 		CoverKey: cover, AudioKey: audio, AnalysisKey: an,
-		DurationSeconds: tb.dur, OutputKey: ids.RunKey(vid, run, ids.ObjectVideo),
+		DurationSeconds: tb.dur, OutputKey: keys.RunKey(vid, run, keys.ObjectVideo),
 		Encoding: &backbeatv1.Encoding{Crf: 32, Preset: "ultrafast", Fps: 10, Concurrency: 2},
 	}
 }
@@ -119,8 +120,8 @@ func TestHandleRendersAndPublishes(t *testing.T) {
 	tb.lastMsg(t, bus.StreamEvents, tb.pub.Subjects().Event("vid1", bus.KindRenderDone), &done)
 	require.Equal(t, job.RunId, done.RunId)
 	require.Equal(t, job.OutputKey, done.VideoKey)
-	require.True(t, ids.IsRunKey(done.VideoKey, "vid1", job.RunId), "the MP4 stays private until promoted")
-	_, err = tb.blob.Stat(context.Background(), ids.PublicKey("vid1", job.RunId, ids.ObjectVideo))
+	require.True(t, keys.IsRunKey(done.VideoKey, "vid1", job.RunId), "the MP4 stays private until promoted")
+	_, err = tb.blob.Stat(context.Background(), keys.PublicKey("vid1", job.RunId, keys.ObjectVideo))
 	require.ErrorIs(t, err, blob.ErrNotFound, "the renderer never writes a public key")
 	require.Equal(t, int64(15), done.Frames)
 	require.Equal(t, EncoderX264, done.Encoder)
@@ -177,7 +178,7 @@ func TestHandlePermanentErrors(t *testing.T) {
 		"bad setting": func(j *backbeatv1.RenderJob) {
 			j.TemplateSettings = map[string]string{template.SettingBarColor: "pink"}
 		},
-		"missing analysis": func(j *backbeatv1.RenderJob) { j.AnalysisKey = ids.RunKey(j.VideoId, j.RunId, ids.ObjectMP3) },
+		"missing analysis": func(j *backbeatv1.RenderJob) { j.AnalysisKey = keys.RunKey(j.VideoId, j.RunId, keys.ObjectMP3) },
 		"traversal key":    func(j *backbeatv1.RenderJob) { j.OutputKey = "../etc/passwd" },
 		"bad preset":       func(j *backbeatv1.RenderJob) { j.Encoding.Preset = "ludicrous" },
 	} {
@@ -208,15 +209,17 @@ func TestHandleRefusesKeysOutsideItsRun(t *testing.T) {
 		mutate func(j *backbeatv1.RenderJob)
 		want   string
 	}{
-		"invalid run id":         {func(j *backbeatv1.RenderJob) { j.RunId = "run1" }, "invalid run id"},
-		"flat output":            {func(j *backbeatv1.RenderJob) { j.OutputKey = "videos/" + j.VideoId + ".mp4" }, "output key"},
-		"public output":          {func(j *backbeatv1.RenderJob) { j.OutputKey = ids.PublicKey(j.VideoId, j.RunId, ids.ObjectVideo) }, "output key"},
-		"another run's output":   {func(j *backbeatv1.RenderJob) { j.OutputKey = ids.RunKey(j.VideoId, other, ids.ObjectVideo) }, "output key"},
-		"another video's output": {func(j *backbeatv1.RenderJob) { j.OutputKey = ids.RunKey(j.VideoId+"-square", j.RunId, ids.ObjectVideo) }, "output key"},
-		"another run's audio":    {func(j *backbeatv1.RenderJob) { j.AudioKey = ids.RunKey(j.VideoId, other, ids.ObjectAudio) }, "audio key"},
-		"flat analysis":          {func(j *backbeatv1.RenderJob) { j.AnalysisKey = "analysis/" + j.VideoId + ".json" }, "analysis key"},
-		"output over the audio":  {func(j *backbeatv1.RenderJob) { j.OutputKey = j.AudioKey }, "would overwrite an input"},
-		"another video's cover":  {func(j *backbeatv1.RenderJob) { j.CoverKey = ids.UploadPrefix("vid4") + "cover.png" }, "cover key"},
+		"invalid run id":       {func(j *backbeatv1.RenderJob) { j.RunId = "run1" }, "invalid run id"},
+		"flat output":          {func(j *backbeatv1.RenderJob) { j.OutputKey = "videos/" + j.VideoId + ".mp4" }, "output key"},
+		"public output":        {func(j *backbeatv1.RenderJob) { j.OutputKey = keys.PublicKey(j.VideoId, j.RunId, keys.ObjectVideo) }, "output key"},
+		"another run's output": {func(j *backbeatv1.RenderJob) { j.OutputKey = keys.RunKey(j.VideoId, other, keys.ObjectVideo) }, "output key"},
+		"another video's output": {func(j *backbeatv1.RenderJob) {
+			j.OutputKey = keys.RunKey(j.VideoId+"-square", j.RunId, keys.ObjectVideo)
+		}, "output key"},
+		"another run's audio":   {func(j *backbeatv1.RenderJob) { j.AudioKey = keys.RunKey(j.VideoId, other, keys.ObjectAudio) }, "audio key"},
+		"flat analysis":         {func(j *backbeatv1.RenderJob) { j.AnalysisKey = "analysis/" + j.VideoId + ".json" }, "analysis key"},
+		"output over the audio": {func(j *backbeatv1.RenderJob) { j.OutputKey = j.AudioKey }, "would overwrite an input"},
+		"another video's cover": {func(j *backbeatv1.RenderJob) { j.CoverKey = keys.UploadPrefix("vid4") + "cover.png" }, "cover key"},
 	} {
 		job := tb.job(t, "vid4-")
 		c.mutate(job)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/store"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
@@ -72,16 +73,16 @@ func validateCreate(m *backbeatv1.VideoCreate, b Bundle) string {
 		return "give audio_key or audio_url, not both"
 	}
 	if m.AudioKey != "" {
-		if err := ids.ValidKey(m.AudioKey); err != nil || !strings.HasPrefix(m.AudioKey, ids.UploadPrefix(m.VideoId)) {
-			return fmt.Sprintf("audio_key %q must be an upload of this video (%s…)", m.AudioKey, ids.UploadPrefix(m.VideoId))
+		if err := keys.ValidKey(m.AudioKey); err != nil || !strings.HasPrefix(m.AudioKey, keys.UploadPrefix(m.VideoId)) {
+			return fmt.Sprintf("audio_key %q must be an upload of this video (%s…)", m.AudioKey, keys.UploadPrefix(m.VideoId))
 		}
 	}
 	if m.AudioUrl != "" && !strings.HasPrefix(m.AudioUrl, "https://") {
 		return fmt.Sprintf("audio_url %q must be https", m.AudioUrl)
 	}
 	if m.CoverKey != "" {
-		if err := ids.ValidKey(m.CoverKey); err != nil || !strings.HasPrefix(m.CoverKey, ids.UploadPrefix(m.VideoId)) {
-			return fmt.Sprintf("cover_key %q must be an upload of this video (%s…)", m.CoverKey, ids.UploadPrefix(m.VideoId))
+		if err := keys.ValidKey(m.CoverKey); err != nil || !strings.HasPrefix(m.CoverKey, keys.UploadPrefix(m.VideoId)) {
+			return fmt.Sprintf("cover_key %q must be an upload of this video (%s…)", m.CoverKey, keys.UploadPrefix(m.VideoId))
 		}
 	}
 	if len(m.Title) > 200 || len(m.Artist) > 200 {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
-	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/store"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
@@ -133,13 +133,13 @@ func (s *Service) emit(ctx context.Context, r store.Run) error {
 		}
 	case run.Status == store.StatusReady:
 		err := s.promote(ctx, run, map[string]any{"status": store.StatusReady, "reason": ""},
-			promoted{run.VideoKey, ids.ObjectVideo, "video_url"}, promoted{run.MP3Key, ids.ObjectMP3, "mp3_url"})
+			promoted{run.VideoKey, keys.ObjectVideo, "video_url"}, promoted{run.MP3Key, keys.ObjectMP3, "mp3_url"})
 		if err != nil {
 			return err
 		}
 		th := &backbeatv1.ThumbnailJob{VideoId: vid, RunId: run.ID, VideoKey: run.VideoKey,
-			ThumbnailKey:       ids.RunKey(vid, run.ID, ids.ObjectThumbnail),
-			SquareThumbnailKey: ids.RunKey(vid, run.ID, ids.ObjectSquareThumbnail)}
+			ThumbnailKey:       keys.RunKey(vid, run.ID, keys.ObjectThumbnail),
+			SquareThumbnailKey: keys.RunKey(vid, run.ID, keys.ObjectSquareThumbnail)}
 		if err := s.pub.Publish(ctx, s.subj.ThumbnailJob(vid), th, bus.MsgID(run.ID, bus.StepThumbnail, 0, "job")); err != nil {
 			return err
 		}
@@ -157,7 +157,7 @@ func (s *Service) notify(ctx context.Context, run store.Run) error {
 	n := &backbeatv1.NotifyJob{VideoId: run.VideoID, RunId: run.ID, UserId: run.UserID, Status: statusProto(run.Status),
 		Reason: run.Reason}
 	if run.Status == store.StatusReady {
-		n.VideoUrl = s.url(ids.PublicKey(run.VideoID, run.ID, ids.ObjectVideo))
+		n.VideoUrl = s.url(keys.PublicKey(run.VideoID, run.ID, keys.ObjectVideo))
 	}
 	return s.pub.Publish(ctx, s.subj.NotifyJob(run.VideoID), n, bus.MsgID(run.ID, bus.StepNotify, 0, "job"))
 }
@@ -189,8 +189,8 @@ func stageJob(run store.Run) string {
 // edges and the external CDN are told to forget (a 404 cached while the app
 // polled must not outlive the promotion).
 func publicPaths(run store.Run) []string {
-	return []string{ids.PublicKey(run.VideoID, run.ID, ids.ObjectVideo), ids.PublicKey(run.VideoID, run.ID, ids.ObjectMP3),
-		ids.PublicKey(run.VideoID, run.ID, ids.ObjectThumbnail), ids.PublicKey(run.VideoID, run.ID, ids.ObjectSquareThumbnail)}
+	return []string{keys.PublicKey(run.VideoID, run.ID, keys.ObjectVideo), keys.PublicKey(run.VideoID, run.ID, keys.ObjectMP3),
+		keys.PublicKey(run.VideoID, run.ID, keys.ObjectThumbnail), keys.PublicKey(run.VideoID, run.ID, keys.ObjectSquareThumbnail)}
 }
 
 // promoted is one of a run's private objects and the video column that gets
@@ -217,7 +217,7 @@ func (s *Service) promote(ctx context.Context, run store.Run, also map[string]an
 		if o.src == "" {
 			continue
 		}
-		dst := ids.PublicKey(run.VideoID, run.ID, o.name)
+		dst := keys.PublicKey(run.VideoID, run.ID, o.name)
 		_, err := s.blob.Copy(ctx, o.src, dst)
 		if errors.Is(err, blob.ErrNotFound) {
 			// A worker reported an object that is not there: retrying
@@ -244,7 +244,7 @@ func (s *Service) announce(ctx context.Context, run store.Run) error {
 	ev := &backbeatv1.VideoStatusChanged{VideoId: run.VideoID, RunId: run.ID, UserId: run.UserID,
 		Status: statusProto(run.Status), Reason: run.Reason, RenderSeconds: run.RenderSeconds}
 	if run.Status == store.StatusReady {
-		ev.VideoUrl = s.url(ids.PublicKey(run.VideoID, run.ID, ids.ObjectVideo))
+		ev.VideoUrl = s.url(keys.PublicKey(run.VideoID, run.ID, keys.ObjectVideo))
 	}
 	id := bus.MsgID(run.ID, "status", run.Attempt, string(run.Status)+"."+string(run.Stage))
 	return s.pub.Publish(ctx, s.subj.Event(run.VideoID, bus.KindVideoStatus), ev, id)
@@ -262,7 +262,7 @@ func (s *Service) renderJob(run store.Run, spec *backbeatv1.VideoCreate, b Bundl
 		AudioKey: run.AudioKey, AnalysisKey: run.AnalysisKey, DurationSeconds: run.Duration,
 		Encoding: &backbeatv1.Encoding{Crf: b.CRF, Preset: b.Preset, Fps: b.FPS, Hdr: spec.Hdr && b.HDR,
 			Encoder: encoder, Concurrency: b.Concurrency},
-		OutputKey: ids.RunKey(run.VideoID, run.ID, ids.ObjectVideo), Watermark: b.Watermark,
+		OutputKey: keys.RunKey(run.VideoID, run.ID, keys.ObjectVideo), Watermark: b.Watermark,
 	}
 }
 

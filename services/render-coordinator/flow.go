@@ -9,7 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backbeat/backbeat/pkg/bus"
-	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/store"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
@@ -18,11 +18,11 @@ import (
 func (s *Service) onAudioDone(ctx context.Context, m *backbeatv1.AudioDone) error {
 	_, _, err := s.apply(ctx, m.VideoId, m.RunId, func(tx repoTx, run *store.Run) error {
 		for _, k := range []string{m.AudioKey, m.AnalysisKey} {
-			if !ids.IsRunKey(k, run.VideoID, run.ID) {
+			if !keys.IsRunKey(k, run.VideoID, run.ID) {
 				return bus.Permanentf("audio.done carries %q, not an object of run %s", k, run.ID)
 			}
 		}
-		if m.Mp3Key != "" && !ids.IsRunKey(m.Mp3Key, run.VideoID, run.ID) {
+		if m.Mp3Key != "" && !keys.IsRunKey(m.Mp3Key, run.VideoID, run.ID) {
 			return bus.Permanentf("audio.done carries %q, not an object of run %s", m.Mp3Key, run.ID)
 		}
 		now := s.now()
@@ -52,7 +52,7 @@ func (s *Service) onRenderDone(ctx context.Context, m *backbeatv1.RenderDone) er
 		if run.Attempt != m.Attempt {
 			return errNoChange
 		}
-		if !ids.IsRunKey(m.VideoKey, run.VideoID, run.ID) {
+		if !keys.IsRunKey(m.VideoKey, run.VideoID, run.ID) {
 			return bus.Permanentf("render.done carries %q, not an object of run %s", m.VideoKey, run.ID)
 		}
 		now := s.now()
@@ -92,7 +92,7 @@ func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr s
 		if err := tx.UpdateVideoOfRun(run.VideoID, run.ID, map[string]any{"render_seconds": run.RenderSeconds}); err != nil {
 			return fmt.Errorf("set render time: %w", err)
 		}
-		if err := instantStep(tx, *run, string(store.StatusReady), s.url(ids.PublicKey(run.VideoID, run.ID, ids.ObjectVideo)), "", now); err != nil {
+		if err := instantStep(tx, *run, string(store.StatusReady), s.url(keys.PublicKey(run.VideoID, run.ID, keys.ObjectVideo)), "", now); err != nil {
 			return err
 		}
 		if err := startStep(tx, *run, bus.StepThumbnail, 0, "", now); err != nil {
@@ -112,7 +112,7 @@ func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr s
 // onThumbnailDone records the thumbnails on the timeline, makes them public
 // and, only now that they exist, gives their URLs to the video.
 func (s *Service) onThumbnailDone(ctx context.Context, m *backbeatv1.ThumbnailDone) error {
-	if !ids.IsRunKey(m.ThumbnailKey, m.VideoId, m.RunId) || !ids.IsRunKey(m.SquareThumbnailKey, m.VideoId, m.RunId) {
+	if !keys.IsRunKey(m.ThumbnailKey, m.VideoId, m.RunId) || !keys.IsRunKey(m.SquareThumbnailKey, m.VideoId, m.RunId) {
 		return bus.Permanentf("thumbnail.done carries keys %q, %q that are not objects of run %s", m.ThumbnailKey, m.SquareThumbnailKey, m.RunId)
 	}
 	if err := s.endAfterReady(ctx, m.VideoId, m.RunId, bus.StepThumbnail, m.ThumbnailKey+", "+m.SquareThumbnailKey, ""); err != nil {
@@ -125,8 +125,8 @@ func (s *Service) onThumbnailDone(ctx context.Context, m *backbeatv1.ThumbnailDo
 	if err != nil {
 		return err
 	}
-	return s.promote(ctx, run, nil, promoted{m.ThumbnailKey, ids.ObjectThumbnail, "thumbnail_url"},
-		promoted{m.SquareThumbnailKey, ids.ObjectSquareThumbnail, "square_thumbnail_url"})
+	return s.promote(ctx, run, nil, promoted{m.ThumbnailKey, keys.ObjectThumbnail, "thumbnail_url"},
+		promoted{m.SquareThumbnailKey, keys.ObjectSquareThumbnail, "square_thumbnail_url"})
 }
 
 // onNotifyDone records the notification on the timeline.

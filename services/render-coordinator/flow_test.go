@@ -10,7 +10,7 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
-	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/store"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
@@ -27,7 +27,7 @@ func TestHappyPath(t *testing.T) {
 	require.Equal(t, h.subj.AudioJob(vid), subj)
 	require.Equal(t, vid, aj.VideoId)
 	require.NotEmpty(t, aj.RunId)
-	require.Equal(t, ids.UploadPrefix(vid)+"song.wav", aj.SourceKey)
+	require.Equal(t, keys.UploadPrefix(vid)+"song.wav", aj.SourceKey)
 	require.Equal(t, 5.0, aj.StartSeconds)
 	require.Equal(t, 17.0, aj.EndSeconds)
 	require.Equal(t, float64(testMaxRegion), aj.MaxRegionSeconds)
@@ -48,9 +48,9 @@ func TestHappyPath(t *testing.T) {
 	require.Equal(t, testPreset, rj.Encoding.GetPreset())
 	require.Equal(t, int32(testFPS), rj.Encoding.GetFps())
 	require.Equal(t, "libx264", rj.Encoding.GetEncoder())
-	require.Equal(t, ids.RunKey(vid, runID, ids.ObjectAudio), rj.AudioKey)
-	require.Equal(t, ids.RunKey(vid, runID, ids.ObjectAnalysis), rj.AnalysisKey)
-	require.Equal(t, ids.RunKey(vid, runID, ids.ObjectVideo), rj.OutputKey)
+	require.Equal(t, keys.RunKey(vid, runID, keys.ObjectAudio), rj.AudioKey)
+	require.Equal(t, keys.RunKey(vid, runID, keys.ObjectAnalysis), rj.AnalysisKey)
+	require.Equal(t, keys.RunKey(vid, runID, keys.ObjectVideo), rj.OutputKey)
 	require.Equal(t, 12.0, rj.DurationSeconds)
 	require.Equal(t, "spectrum", rj.Template)
 	require.Equal(t, map[string]string{"color": "#ff0000"}, rj.TemplateSettings)
@@ -64,18 +64,18 @@ func TestHappyPath(t *testing.T) {
 	cj, subj := job(h, bus.StepCDN, &backbeatv1.CdnJob{})
 	require.Equal(t, h.subj.CDNJob(vid), subj)
 	require.Equal(t, runID, cj.RunId)
-	require.Equal(t, []string{ids.PublicKey(vid, runID, ids.ObjectVideo), ids.PublicKey(vid, runID, ids.ObjectMP3),
-		ids.PublicKey(vid, runID, ids.ObjectThumbnail), ids.PublicKey(vid, runID, ids.ObjectSquareThumbnail)}, cj.Paths)
-	_, err := h.blob.Stat(h.ctx(), ids.PublicKey(vid, runID, ids.ObjectVideo))
+	require.Equal(t, []string{keys.PublicKey(vid, runID, keys.ObjectVideo), keys.PublicKey(vid, runID, keys.ObjectMP3),
+		keys.PublicKey(vid, runID, keys.ObjectThumbnail), keys.PublicKey(vid, runID, keys.ObjectSquareThumbnail)}, cj.Paths)
+	_, err := h.blob.Stat(h.ctx(), keys.PublicKey(vid, runID, keys.ObjectVideo))
 	require.ErrorIs(t, err, blob.ErrNotFound, "nothing is public before ready")
 	require.Equal(t, store.StatusProcessing, h.video(vid).Status)
 
 	h.event(vid, bus.KindCDNDone, &backbeatv1.CdnDone{VideoId: vid, RunId: runID, PurgedPaths: cj.Paths})
 	v = h.waitStatus(vid, store.StatusReady)
-	require.Equal(t, edge+"/"+ids.PublicKey(vid, runID, ids.ObjectVideo), v.VideoURL)
-	require.Equal(t, edge+"/"+ids.PublicKey(vid, runID, ids.ObjectMP3), v.MP3URL)
-	for _, name := range []string{ids.ObjectVideo, ids.ObjectMP3} {
-		_, err := h.blob.Stat(h.ctx(), ids.PublicKey(vid, runID, name))
+	require.Equal(t, edge+"/"+keys.PublicKey(vid, runID, keys.ObjectVideo), v.VideoURL)
+	require.Equal(t, edge+"/"+keys.PublicKey(vid, runID, keys.ObjectMP3), v.MP3URL)
+	for _, name := range []string{keys.ObjectVideo, keys.ObjectMP3} {
+		_, err := h.blob.Stat(h.ctx(), keys.PublicKey(vid, runID, name))
 		require.NoError(t, err, "promoted %s", name)
 	}
 	require.Equal(t, 3.5, v.RenderSeconds)
@@ -84,9 +84,9 @@ func TestHappyPath(t *testing.T) {
 	tj, subj := job(h, bus.StepThumbnail, &backbeatv1.ThumbnailJob{})
 	require.Equal(t, h.subj.ThumbnailJob(vid), subj)
 	require.Equal(t, runID, tj.RunId)
-	require.Equal(t, ids.RunKey(vid, runID, ids.ObjectVideo), tj.VideoKey)
-	require.Equal(t, ids.RunKey(vid, runID, ids.ObjectThumbnail), tj.ThumbnailKey)
-	require.Equal(t, ids.RunKey(vid, runID, ids.ObjectSquareThumbnail), tj.SquareThumbnailKey)
+	require.Equal(t, keys.RunKey(vid, runID, keys.ObjectVideo), tj.VideoKey)
+	require.Equal(t, keys.RunKey(vid, runID, keys.ObjectThumbnail), tj.ThumbnailKey)
+	require.Equal(t, keys.RunKey(vid, runID, keys.ObjectSquareThumbnail), tj.SquareThumbnailKey)
 	// The NotifyJob is consumed by the coordinator's own notifier, whose
 	// notify.done proves it was published with this run.
 	require.Eventually(t, func() bool {
@@ -100,8 +100,8 @@ func TestHappyPath(t *testing.T) {
 		ThumbnailKey: tj.ThumbnailKey, SquareThumbnailKey: tj.SquareThumbnailKey})
 	h.settle()
 	v = h.video(vid)
-	require.Equal(t, edge+"/"+ids.PublicKey(vid, runID, ids.ObjectThumbnail), v.ThumbnailURL)
-	require.Equal(t, edge+"/"+ids.PublicKey(vid, runID, ids.ObjectSquareThumbnail), v.SquareThumbnailURL)
+	require.Equal(t, edge+"/"+keys.PublicKey(vid, runID, keys.ObjectThumbnail), v.ThumbnailURL)
+	require.Equal(t, edge+"/"+keys.PublicKey(vid, runID, keys.ObjectSquareThumbnail), v.SquareThumbnailURL)
 	require.Equal(t, bus.RunState{RunID: runID, Attempt: 1, State: bus.RunDone}, h.runState(vid))
 
 	var st backbeatv1.VideoStatusChanged

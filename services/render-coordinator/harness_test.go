@@ -18,6 +18,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/store"
 	"github.com/backbeat/backbeat/pkg/testenv"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
@@ -136,7 +137,7 @@ func (h *harness) vid(name string) string {
 
 // create is what the app publishes for a 12 s region (2 units).
 func (h *harness) create(vid, requestID string) *backbeatv1.VideoCreate {
-	return &backbeatv1.VideoCreate{VideoId: vid, UserId: "u1", AudioKey: ids.UploadPrefix(vid) + "song.wav",
+	return &backbeatv1.VideoCreate{VideoId: vid, UserId: "u1", AudioKey: keys.UploadPrefix(vid) + "song.wav",
 		StartSeconds: 5, EndSeconds: 17, Template: "spectrum", Format: backbeatv1.Format_FORMAT_SQUARE,
 		Title: "Song", Artist: "Band", RequestId: requestID, TemplateSettings: map[string]string{"color": "#ff0000"}}
 }
@@ -279,13 +280,13 @@ func (h *harness) put(key string) string {
 }
 
 func (h *harness) audioDone(vid, runID string) *backbeatv1.AudioDone {
-	return &backbeatv1.AudioDone{VideoId: vid, RunId: runID, AudioKey: h.put(ids.RunKey(vid, runID, ids.ObjectAudio)),
-		Mp3Key: h.put(ids.RunKey(vid, runID, ids.ObjectMP3)), AnalysisKey: h.put(ids.RunKey(vid, runID, ids.ObjectAnalysis)),
+	return &backbeatv1.AudioDone{VideoId: vid, RunId: runID, AudioKey: h.put(keys.RunKey(vid, runID, keys.ObjectAudio)),
+		Mp3Key: h.put(keys.RunKey(vid, runID, keys.ObjectMP3)), AnalysisKey: h.put(keys.RunKey(vid, runID, keys.ObjectAnalysis)),
 		DurationSeconds: 12, SourceDurationSeconds: 200}
 }
 
 func (h *harness) renderDone(vid, runID string, attempt int32) *backbeatv1.RenderDone {
-	return &backbeatv1.RenderDone{VideoId: vid, RunId: runID, Attempt: attempt, VideoKey: h.put(ids.RunKey(vid, runID, ids.ObjectVideo)),
+	return &backbeatv1.RenderDone{VideoId: vid, RunId: runID, Attempt: attempt, VideoKey: h.put(keys.RunKey(vid, runID, keys.ObjectVideo)),
 		RenderSeconds: 3.5, Frames: 300, Encoder: "libx264", Pool: "gpu", Worker: "w1"}
 }
 

@@ -18,7 +18,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/backbeat/backbeat/pkg/bus"
-	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/store"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
@@ -825,7 +825,7 @@ func (w *sim) appCreate() {
 	if w.rng.Intn(20) == 0 {
 		user = w.users[w.pick(len(w.users))] // maybe someone else's video
 	}
-	m := &backbeatv1.VideoCreate{VideoId: v.id, UserId: user, AudioKey: ids.UploadPrefix(v.id) + "audio.wav",
+	m := &backbeatv1.VideoCreate{VideoId: v.id, UserId: user, AudioKey: keys.UploadPrefix(v.id) + "audio.wav",
 		StartSeconds: start, EndSeconds: start + length, Template: "spectrum", Format: backbeatv1.Format_FORMAT_SQUARE,
 		RequestId: req}
 	w.logf("app: create %s by %s (request %s, %.0fs)", v.id, user, req, length)
@@ -1404,12 +1404,12 @@ func (w *sim) openSteps(runID string) []store.Step {
 
 // edgeServes mirrors the edge's rule of what it serves.
 func edgeServes(key string) bool {
-	_, _, _, ok := ids.ParsePublicKey(key)
+	_, _, _, ok := keys.ParsePublicKey(key)
 	return ok
 }
 
 // audioKeys are where the audio worker writes (services/audio).
 func audioKeys(m *backbeatv1.AudioJob) []string {
-	return []string{ids.RunKey(m.VideoId, m.RunId, ids.ObjectAudio), ids.RunKey(m.VideoId, m.RunId, ids.ObjectMP3),
-		ids.RunKey(m.VideoId, m.RunId, ids.ObjectAnalysis)}
+	return []string{keys.RunKey(m.VideoId, m.RunId, keys.ObjectAudio), keys.RunKey(m.VideoId, m.RunId, keys.ObjectMP3),
+		keys.RunKey(m.VideoId, m.RunId, keys.ObjectAnalysis)}
 }

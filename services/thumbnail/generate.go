@@ -1,7 +1,7 @@
 // Package thumbnail makes the two thumbnails of a ready video: a
 // representative frame at the video's own size (thumbnail.jpg) and a
 // centre-cropped square (square.jpg) for grids, written under the run's
-// private keys (ids.RunKey) for the coordinator to promote. It runs after the
+// private keys (keys.RunKey) for the coordinator to promote. It runs after the
 // video is ready, so its failures are recorded on the step and never fail the
 // video.
 package thumbnail

@@ -14,6 +14,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
 
@@ -93,7 +94,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 }
 
 // jobKeys returns the job's three keys after checking that each is a private
-// key of the job's own run (ids.IsRunKey) and that they are distinct. The
+// key of the job's own run (keys.IsRunKey) and that they are distinct. The
 // coordinator names them; there is no default, since a key computed here
 // could only be a guess at its layout. The thumbnails are written beside the
 // run's video, never where the edge serves: the coordinator promotes them.
@@ -101,8 +102,8 @@ func jobKeys(job *backbeatv1.ThumbnailJob) (video, full, square string, err erro
 	vid, run := job.GetVideoId(), job.GetRunId()
 	video, full, square = job.GetVideoKey(), job.GetThumbnailKey(), job.GetSquareThumbnailKey()
 	for _, k := range []struct{ field, key string }{{"video_key", video}, {"thumbnail_key", full}, {"square_thumbnail_key", square}} {
-		if !ids.IsRunKey(k.key, vid, run) {
-			return "", "", "", fmt.Errorf("%s %q is not a key of run %s of video %s (want %s<name>)", k.field, k.key, run, vid, ids.RunPrefix(vid, run))
+		if !keys.IsRunKey(k.key, vid, run) {
+			return "", "", "", fmt.Errorf("%s %q is not a key of run %s of video %s (want %s<name>)", k.field, k.key, run, vid, keys.RunPrefix(vid, run))
 		}
 	}
 	if full == square || full == video || square == video {

@@ -14,6 +14,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/testenv"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
@@ -70,12 +71,12 @@ func TestRunMakesThumbnailsThroughNATS(t *testing.T) {
 	})
 
 	run := ids.NewRunID()
-	videoKey := ids.RunKey("vid1", run, ids.ObjectVideo)
+	videoKey := keys.RunKey("vid1", run, keys.ObjectVideo)
 	_, err := b.store.PutFile(ctx, videoKey, clip, "video/mp4")
 	require.NoError(t, err)
 	b.setRun(t, "vid1", run, bus.RunDone)
 	job := &backbeatv1.ThumbnailJob{VideoId: "vid1", RunId: run, VideoKey: videoKey,
-		ThumbnailKey: ids.RunKey("vid1", run, ids.ObjectThumbnail), SquareThumbnailKey: ids.RunKey("vid1", run, ids.ObjectSquareThumbnail)}
+		ThumbnailKey: keys.RunKey("vid1", run, keys.ObjectThumbnail), SquareThumbnailKey: keys.RunKey("vid1", run, keys.ObjectSquareThumbnail)}
 	require.NoError(t, b.pub.Publish(ctx, b.pub.Subjects().ThumbnailJob("vid1"), job, "job-vid1"))
 
 	stream, err := b.js.Stream(ctx, bus.StreamEvents)
@@ -102,8 +103,8 @@ func TestHandleFailures(t *testing.T) {
 	b := setupService(t)
 	ctx := context.Background()
 	job := func(vid, run string) *backbeatv1.ThumbnailJob {
-		return &backbeatv1.ThumbnailJob{VideoId: vid, RunId: run, VideoKey: ids.RunKey(vid, run, ids.ObjectVideo),
-			ThumbnailKey: ids.RunKey(vid, run, ids.ObjectThumbnail), SquareThumbnailKey: ids.RunKey(vid, run, ids.ObjectSquareThumbnail)}
+		return &backbeatv1.ThumbnailJob{VideoId: vid, RunId: run, VideoKey: keys.RunKey(vid, run, keys.ObjectVideo),
+			ThumbnailKey: keys.RunKey(vid, run, keys.ObjectThumbnail), SquareThumbnailKey: keys.RunKey(vid, run, keys.ObjectSquareThumbnail)}
 	}
 
 	// A missing video is permanent.
@@ -139,20 +140,20 @@ func TestHandleRefusesKeysOutsideItsRun(t *testing.T) {
 	run, other := ids.NewRunID(), ids.NewRunID()
 	b.setRun(t, "X", run, bus.RunDone)
 	good := func() *backbeatv1.ThumbnailJob {
-		return &backbeatv1.ThumbnailJob{VideoId: "X", RunId: run, VideoKey: ids.RunKey("X", run, ids.ObjectVideo),
-			ThumbnailKey: ids.RunKey("X", run, ids.ObjectThumbnail), SquareThumbnailKey: ids.RunKey("X", run, ids.ObjectSquareThumbnail)}
+		return &backbeatv1.ThumbnailJob{VideoId: "X", RunId: run, VideoKey: keys.RunKey("X", run, keys.ObjectVideo),
+			ThumbnailKey: keys.RunKey("X", run, keys.ObjectThumbnail), SquareThumbnailKey: keys.RunKey("X", run, keys.ObjectSquareThumbnail)}
 	}
 	for name, mutate := range map[string]func(j *backbeatv1.ThumbnailJob){
 		"no keys":               func(j *backbeatv1.ThumbnailJob) { j.VideoKey, j.ThumbnailKey, j.SquareThumbnailKey = "", "", "" },
 		"no video key":          func(j *backbeatv1.ThumbnailJob) { j.VideoKey = "" },
 		"flat video key":        func(j *backbeatv1.ThumbnailJob) { j.VideoKey = "videos/X.mp4" },
-		"public video key":      func(j *backbeatv1.ThumbnailJob) { j.VideoKey = ids.PublicKey("X", run, ids.ObjectVideo) },
-		"another run's video":   func(j *backbeatv1.ThumbnailJob) { j.VideoKey = ids.RunKey("X", other, ids.ObjectVideo) },
-		"another video's video": func(j *backbeatv1.ThumbnailJob) { j.VideoKey = ids.RunKey("X-square", run, ids.ObjectVideo) },
+		"public video key":      func(j *backbeatv1.ThumbnailJob) { j.VideoKey = keys.PublicKey("X", run, keys.ObjectVideo) },
+		"another run's video":   func(j *backbeatv1.ThumbnailJob) { j.VideoKey = keys.RunKey("X", other, keys.ObjectVideo) },
+		"another video's video": func(j *backbeatv1.ThumbnailJob) { j.VideoKey = keys.RunKey("X-square", run, keys.ObjectVideo) },
 		"flat thumbnail":        func(j *backbeatv1.ThumbnailJob) { j.ThumbnailKey = "thumbnails/X-square.jpg" },
-		"public thumbnail":      func(j *backbeatv1.ThumbnailJob) { j.ThumbnailKey = ids.PublicKey("X", run, ids.ObjectThumbnail) },
+		"public thumbnail":      func(j *backbeatv1.ThumbnailJob) { j.ThumbnailKey = keys.PublicKey("X", run, keys.ObjectThumbnail) },
 		"another video's square": func(j *backbeatv1.ThumbnailJob) {
-			j.SquareThumbnailKey = ids.RunKey("Y", run, ids.ObjectSquareThumbnail)
+			j.SquareThumbnailKey = keys.RunKey("Y", run, keys.ObjectSquareThumbnail)
 		},
 		"traversal":                func(j *backbeatv1.ThumbnailJob) { j.ThumbnailKey = "runs/X/" + run + "/../thumbnail.jpg" },
 		"thumbnail over the video": func(j *backbeatv1.ThumbnailJob) { j.ThumbnailKey = j.VideoKey },

@@ -17,6 +17,7 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/bus"
 	// Registers the Backbeat messages for decoding by their type header.
+	"github.com/backbeat/backbeat/pkg/redact"
 	_ "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
 
@@ -44,7 +45,7 @@ func (n *natsFlags) connect(env Env) (*nats.Conn, jetstream.JetStream, bus.Subje
 		Password: env.Getenv("BACKBEAT_NATS_PASSWORD"), CredsFile: creds})...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, nil, subj, fmt.Errorf("connect nats %s: %w", bus.RedactURL(url), err)
+		return nil, nil, subj, fmt.Errorf("connect nats %s: %w", redact.URL(url), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

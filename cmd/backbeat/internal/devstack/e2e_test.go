@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/backbeat/backbeat/pkg/blob"
-	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/media"
 	"github.com/backbeat/backbeat/pkg/store"
 	"github.com/backbeat/backbeat/services/api"
@@ -134,7 +134,7 @@ func TestNewCreateSupersedesRender(t *testing.T) {
 	require.NotEmpty(t, pids)
 
 	e.faults.set("gpu", nil)
-	e.create(api.CreateRequest{VideoID: vid, AudioKey: ids.UploadPrefix(vid) + "audio.wav", StartSeconds: 1, EndSeconds: 3, Template: "spectrum", Format: "square"})
+	e.create(api.CreateRequest{VideoID: vid, AudioKey: keys.UploadPrefix(vid) + "audio.wav", StartSeconds: 1, EndSeconds: 3, Template: "spectrum", Format: "square"})
 	start := time.Now()
 	require.Eventually(t, func() bool {
 		for _, p := range pids {
@@ -187,7 +187,7 @@ func TestCancelMidRender(t *testing.T) {
 	}, 3*time.Second, 20*time.Millisecond, "ffmpeg killed")
 	require.Equal(t, before, e.balance(), "refunded")
 	time.Sleep(time.Second)
-	_, err := e.st.Blob.Stat(context.Background(), ids.PublicKey(vid, v.RunID, ids.ObjectVideo))
+	_, err := e.st.Blob.Stat(context.Background(), keys.PublicKey(vid, v.RunID, keys.ObjectVideo))
 	require.True(t, errors.Is(err, blob.ErrNotFound), "nothing of a cancelled run is public: %v", err)
 }
 
@@ -204,7 +204,7 @@ func TestReRenderServesNewBytes(t *testing.T) {
 	require.Equal(t, sum1, again)
 	require.Equal(t, "HIT", hdr.Get("X-Cache"), "the edge caches")
 
-	e.create(api.CreateRequest{VideoID: vid, AudioKey: ids.UploadPrefix(vid) + "audio.wav", StartSeconds: 3, EndSeconds: 5,
+	e.create(api.CreateRequest{VideoID: vid, AudioKey: keys.UploadPrefix(vid) + "audio.wav", StartSeconds: 3, EndSeconds: 5,
 		Template: "spectrum", Format: "square", Title: "Another take"})
 	v2 := e.wait(vid, 3*time.Minute, "second run ready", func(v api.VideoView) bool { return v.Status == "ready" && v.RunID != v1.RunID })
 	require.NotEqual(t, v1.VideoURL, v2.VideoURL, "a URL names its run")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/store"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 	"github.com/backbeat/backbeat/services/api"
@@ -73,7 +74,7 @@ func TestBadInputsEndWithReasonAndRefund(t *testing.T) {
 	})
 	t.Run("not an audio file", func(t *testing.T) {
 		vid := e.vid("notaudio")
-		key := ids.UploadPrefix(vid) + "audio.mp3"
+		key := keys.UploadPrefix(vid) + "audio.mp3"
 		junk := filepath.Join(t.TempDir(), "junk.mp3")
 		require.NoError(t, os.WriteFile(junk, []byte(strings.Repeat("this is not audio at all\n", 400)), 0o644))
 		_, err := e.st.Blob.PutFile(ctx, key, junk, "audio/mpeg")
@@ -86,7 +87,7 @@ func TestBadInputsEndWithReasonAndRefund(t *testing.T) {
 	})
 	t.Run("unknown user", func(t *testing.T) {
 		vid := e.vid("nouser")
-		e.publishCreate(vid, "nobody", ids.UploadPrefix(vid)+"audio.wav", 0, 2, "r4", "")
+		e.publishCreate(vid, "nobody", keys.UploadPrefix(vid)+"audio.wav", 0, 2, "r4", "")
 		require.Eventually(t, func() bool {
 			v, err := e.st.Store.GetVideo(ctx, vid)
 			return err == nil && v.Status == store.StatusError && strings.Contains(v.Reason, "unknown user")

@@ -1,6 +1,15 @@
-package ids
+// Package keys is the object-key layout of the blob store: where the uploads
+// of a video, the objects a run writes and the objects the edge serves live,
+// the parsers that take a key apart again, and ValidKey, the shape every key
+// must have before it reaches a store.
+package keys
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+
+	"github.com/backbeat/backbeat/pkg/ids"
+)
 
 // The object layout. Every key names exactly one (video, run, object): the
 // video id and the run id are whole segments between slashes, and neither
@@ -48,6 +57,26 @@ func ValidObjectName(name string) bool {
 	return false
 }
 
+// ValidKey reports whether an object key is relative, clean and free of
+// traversal: segments of [A-Za-z0-9._-], none of them "." or "..".
+func ValidKey(key string) error {
+	if key == "" || len(key) > 512 {
+		return fmt.Errorf("invalid object key %q: empty or longer than 512", key)
+	}
+	for _, seg := range strings.Split(key, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("invalid object key %q: empty, . or .. segment", key)
+		}
+		for _, c := range seg {
+			ok := c == '.' || c == '_' || c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+			if !ok {
+				return fmt.Errorf("invalid object key %q: character %q not allowed", key, c)
+			}
+		}
+	}
+	return nil
+}
+
 // Top-level folders of the layout.
 const (
 	runsRoot    = "runs/"
@@ -83,7 +112,7 @@ func UploadPrefix(vid string) string { return uploadsRoot + vid + "/" }
 // vid, so a job can read no other video's upload.
 func IsUploadKey(key, vid string) bool {
 	rest, ok := strings.CutPrefix(key, UploadPrefix(vid))
-	return ok && rest != "" && ValidateVideoID(vid) == nil && ValidKey(key) == nil
+	return ok && rest != "" && ids.ValidateVideoID(vid) == nil && ValidKey(key) == nil
 }
 
 // IsRunKey reports whether key is a well-formed run key (ParseRunKey) of
@@ -96,7 +125,7 @@ func IsRunKey(key, vid, run string) bool {
 }
 
 // ParseRunKey splits runs/<vid>/<run>/<name> into its parts. ok is false
-// unless vid passes ValidateVideoID, run passes ValidateRunID and name is one
+// unless vid passes ids.ValidateVideoID, run passes ids.ValidateRunID and name is one
 // of ObjectNames, so RunKey(ParseRunKey(key)) == key whenever ok is true.
 func ParseRunKey(key string) (vid, run, name string, ok bool) {
 	return parseKey(key, runsRoot)
@@ -114,14 +143,15 @@ func parseKey(key, root string) (vid, run, name string, ok bool) {
 		return "", "", "", false
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || ValidateVideoID(parts[0]) != nil || ValidateRunID(parts[1]) != nil || !ValidObjectName(parts[2]) {
+	if len(parts) != 3 || ids.ValidateVideoID(parts[0]) != nil || ids.ValidateRunID(parts[1]) != nil || !ValidObjectName(parts[2]) {
 		return "", "", "", false
 	}
 	return parts[0], parts[1], parts[2], true
 }
 
-// The flat layout of the first version, kept only until render-coordinator
-// switches to RunKey and PublicKey. Nothing else may call these.
+// The flat layout of the first version. Every service, render-coordinator
+// included, uses RunKey and PublicKey now; these remain only for the test
+// that shows why the layout was dropped. Nothing may call them.
 
 // AudioKey is the AAC track muxed into the video, in the flat layout.
 //

@@ -1,4 +1,4 @@
-package media
+package netguard
 
 import (
 	"context"
@@ -54,6 +54,7 @@ func TestCheckInput(t *testing.T) {
 		"concat:/a.wav|/b.wav",
 		"pipe:0",
 		"subfile,,start,0,end,10,,:/etc/passwd",
+		"subfile,/x:/etc/passwd", // found by FuzzCheckInput: a slash in the options
 		"http://cdn.example.com/a.mp3",
 		"rtmp://cdn.example.com/live",
 		"data:audio/wav;base64,AAAA",

@@ -1,4 +1,4 @@
-package ids_test
+package keys_test
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/keys"
 )
 
 // owner is what one object key means: which folder of the layout, which
@@ -71,7 +72,7 @@ func TestTwoVideosNeverShareAnObject(t *testing.T) {
 	owners := map[string]owner{}
 	add := func(key string, o owner) {
 		t.Helper()
-		require.NoError(t, ids.ValidKey(key), "%+v", o)
+		require.NoError(t, keys.ValidKey(key), "%+v", o)
 		if prev, dup := owners[key]; dup {
 			t.Fatalf("key %q names two objects: %+v and %+v", key, prev, o)
 		}
@@ -79,37 +80,37 @@ func TestTwoVideosNeverShareAnObject(t *testing.T) {
 	}
 	for _, vid := range vids {
 		for _, name := range uploadNames {
-			add(ids.UploadPrefix(vid)+name, owner{"uploads", vid, "", name})
+			add(keys.UploadPrefix(vid)+name, owner{"uploads", vid, "", name})
 		}
 		for _, run := range runs {
-			for _, name := range ids.ObjectNames() {
-				add(ids.RunKey(vid, run, name), owner{"runs", vid, run, name})
-				add(ids.PublicKey(vid, run, name), owner{"videos", vid, run, name})
+			for _, name := range keys.ObjectNames() {
+				add(keys.RunKey(vid, run, name), owner{"runs", vid, run, name})
+				add(keys.PublicKey(vid, run, name), owner{"videos", vid, run, name})
 			}
 		}
 	}
-	require.Len(t, owners, len(vids)*(len(uploadNames)+2*len(runs)*len(ids.ObjectNames())))
+	require.Len(t, owners, len(vids)*(len(uploadNames)+2*len(runs)*len(keys.ObjectNames())))
 
 	for key, o := range owners {
 		// Every key parses back to its one owner.
 		switch o.space {
 		case "runs":
-			vid, run, name, ok := ids.ParseRunKey(key)
+			vid, run, name, ok := keys.ParseRunKey(key)
 			require.True(t, ok, key)
 			require.Equal(t, o, owner{"runs", vid, run, name})
-			require.True(t, ids.IsRunKey(key, o.vid, o.run))
-			_, _, _, ok = ids.ParsePublicKey(key)
+			require.True(t, keys.IsRunKey(key, o.vid, o.run))
+			_, _, _, ok = keys.ParsePublicKey(key)
 			require.False(t, ok, "a run key is never public: %s", key)
 		case "videos":
-			vid, run, name, ok := ids.ParsePublicKey(key)
+			vid, run, name, ok := keys.ParsePublicKey(key)
 			require.True(t, ok, key)
 			require.Equal(t, o, owner{"videos", vid, run, name})
-			require.False(t, ids.IsRunKey(key, o.vid, o.run), "a public key is not a run key: %s", key)
+			require.False(t, keys.IsRunKey(key, o.vid, o.run), "a public key is not a run key: %s", key)
 		case "uploads":
-			require.True(t, ids.IsUploadKey(key, o.vid))
-			_, _, _, ok := ids.ParseRunKey(key)
+			require.True(t, keys.IsUploadKey(key, o.vid))
+			_, _, _, ok := keys.ParseRunKey(key)
 			require.False(t, ok, key)
-			_, _, _, ok = ids.ParsePublicKey(key)
+			_, _, _, ok = keys.ParsePublicKey(key)
 			require.False(t, ok, key)
 		}
 		// No other video's (or other run's) folder contains it; with the
@@ -119,17 +120,17 @@ func TestTwoVideosNeverShareAnObject(t *testing.T) {
 			if vid == o.vid {
 				continue
 			}
-			if strings.HasPrefix(key, ids.UploadPrefix(vid)) || strings.HasPrefix(key, ids.PublicPrefix(vid)) {
+			if strings.HasPrefix(key, keys.UploadPrefix(vid)) || strings.HasPrefix(key, keys.PublicPrefix(vid)) {
 				t.Fatalf("key %q of %+v lies under a folder of video %q", key, o, vid)
 			}
 			for _, run := range runs {
-				if strings.HasPrefix(key, ids.RunPrefix(vid, run)) {
+				if strings.HasPrefix(key, keys.RunPrefix(vid, run)) {
 					t.Fatalf("key %q of %+v lies under run %s of video %q", key, o, run, vid)
 				}
 			}
 		}
 		for _, run := range runs {
-			if o.space == "runs" && run != o.run && (strings.HasPrefix(key, ids.RunPrefix(o.vid, run)) || ids.IsRunKey(key, o.vid, run)) {
+			if o.space == "runs" && run != o.run && (strings.HasPrefix(key, keys.RunPrefix(o.vid, run)) || keys.IsRunKey(key, o.vid, run)) {
 				t.Fatalf("key %q of %+v lies under another run %s", key, o, run)
 			}
 		}
@@ -144,11 +145,11 @@ func TestOldLayoutCollided(t *testing.T) {
 	t.Parallel()
 	require.NoError(t, ids.ValidateVideoID("X"))
 	require.NoError(t, ids.ValidateVideoID("X-square"))
-	require.Equal(t, ids.SquareThumbnailKey("X"), ids.ThumbnailKey("X-square"), "the flat layout gives two videos one object")
+	require.Equal(t, keys.SquareThumbnailKey("X"), keys.ThumbnailKey("X-square"), "the flat layout gives two videos one object")
 
 	run := ids.NewRunID()
-	require.NotEqual(t, ids.RunKey("X", run, ids.ObjectSquareThumbnail), ids.RunKey("X-square", run, ids.ObjectThumbnail))
-	require.NotEqual(t, ids.PublicKey("X", run, ids.ObjectSquareThumbnail), ids.PublicKey("X-square", run, ids.ObjectThumbnail))
+	require.NotEqual(t, keys.RunKey("X", run, keys.ObjectSquareThumbnail), keys.RunKey("X-square", run, keys.ObjectThumbnail))
+	require.NotEqual(t, keys.PublicKey("X", run, keys.ObjectSquareThumbnail), keys.PublicKey("X-square", run, keys.ObjectThumbnail))
 }
 
 func TestValidateRunID(t *testing.T) {
@@ -168,12 +169,12 @@ func TestValidateRunID(t *testing.T) {
 func TestLayout(t *testing.T) {
 	t.Parallel()
 	const run = "r0123456789abcdef01234567"
-	require.Equal(t, "runs/v1/"+run+"/", ids.RunPrefix("v1", run))
-	require.Equal(t, "runs/v1/"+run+"/video.mp4", ids.RunKey("v1", run, ids.ObjectVideo))
-	require.Equal(t, "videos/v1/", ids.PublicPrefix("v1"))
-	require.Equal(t, "videos/v1/"+run+"/square.jpg", ids.PublicKey("v1", run, ids.ObjectSquareThumbnail))
-	require.Equal(t, "uploads/v1/", ids.UploadPrefix("v1"))
-	require.Equal(t, []string{"video.mp4", "audio.m4a", "audio.mp3", "analysis.json", "thumbnail.jpg", "square.jpg"}, ids.ObjectNames())
+	require.Equal(t, "runs/v1/"+run+"/", keys.RunPrefix("v1", run))
+	require.Equal(t, "runs/v1/"+run+"/video.mp4", keys.RunKey("v1", run, keys.ObjectVideo))
+	require.Equal(t, "videos/v1/", keys.PublicPrefix("v1"))
+	require.Equal(t, "videos/v1/"+run+"/square.jpg", keys.PublicKey("v1", run, keys.ObjectSquareThumbnail))
+	require.Equal(t, "uploads/v1/", keys.UploadPrefix("v1"))
+	require.Equal(t, []string{"video.mp4", "audio.m4a", "audio.mp3", "analysis.json", "thumbnail.jpg", "square.jpg"}, keys.ObjectNames())
 
 	for _, bad := range []string{
 		"runs/v1/" + run + "/other.mp4",   // not an object name
@@ -189,18 +190,18 @@ func TestLayout(t *testing.T) {
 		"videos/v1/" + run + "/video.mp4", // public, not run
 		"runs/v1/" + run,                  // no name
 	} {
-		_, _, _, ok := ids.ParseRunKey(bad)
+		_, _, _, ok := keys.ParseRunKey(bad)
 		require.False(t, ok, "%q", bad)
-		require.False(t, ids.IsRunKey(bad, "v1", run), "%q", bad)
+		require.False(t, keys.IsRunKey(bad, "v1", run), "%q", bad)
 	}
 	for _, bad := range []string{"videos/v1.mp4", "videos/v1/" + run, "videos/v1/" + run + "/x.jpg", "thumbnails/v1.jpg", "runs/v1/" + run + "/video.mp4"} {
-		_, _, _, ok := ids.ParsePublicKey(bad)
+		_, _, _, ok := keys.ParsePublicKey(bad)
 		require.False(t, ok, "%q", bad)
 	}
-	require.False(t, ids.IsUploadKey("uploads/v1/", "v1"))
-	require.False(t, ids.IsUploadKey("uploads/v1/../v2/audio.mp3", "v1"))
-	require.False(t, ids.IsUploadKey("uploads/v10/audio.mp3", "v1"))
-	require.True(t, ids.IsUploadKey("uploads/v1/audio.mp3", "v1"))
+	require.False(t, keys.IsUploadKey("uploads/v1/", "v1"))
+	require.False(t, keys.IsUploadKey("uploads/v1/../v2/audio.mp3", "v1"))
+	require.False(t, keys.IsUploadKey("uploads/v10/audio.mp3", "v1"))
+	require.True(t, keys.IsUploadKey("uploads/v1/audio.mp3", "v1"))
 }
 
 // FuzzObjectKeys checks the layout on fuzzed ids: for a valid video id and
@@ -216,57 +217,57 @@ func FuzzObjectKeys(f *testing.F) {
 	}
 	f.Add("v", "r0123456789abcdef01234567", uint8(4), "videos/v/r0123456789abcdef01234567/thumbnail.jpg")
 	f.Add("v", "r0123456789abcdef01234567", uint8(5), "thumbnails/v-square.jpg")
-	names := ids.ObjectNames()
+	names := keys.ObjectNames()
 	f.Fuzz(func(t *testing.T, vid, run string, n uint8, raw string) {
 		name := names[int(n)%len(names)]
 		valid := ids.ValidateVideoID(vid) == nil && ids.ValidateRunID(run) == nil
-		rk, pk := ids.RunKey(vid, run, name), ids.PublicKey(vid, run, name)
+		rk, pk := keys.RunKey(vid, run, name), keys.PublicKey(vid, run, name)
 
-		v, r, nm, ok := ids.ParseRunKey(rk)
+		v, r, nm, ok := keys.ParseRunKey(rk)
 		if ok != valid {
 			t.Fatalf("ParseRunKey(%q) ok=%v, ids valid=%v", rk, ok, valid)
 		}
-		if ids.IsRunKey(rk, vid, run) != valid {
+		if keys.IsRunKey(rk, vid, run) != valid {
 			t.Fatalf("IsRunKey(%q, %q, %q) != %v", rk, vid, run, valid)
 		}
-		pv, pr, pn, pok := ids.ParsePublicKey(pk)
+		pv, pr, pn, pok := keys.ParsePublicKey(pk)
 		if pok != valid {
 			t.Fatalf("ParsePublicKey(%q) ok=%v, ids valid=%v", pk, pok, valid)
 		}
 		if valid {
 			for _, k := range []string{rk, pk} {
-				if err := ids.ValidKey(k); err != nil {
+				if err := keys.ValidKey(k); err != nil {
 					t.Fatalf("layout key invalid: %v", err)
 				}
 			}
-			if !strings.HasPrefix(rk, ids.RunPrefix(vid, run)) || !strings.HasPrefix(pk, ids.PublicPrefix(vid)) {
+			if !strings.HasPrefix(rk, keys.RunPrefix(vid, run)) || !strings.HasPrefix(pk, keys.PublicPrefix(vid)) {
 				t.Fatalf("keys %q, %q not under their prefixes", rk, pk)
 			}
 			if v != vid || r != run || nm != name || pv != vid || pr != run || pn != name {
 				t.Fatalf("keys do not parse back: %q → %q %q %q; %q → %q %q %q", rk, v, r, nm, pk, pv, pr, pn)
 			}
-			if ids.IsRunKey(pk, vid, run) {
+			if keys.IsRunKey(pk, vid, run) {
 				t.Fatalf("public key %q passes IsRunKey", pk)
 			}
-			if _, _, _, ok := ids.ParsePublicKey(rk); ok {
+			if _, _, _, ok := keys.ParsePublicKey(rk); ok {
 				t.Fatalf("run key %q parses as public", rk)
 			}
 		}
 
 		// Parsing is the exact inverse of building.
-		if v, r, nm, ok := ids.ParseRunKey(raw); ok {
-			if got := ids.RunKey(v, r, nm); got != raw {
+		if v, r, nm, ok := keys.ParseRunKey(raw); ok {
+			if got := keys.RunKey(v, r, nm); got != raw {
 				t.Fatalf("ParseRunKey(%q) = %q %q %q, which builds %q", raw, v, r, nm, got)
 			}
-			if ids.ValidKey(raw) != nil || ids.ValidateVideoID(v) != nil || ids.ValidateRunID(r) != nil {
+			if keys.ValidKey(raw) != nil || ids.ValidateVideoID(v) != nil || ids.ValidateRunID(r) != nil {
 				t.Fatalf("ParseRunKey accepted %q", raw)
 			}
 		}
-		if v, r, nm, ok := ids.ParsePublicKey(raw); ok {
-			if got := ids.PublicKey(v, r, nm); got != raw {
+		if v, r, nm, ok := keys.ParsePublicKey(raw); ok {
+			if got := keys.PublicKey(v, r, nm); got != raw {
 				t.Fatalf("ParsePublicKey(%q) = %q %q %q, which builds %q", raw, v, r, nm, got)
 			}
-			if ids.ValidKey(raw) != nil {
+			if keys.ValidKey(raw) != nil {
 				t.Fatalf("ParsePublicKey accepted invalid key %q", raw)
 			}
 		}
@@ -276,9 +277,19 @@ func FuzzObjectKeys(f *testing.F) {
 // Example of the keys of one run, for the doc.
 func ExampleRunKey() {
 	const run = "r0123456789abcdef01234567"
-	fmt.Println(ids.RunKey("X-square", run, ids.ObjectThumbnail))
-	fmt.Println(ids.PublicKey("X", run, ids.ObjectSquareThumbnail))
+	fmt.Println(keys.RunKey("X-square", run, keys.ObjectThumbnail))
+	fmt.Println(keys.PublicKey("X", run, keys.ObjectSquareThumbnail))
 	// Output:
 	// runs/X-square/r0123456789abcdef01234567/thumbnail.jpg
 	// videos/X/r0123456789abcdef01234567/square.jpg
+}
+
+func TestValidKey(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"videos/v1.mp4", "uploads/v1/audio.wav", "thumbnails/v1-square.jpg"} {
+		require.NoError(t, keys.ValidKey(ok), ok)
+	}
+	for _, bad := range []string{"", "/abs", "a//b", "../x", "videos/../x", "a/./b", "a\\b", "a\x00b", "a/", "a b"} {
+		require.Error(t, keys.ValidKey(bad), "%q", bad)
+	}
 }

@@ -1,4 +1,10 @@
-package media
+// Package netguard keeps user-supplied sources from reaching anything but
+// the public internet: CheckInput vets a source before ffmpeg or an HTTP
+// client sees it (local paths and allow-listed https URLs that resolve only
+// to public addresses), and PublicDialer re-checks every address at connect
+// time, so DNS rebinding cannot point a fetch at loopback, a private network
+// or a cloud metadata service.
+package netguard
 
 import (
 	"context"
@@ -40,6 +46,11 @@ func checkInput(ctx context.Context, src string, allowHosts []string, lookup loo
 	}
 	if strings.ContainsAny(src, "\x00\r\n") {
 		return fmt.Errorf("%w: control character in source", ErrInputRefused)
+	}
+	// ffmpeg reads "subfile,<options>,:<url>" as its subfile protocol
+	// whatever the options hold, a slash included (found by FuzzCheckInput).
+	if len(src) >= 8 && strings.EqualFold(src[:8], "subfile,") {
+		return fmt.Errorf("%w: protocol subfile not allowed, only local files and https URLs", ErrInputRefused)
 	}
 	// ffmpeg reads "<proto>:<rest>" as a protocol whenever the part before the
 	// first colon holds no slash; anything else is a plain file name.
