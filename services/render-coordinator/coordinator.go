@@ -224,7 +224,7 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	errc := make(chan error, 4)
 	wg.Add(4)
 	go func() { defer wg.Done(); errc <- s.Router().Run(ctx, cons, s.cfg.Concurrency) }()
-	go func() { defer wg.Done(); errc <- s.notifier().Run(ctx, notifyCons, 2) }()
+	go func() { defer wg.Done(); errc <- s.notifier().Run(ctx, 2, notifyCons) }()
 	go func() { defer wg.Done(); s.watchdog(ctx); errc <- nil }()
 	go func() { defer wg.Done(); errc <- s.watchExhausted(ctx, js) }()
 	wg.Wait()
