@@ -25,19 +25,28 @@ func renderStep(t *testing.T, tb *testBundle, runs *bus.Runs, work func(ctx cont
 	}
 }
 
-// TestStepGuardsWorksAndPublishes: a current attempt is worked and its done
-// event published under MsgID(run, step, attempt, kind); a bad id is
-// permanent before any work; another attempt is not current.
-func TestStepGuardsWorksAndPublishes(t *testing.T) {
-	t.Parallel()
+// activeRun makes a current run (attempt) of vid and subscribes to its
+// render.done events.
+func activeRun(t *testing.T, vid string, attempt int32) (*testBundle, *bus.Runs, string, *nats.Subscription) {
+	t.Helper()
 	tb := setup(t)
 	ctx := context.Background()
 	runs, err := bus.OpenRuns(ctx, tb.js)
 	require.NoError(t, err)
 	run := ids.NewRunID()
-	require.NoError(t, runs.Set(ctx, "vs1", bus.RunState{RunID: run, Attempt: 2, State: bus.RunActive}))
-	sub, err := tb.nc.SubscribeSync(tb.subj.Event("vs1", bus.KindRenderDone))
+	require.NoError(t, runs.Set(ctx, vid, bus.RunState{RunID: run, Attempt: attempt, State: bus.RunActive}))
+	sub, err := tb.nc.SubscribeSync(tb.subj.Event(vid, bus.KindRenderDone))
 	require.NoError(t, err)
+	return tb, runs, run, sub
+}
+
+// TestStepGuardsWorksAndPublishes: a current attempt is worked and its done
+// event published under MsgID(run, step, attempt, kind); a bad id is
+// permanent before any work; another attempt is not current.
+func TestStepGuardsWorksAndPublishes(t *testing.T) {
+	t.Parallel()
+	tb, runs, run, sub := activeRun(t, "vs1", 2)
+	ctx := context.Background()
 
 	var worked int
 	s := renderStep(t, tb, runs, func(ctx context.Context, j *backbeatv1.RenderJob) (*backbeatv1.RenderDone, error) {
@@ -72,20 +81,13 @@ func TestStepGuardsWorksAndPublishes(t *testing.T) {
 // work is dropped (ErrNotCurrent), and no done event is published.
 func TestStepWorkCancelledBySupersedeIsNotCurrent(t *testing.T) {
 	t.Parallel()
-	tb := setup(t)
-	ctx := context.Background()
-	runs, err := bus.OpenRuns(ctx, tb.js)
-	require.NoError(t, err)
-	run := ids.NewRunID()
-	require.NoError(t, runs.Set(ctx, "vs2", bus.RunState{RunID: run, Attempt: 1, State: bus.RunActive}))
-	sub, err := tb.nc.SubscribeSync(tb.subj.Event("vs2", bus.KindRenderDone))
-	require.NoError(t, err)
+	tb, runs, run, sub := activeRun(t, "vs2", 1)
 	s := renderStep(t, tb, runs, func(ctx context.Context, j *backbeatv1.RenderJob) (*backbeatv1.RenderDone, error) {
 		require.NoError(t, runs.Set(context.Background(), "vs2", bus.RunState{RunID: run, Attempt: 1, State: bus.RunCancelled}))
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
-	err = s.Handle(ctx, &backbeatv1.RenderJob{VideoId: "vs2", RunId: run, Attempt: 1})
+	err := s.Handle(context.Background(), &backbeatv1.RenderJob{VideoId: "vs2", RunId: run, Attempt: 1})
 	require.ErrorIs(t, err, bus.ErrNotCurrent)
 	_, err = sub.NextMsg(300 * time.Millisecond)
 	require.ErrorIs(t, err, nats.ErrTimeout, "no done event for a dropped job")
