@@ -99,7 +99,7 @@ func Start(ctx context.Context, name string) (*Process, error) {
 // name is BACKBEAT_WORKER_NAME (default: the host name, see bus.Deps).
 func (p *Process) Deps() bus.Deps {
 	return bus.Deps{Blob: p.Blob, Pub: p.Pub, Runs: p.Runs, Topo: p.Topo, Log: p.Log, Metrics: p.Metrics,
-		Name: p.Env.String("WORKER_NAME", "")}
+		Name: p.Env.String("WORKER_NAME", "")}.WithDefaults()
 }
 
 // Serve serves HTTP and runs the service until ctx is done, then drains NATS.
