@@ -93,7 +93,7 @@ func (w *Worker[T]) Run(ctx context.Context, concurrency int, cons ...jetstream.
 	if len(cons) == 0 {
 		return fmt.Errorf("worker %s: no consumer to run", w.Step)
 	}
-	var next func(context.Context) jetstream.Msg
+	var next func(context.Context) (jetstream.Msg, time.Duration)
 	if len(cons) == 1 {
 		next = longPoll(cons[0], w.log(), w.Step)
 	} else {
@@ -109,8 +109,9 @@ const (
 )
 
 // runLoop is the fetch loop shared by Worker and Router: next returns one
-// message, or nil after it has waited (a long poll, a pause, a failure).
-func runLoop(ctx context.Context, concurrency int, next func(context.Context) jetstream.Msg, process func(context.Context, jetstream.Msg)) error {
+// message, or nil and how long to pause (after a failure, or when every
+// consumer was empty) once the slot is given back.
+func runLoop(ctx context.Context, concurrency int, next func(context.Context) (jetstream.Msg, time.Duration), process func(context.Context, jetstream.Msg)) error {
 	if concurrency < 1 {
 		concurrency = 1
 	}
@@ -123,9 +124,12 @@ func runLoop(ctx context.Context, concurrency int, next func(context.Context) je
 			return nil
 		case slots <- struct{}{}:
 		}
-		msg := next(ctx)
+		msg, pause := next(ctx)
 		if msg == nil {
 			<-slots
+			if pause > 0 {
+				sleepCtx(ctx, pause)
+			}
 			continue
 		}
 		wg.Add(1)
@@ -137,23 +141,23 @@ func runLoop(ctx context.Context, concurrency int, next func(context.Context) je
 	}
 }
 
-// longPoll fetches from one consumer, waiting up to 2 s for a message and
-// pausing a second after a failed fetch.
-func longPoll(cons jetstream.Consumer, log *zap.Logger, step string) func(context.Context) jetstream.Msg {
-	return func(ctx context.Context) jetstream.Msg {
+// longPoll fetches from one consumer, waiting up to 2 s for a message; it
+// asks for a second's pause after a failed fetch.
+func longPoll(cons jetstream.Consumer, log *zap.Logger, step string) func(context.Context) (jetstream.Msg, time.Duration) {
+	return func(ctx context.Context) (jetstream.Msg, time.Duration) {
 		msg, err := FetchOne(ctx, cons, 2*time.Second)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("fetch failed", zap.String("step", step), zap.Error(err))
-			sleepCtx(ctx, time.Second)
+			return nil, time.Second
 		}
-		return msg
+		return msg, 0
 	}
 }
 
 // priorityPoll takes one available message from cons (in priority order),
-// trying them in FetchOrder without waiting, and pauses poll when all are
-// empty. The n-th call uses FetchOrder(n, starveEvery, len(cons)).
-func priorityPoll(cons []jetstream.Consumer, log *zap.Logger, step string, starveEvery int, poll time.Duration) func(context.Context) jetstream.Msg {
+// trying them in FetchOrder without waiting, and asks for a pause of poll
+// when all are empty. The n-th call uses FetchOrder(n, starveEvery, len(cons)).
+func priorityPoll(cons []jetstream.Consumer, log *zap.Logger, step string, starveEvery int, poll time.Duration) func(context.Context) (jetstream.Msg, time.Duration) {
 	if starveEvery <= 0 {
 		starveEvery = DefaultStarveEvery
 	}
@@ -161,12 +165,12 @@ func priorityPoll(cons []jetstream.Consumer, log *zap.Logger, step string, starv
 		poll = DefaultPollInterval
 	}
 	fetches := 0 // only the loop's goroutine calls next
-	return func(ctx context.Context) jetstream.Msg {
+	return func(ctx context.Context) (jetstream.Msg, time.Duration) {
 		order := FetchOrder(fetches, starveEvery, len(cons))
 		fetches++
 		for _, i := range order {
 			if ctx.Err() != nil {
-				return nil
+				return nil, 0
 			}
 			batch, err := cons[i].FetchNoWait(1)
 			if err != nil {
@@ -174,11 +178,10 @@ func priorityPoll(cons []jetstream.Consumer, log *zap.Logger, step string, starv
 				continue
 			}
 			for m := range batch.Messages() {
-				return m
+				return m, 0
 			}
 		}
-		sleepCtx(ctx, poll)
-		return nil
+		return nil, poll
 	}
 }
 
