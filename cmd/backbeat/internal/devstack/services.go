@@ -37,8 +37,8 @@ func (s *Stack) startServices(ctx context.Context) error {
 		return err
 	}
 	s.Coordinator, err = coordinator.New(coordinator.Config{
-		Bundles: s.Opts.Bundles, StallTimeout: s.Opts.StallTimeout, EdgeBaseURL: s.BaseURL, Name: "dev",
-	}, coordinator.Deps{Store: s.Store, Pub: cc.pub, Runs: cc.runs, Blob: s.Blob, Alerts: s.alerts,
+		Bundles: s.Opts.Bundles, StallTimeout: s.Opts.StallTimeout, EdgeBaseURL: s.BaseURL,
+	}, coordinator.Deps{Name: "dev", Store: s.Store, Pub: cc.pub, Runs: cc.runs, Blob: s.Blob, Alerts: s.alerts,
 		Log: s.logger("render-coordinator"), Topo: s.Topo, Metrics: bus.NewMetrics(tel.Registry)})
 	if err != nil {
 		return err
