@@ -95,6 +95,13 @@ func Start(ctx context.Context, name string) (*Process, error) {
 		Metrics: bus.NewMetrics(tel.Registry)}, nil
 }
 
+// Deps are the dependencies of a worker service, for its New: the replica
+// name is BACKBEAT_WORKER_NAME (default: the host name, see bus.Deps).
+func (p *Process) Deps() bus.Deps {
+	return bus.Deps{Blob: p.Blob, Pub: p.Pub, Runs: p.Runs, Topo: p.Topo, Log: p.Log, Metrics: p.Metrics,
+		Name: p.Env.String("WORKER_NAME", "")}.WithDefaults()
+}
+
 // Serve serves HTTP and runs the service until ctx is done, then drains NATS.
 func (p *Process) Serve(ctx context.Context, run func(ctx context.Context) error) error {
 	go func() { _ = p.HTTP.Serve(ctx) }()

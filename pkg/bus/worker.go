@@ -49,6 +49,13 @@ type Worker[T proto.Message] struct {
 	// OnStuck, when set, hears of a message that keeps failing with a
 	// retryable error (see StuckFunc).
 	OnStuck StuckFunc
+	// StarveEvery makes every Nth fetch of a Run over several consumers
+	// start from the lowest priority (default DefaultStarveEvery); see
+	// FetchOrder.
+	StarveEvery int
+	// PollInterval is the pause of a Run over several consumers when none has
+	// a message (default DefaultPollInterval).
+	PollInterval time.Duration
 }
 
 // StuckFunc is told that the message on subject failed again with err on its
@@ -74,15 +81,37 @@ const (
 	OutcomePanic = "panic"
 )
 
-// Run fetches and processes messages until ctx is done, at most concurrency at
-// a time, then waits for the handlers in flight. It fetches only when a slot is
-// free, so no message waits in a local buffer while its ack timer runs.
-func (w *Worker[T]) Run(ctx context.Context, cons jetstream.Consumer, concurrency int) error {
-	return runLoop(ctx, cons, concurrency, w.log(), w.Step, w.Process)
+// Run fetches and processes messages from cons until ctx is done, at most
+// concurrency at a time, then waits for the handlers in flight. It fetches
+// only when a slot is free, so no message waits in a local buffer while its
+// ack timer runs.
+//
+// cons are in priority order. With one consumer Run long-polls it. With
+// several it tries them in FetchOrder without waiting and pauses
+// PollInterval when all are empty.
+func (w *Worker[T]) Run(ctx context.Context, concurrency int, cons ...jetstream.Consumer) error {
+	if len(cons) == 0 {
+		return fmt.Errorf("worker %s: no consumer to run", w.Step)
+	}
+	var next func(context.Context) (jetstream.Msg, time.Duration)
+	if len(cons) == 1 {
+		next = longPoll(cons[0], w.log(), w.Step)
+	} else {
+		next = priorityPoll(cons, w.log(), w.Step, w.StarveEvery, w.PollInterval)
+	}
+	return runLoop(ctx, concurrency, next, w.Process)
 }
 
-// runLoop is the fetch loop shared by Worker and Router.
-func runLoop(ctx context.Context, cons jetstream.Consumer, concurrency int, log *zap.Logger, step string, process func(context.Context, jetstream.Msg)) error {
+// Defaults of Worker.StarveEvery and Worker.PollInterval.
+const (
+	DefaultStarveEvery  = 4
+	DefaultPollInterval = 250 * time.Millisecond
+)
+
+// runLoop is the fetch loop shared by Worker and Router: next returns one
+// message, or nil and how long to pause (after a failure, or when every
+// consumer was empty) once the slot is given back.
+func runLoop(ctx context.Context, concurrency int, next func(context.Context) (jetstream.Msg, time.Duration), process func(context.Context, jetstream.Msg)) error {
 	if concurrency < 1 {
 		concurrency = 1
 	}
@@ -95,12 +124,11 @@ func runLoop(ctx context.Context, cons jetstream.Consumer, concurrency int, log 
 			return nil
 		case slots <- struct{}{}:
 		}
-		msg, err := FetchOne(ctx, cons, 2*time.Second)
-		if err != nil || msg == nil {
+		msg, pause := next(ctx)
+		if msg == nil {
 			<-slots
-			if err != nil && ctx.Err() == nil {
-				log.Warn("fetch failed", zap.String("step", step), zap.Error(err))
-				sleepCtx(ctx, time.Second)
+			if pause > 0 {
+				sleepCtx(ctx, pause)
 			}
 			continue
 		}
@@ -111,6 +139,67 @@ func runLoop(ctx context.Context, cons jetstream.Consumer, concurrency int, log 
 			process(ctx, msg)
 		}()
 	}
+}
+
+// longPoll fetches from one consumer, waiting up to 2 s for a message; it
+// asks for a second's pause after a failed fetch.
+func longPoll(cons jetstream.Consumer, log *zap.Logger, step string) func(context.Context) (jetstream.Msg, time.Duration) {
+	return func(ctx context.Context) (jetstream.Msg, time.Duration) {
+		msg, err := FetchOne(ctx, cons, 2*time.Second)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("fetch failed", zap.String("step", step), zap.Error(err))
+			return nil, time.Second
+		}
+		return msg, 0
+	}
+}
+
+// priorityPoll takes one available message from cons (in priority order),
+// trying them in FetchOrder without waiting, and asks for a pause of poll
+// when all are empty. The n-th call uses FetchOrder(n, starveEvery, len(cons)).
+func priorityPoll(cons []jetstream.Consumer, log *zap.Logger, step string, starveEvery int, poll time.Duration) func(context.Context) (jetstream.Msg, time.Duration) {
+	if starveEvery <= 0 {
+		starveEvery = DefaultStarveEvery
+	}
+	if poll <= 0 {
+		poll = DefaultPollInterval
+	}
+	fetches := 0 // only the loop's goroutine calls next
+	return func(ctx context.Context) (jetstream.Msg, time.Duration) {
+		order := FetchOrder(fetches, starveEvery, len(cons))
+		fetches++
+		for _, i := range order {
+			if ctx.Err() != nil {
+				return nil, 0
+			}
+			batch, err := cons[i].FetchNoWait(1)
+			if err != nil {
+				log.Warn("fetch failed", zap.String("step", step), zap.String("consumer", cons[i].CachedInfo().Name), zap.Error(err))
+				continue
+			}
+			for m := range batch.Messages() {
+				return m, 0
+			}
+		}
+		return nil, poll
+	}
+}
+
+// FetchOrder is the order in which count consumers, given in priority order,
+// are tried on the n-th fetch (from 0): highest first; but every
+// starveEvery-th fetch starts from the lowest, so low jobs progress even
+// while high ones keep arriving. For three: 0, 1, 2, and 2, 0, 1 on every
+// starveEvery-th fetch.
+func FetchOrder(n, starveEvery, count int) []int {
+	order := make([]int, 0, count)
+	if count > 1 && starveEvery > 0 && (n+1)%starveEvery == 0 {
+		order = append(order, count-1)
+		count--
+	}
+	for i := 0; i < count; i++ {
+		order = append(order, i)
+	}
+	return order
 }
 
 // FetchOne pulls at most one message, waiting up to wait or until ctx is
@@ -210,11 +299,13 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 	}
 	// Only ids the message has, so a handler that learns the run id (a create)
 	// can add it without a duplicate key.
-	if v := getString(m, "GetVideoId"); v != "" {
-		log = log.With(zap.String("video_id", v))
-	}
-	if r := getString(m, "GetRunId"); r != "" {
-		log = log.With(zap.String("run_id", r))
+	if j, ok := m.(Job); ok {
+		if v := j.GetVideoId(); v != "" {
+			log = log.With(zap.String("video_id", v))
+		}
+		if r := j.GetRunId(); r != "" {
+			log = log.With(zap.String("run_id", r))
+		}
 	}
 
 	hctx := WithTraceparent(ctx, msg.Headers().Get(HeaderTraceparent))
@@ -293,14 +384,13 @@ func (w *processor) fail(ctx context.Context, msg jetstream.Msg, log *zap.Logger
 		return
 	}
 	sf := &backbeatv1.StepFailed{Step: w.step, Reason: cause.Error(), Permanent: permanent, Worker: w.name}
-	if m != nil {
-		sf.VideoId = getString(m, "GetVideoId")
-		sf.RunId = getString(m, "GetRunId")
-		sf.Pool = getString(m, "GetPool")
-		if a, ok := m.(interface{ GetAttempt() int32 }); ok {
-			sf.Attempt = a.GetAttempt()
-		}
+	if j, ok := m.(Job); ok {
+		sf.VideoId, sf.RunId = j.GetVideoId(), j.GetRunId()
 	}
+	if p, ok := m.(pooled); ok {
+		sf.Pool = p.GetPool()
+	}
+	sf.Attempt = attemptOf(m)
 	var seq uint64
 	if meta, err := msg.Metadata(); err == nil {
 		seq = meta.Sequence.Stream
@@ -449,22 +539,27 @@ func (w *processor) observe(outcome string, start time.Time) {
 	}
 }
 
-func getString(m proto.Message, method string) string {
-	switch method {
-	case "GetVideoId":
-		if v, ok := m.(interface{ GetVideoId() string }); ok {
-			return v.GetVideoId()
-		}
-	case "GetRunId":
-		if v, ok := m.(interface{ GetRunId() string }); ok {
-			return v.GetRunId()
-		}
-	case "GetPool":
-		if v, ok := m.(interface{ GetPool() string }); ok {
-			return v.GetPool()
-		}
+// Job is what the worker reads of a message: the video and run it belongs
+// to. Every job and event message of backbeat.v1 has both getters; a message
+// without them is still handled, without the ids in its logs and StepFailed.
+type Job interface {
+	proto.Message
+	GetVideoId() string
+	GetRunId() string
+}
+
+// attempted is a message of one render attempt (RenderJob, RenderDone, …).
+type attempted interface{ GetAttempt() int32 }
+
+// pooled is a message of one render pool.
+type pooled interface{ GetPool() string }
+
+// attemptOf is the attempt a message names, 0 when it names none.
+func attemptOf(m proto.Message) int32 {
+	if a, ok := m.(attempted); ok {
+		return a.GetAttempt()
 	}
-	return ""
+	return 0
 }
 
 type logKey struct{}

@@ -48,7 +48,7 @@ func runWorker(t *testing.T, tb *testBundle, h bus.Handler[*backbeatv1.CdnJob], 
 		o(w)
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(ctx, cons, 2) }()
+	go func() { defer close(done); _ = w.Run(ctx, 2, cons) }()
 	t.Cleanup(func() { cancel(); <-done })
 }
 
@@ -218,4 +218,21 @@ func TestSubjectsVideoIDOf(t *testing.T) {
 	require.Equal(t, "abc", s.VideoIDOf(s.AudioJob("abc")))
 	require.Equal(t, "abc", s.VideoIDOf(s.Progress("abc")))
 	require.Equal(t, "", s.VideoIDOf("other.events.abc.video.create"))
+}
+
+// TestFetchOrderDoesNotStarve: over three consumers, every fourth fetch
+// starts from the lowest priority; the others go high, normal, low.
+func TestFetchOrderDoesNotStarve(t *testing.T) {
+	t.Parallel()
+	lowFirst := 0
+	for n := 0; n < 40; n++ {
+		if bus.FetchOrder(n, 4, 3)[0] == 2 {
+			lowFirst++
+			require.Equal(t, []int{2, 0, 1}, bus.FetchOrder(n, 4, 3))
+		} else {
+			require.Equal(t, []int{0, 1, 2}, bus.FetchOrder(n, 4, 3))
+		}
+	}
+	require.Equal(t, 10, lowFirst)
+	require.Equal(t, []int{0}, bus.FetchOrder(3, 4, 1), "one consumer is always tried")
 }

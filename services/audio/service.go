@@ -7,7 +7,6 @@ package audio
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
-	"github.com/backbeat/backbeat/pkg/ids"
 	"github.com/backbeat/backbeat/pkg/keys"
 	"github.com/backbeat/backbeat/pkg/media"
 )
@@ -39,10 +37,8 @@ type Config struct {
 	FetchTimeout time.Duration
 	// Concurrency is the number of jobs run at once; default 2.
 	Concurrency int
-	// Policy is the audio consumer's delivery policy; default the topology's.
-	Policy bus.Policy
-	// Name identifies this replica in StepFailed events (hostname, pod).
-	Name string
+	// HTTP fetches URL sources; nil builds one that refuses private addresses.
+	HTTP *http.Client
 }
 
 func (c Config) withDefaults() Config {
@@ -58,50 +54,24 @@ func (c Config) withDefaults() Config {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 2
 	}
-	if c.Policy.AckWait == 0 {
-		c.Policy = bus.DefaultTopology(bus.DefaultPrefix, nil).Policy(bus.StepAudio)
-	}
 	return c
-}
-
-// Deps are the service's collaborators, built in main (or a test).
-type Deps struct {
-	// Blob holds uploads and receives the outputs.
-	Blob blob.Store
-	// Pub publishes audio.done (and StepFailed through the worker).
-	Pub *bus.Publisher
-	// Runs tells whether a job's run is still current.
-	Runs *bus.Runs
-	// Log is the service logger.
-	Log *zap.Logger
-	// Metrics, optional, counts job outcomes.
-	Metrics *bus.Metrics
-	// HTTP fetches URL sources; nil builds one that refuses private addresses.
-	HTTP *http.Client
 }
 
 // Service handles AudioJobs.
 type Service struct {
 	cfg  Config
 	blob blob.Store
-	pub  *bus.Publisher
-	runs *bus.Runs
-	log  *zap.Logger // with step
-	base *zap.Logger // without: the worker adds step itself
-	met  *bus.Metrics
 	http *http.Client
+	step *bus.Step[*backbeatv1.AudioJob, *backbeatv1.AudioDone]
 }
 
-// New checks the dependencies and ffmpeg, and returns the service.
-func New(cfg Config, deps Deps) (*Service, error) {
+// New checks the dependencies (Blob, Pub, Runs) and ffmpeg, and returns the
+// service. Its main and `backbeat dev` both build the service here, so every
+// default is the one of Config.
+func New(cfg Config, deps bus.Deps) (*Service, error) {
 	cfg = cfg.withDefaults()
-	switch {
-	case deps.Blob == nil:
-		return nil, errors.New("audio: Deps.Blob is required")
-	case deps.Pub == nil:
-		return nil, errors.New("audio: Deps.Pub is required")
-	case deps.Runs == nil:
-		return nil, errors.New("audio: Deps.Runs is required")
+	if err := deps.Require(bus.StepAudio, true); err != nil {
+		return nil, err
 	}
 	if err := media.Available(); err != nil {
 		return nil, fmt.Errorf("audio: %w", err)
@@ -109,16 +79,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("audio: work dir: %w", err)
 	}
-	log := deps.Log
-	if log == nil {
-		log = zap.NewNop()
-	}
-	client := deps.HTTP
+	client := cfg.HTTP
 	if client == nil {
 		client = newHTTPClient(cfg.AllowHosts, cfg.FetchTimeout)
 	}
-	return &Service{cfg: cfg, blob: deps.Blob, pub: deps.Pub, runs: deps.Runs,
-		log: log.With(zap.String("step", bus.StepAudio)), base: log, met: deps.Metrics, http: client}, nil
+	s := &Service{cfg: cfg, blob: deps.Blob, http: client}
+	s.step = &bus.Step[*backbeatv1.AudioJob, *backbeatv1.AudioDone]{
+		Name: bus.StepAudio, Done: bus.KindAudioDone, Work: s.process, Deps: deps,
+	}
+	return s, nil
 }
 
 // Handle processes one AudioJob: nil when audio.done is published, a
@@ -126,44 +95,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // run stopped being current (ffmpeg is killed within milliseconds), and any
 // other error to be retried.
 func (s *Service) Handle(ctx context.Context, job *backbeatv1.AudioJob) error {
-	vid, run := job.GetVideoId(), job.GetRunId()
-	if err := ids.ValidateVideoID(vid); err != nil {
-		return bus.Permanent(err)
-	}
-	if err := ids.ValidateRunID(run); err != nil {
-		// The run id names the folder the outputs go to (keys.RunKey).
-		return bus.Permanent(fmt.Errorf("audio job for %s: %w", vid, err))
-	}
-	gctx, cancel, err := s.runs.Guard(ctx, vid, run, 0)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	// The worker's logger already names the video and run; a direct call does not.
-	log := bus.Logger(ctx, s.log.With(zap.String("video_id", vid), zap.String("run_id", run)))
-
-	done, err := s.process(gctx, job, log)
-	if err != nil {
-		return bus.Cause(gctx, err)
-	}
-	if err := gctx.Err(); err != nil {
-		return bus.Cause(gctx, err)
-	}
-	msgID := bus.MsgID(run, bus.StepAudio, 0, bus.KindAudioDone)
-	if err := s.pub.Publish(gctx, s.pub.Subjects().Event(vid, bus.KindAudioDone), done, msgID); err != nil {
-		return bus.Cause(gctx, fmt.Errorf("publish audio.done: %w", err))
-	}
-	log.Info("audio ready", zap.Float64("duration_seconds", done.GetDurationSeconds()),
-		zap.Float64("source_duration_seconds", done.GetSourceDurationSeconds()))
-	return nil
+	return s.step.Handle(ctx, job)
 }
 
 // process fetches, converts and uploads, and returns the event to publish.
 // The outputs go under the run's private keys (keys.RunKey): the edge never
 // serves them, a newer run cannot overwrite them, and the coordinator copies
 // the MP3 to its public key only once the run is ready.
-func (s *Service) process(ctx context.Context, job *backbeatv1.AudioJob, log *zap.Logger) (*backbeatv1.AudioDone, error) {
+func (s *Service) process(ctx context.Context, job *backbeatv1.AudioJob) (*backbeatv1.AudioDone, error) {
 	vid, run := job.GetVideoId(), job.GetRunId()
+	log := bus.Logger(ctx, nil)
 	dir, err := os.MkdirTemp(s.cfg.WorkDir, "audio-"+vid+"-")
 	if err != nil {
 		return nil, fmt.Errorf("scratch dir: %w", err)
@@ -204,6 +145,8 @@ func (s *Service) process(ctx context.Context, job *backbeatv1.AudioJob, log *za
 	}
 	log.Debug("audio converted", zap.Duration("fetch", fetched), zap.Duration("convert", converted-fetched),
 		zap.Duration("upload", time.Since(start)-converted), zap.Int("frames", len(out.Analysis.Frames)))
+	log.Info("audio ready", zap.Float64("duration_seconds", out.Duration),
+		zap.Float64("source_duration_seconds", out.SourceDuration))
 	return &backbeatv1.AudioDone{
 		VideoId:               vid,
 		RunId:                 run,
@@ -218,20 +161,5 @@ func (s *Service) process(ctx context.Context, job *backbeatv1.AudioJob, log *za
 // Run consumes the audio durable until ctx is done, Concurrency jobs at a
 // time, then waits for the jobs in flight.
 func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
-	cons, err := bus.Consumer(ctx, js, bus.StreamJobs, bus.StepAudio)
-	if err != nil {
-		return fmt.Errorf("audio: %w", err)
-	}
-	w := &bus.Worker[*backbeatv1.AudioJob]{
-		Step:    bus.StepAudio,
-		New:     func() *backbeatv1.AudioJob { return &backbeatv1.AudioJob{} },
-		Handle:  s.Handle,
-		Pub:     s.pub,
-		Log:     s.base,
-		Policy:  s.cfg.Policy,
-		Name:    s.cfg.Name,
-		Metrics: s.met,
-	}
-	s.log.Info("audio worker started", zap.Int("concurrency", s.cfg.Concurrency))
-	return w.Run(ctx, cons, s.cfg.Concurrency)
+	return s.step.Run(ctx, js, s.cfg.Concurrency)
 }

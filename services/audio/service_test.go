@@ -47,7 +47,7 @@ func setup(t *testing.T, seconds float64) *testBundle {
 	require.NoError(t, err)
 	pub := bus.NewPublisher(js, bus.Subjects{})
 	svc, err := New(Config{WorkDir: t.TempDir(), AllowHosts: []string{"127.0.0.1", "cdn.example.com"}},
-		Deps{Blob: store, Pub: pub, Runs: runs, Log: zaptest.NewLogger(t)})
+		bus.Deps{Blob: store, Pub: pub, Runs: runs, Log: zaptest.NewLogger(t)})
 	require.NoError(t, err)
 
 	b := &testBundle{svc: svc, js: js, pub: pub, runs: runs, store: store, vid: "vid1", run: ids.NewRunID()}

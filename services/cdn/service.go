@@ -13,9 +13,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
-	"github.com/backbeat/backbeat/pkg/ids"
 	"github.com/backbeat/backbeat/pkg/keys"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
@@ -38,13 +36,16 @@ type Config struct {
 	ExternalPurgeRetryDelays []time.Duration
 	// Concurrency is how many purge jobs one replica handles at once.
 	Concurrency int
-	// Policy is the cdn consumer's delivery policy.
-	Policy bus.Policy
-	// WorkerName identifies this replica in StepFailed events.
-	WorkerName string
+	// Purges is the KV bucket every edge watches (bus.BucketPurges).
+	Purges jetstream.KeyValue
+	// HTTPClient calls the external CDN; nil means a default client.
+	HTTPClient *http.Client
 }
 
 func (c *Config) defaults() {
+	if c.Edge.CacheDir == "" {
+		c.Edge.CacheDir = "./.data/edge-cache"
+	}
 	if c.ExternalPurgeTimeout == 0 {
 		c.ExternalPurgeTimeout = 10 * time.Second
 	}
@@ -53,9 +54,6 @@ func (c *Config) defaults() {
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 4
-	}
-	if c.Policy.AckWait == 0 {
-		c.Policy = bus.DefaultTopology(bus.DefaultPrefix, nil).Policy(bus.StepCDN)
 	}
 }
 
@@ -72,55 +70,39 @@ func (c Config) validate() error {
 	if c.Concurrency < 1 {
 		errs = append(errs, errors.New("cdn: concurrency must be at least 1"))
 	}
+	if c.Purges == nil {
+		errs = append(errs, errors.New("cdn: the purges bucket is required"))
+	}
 	return errors.Join(errs...)
-}
-
-// Deps are what the service talks to.
-type Deps struct {
-	// Store is read by the edge.
-	Store blob.Store
-	// Purges is the KV bucket every edge watches.
-	Purges jetstream.KeyValue
-	// Runs lets a job of a superseded run be dropped.
-	Runs *bus.Runs
-	// Pub publishes CdnDone (and StepFailed through the worker).
-	Pub *bus.Publisher
-	// Log is the service logger.
-	Log *zap.Logger
-	// HTTPClient calls the external CDN; nil means a default client.
-	HTTPClient *http.Client
-	// Metrics, when set, counts job outcomes.
-	Metrics *bus.Metrics
 }
 
 // Service is one cdn replica: an edge (serve with Edge()) and a purge worker.
 type Service struct {
 	cfg      Config
-	deps     Deps
-	log      *zap.Logger
 	edge     *Edge
 	external *externalPurger
+	step     *bus.Step[*backbeatv1.CdnJob, *backbeatv1.CdnDone]
 }
 
-// New validates the configuration and prepares the edge cache.
-func New(cfg Config, deps Deps) (*Service, error) {
+// New validates the configuration and dependencies (Blob, read by the edge;
+// Pub, Runs) and prepares the edge cache. Its main and `backbeat dev` both
+// build the service here, so every default is the one of Config.
+func New(cfg Config, deps bus.Deps) (*Service, error) {
 	cfg.defaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if deps.Purges == nil || deps.Runs == nil || deps.Pub == nil {
-		return nil, errors.New("cdn: Purges, Runs and Pub are required")
+	if err := deps.Require(bus.StepCDN, true); err != nil {
+		return nil, err
 	}
-	if deps.Log == nil {
-		deps.Log = zap.NewNop()
-	}
-	edge, err := NewEdge(cfg.Edge, deps.Store, deps.Log)
+	deps = deps.WithDefaults()
+	edge, err := NewEdge(cfg.Edge, deps.Blob, deps.Log)
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, deps: deps, log: deps.Log, edge: edge}
+	s := &Service{cfg: cfg, edge: edge}
 	if cfg.ExternalPurgeURL != "" {
-		client := deps.HTTPClient
+		client := cfg.HTTPClient
 		if client == nil {
 			client = &http.Client{}
 		}
@@ -128,6 +110,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			endpoint: cfg.ExternalPurgeURL, token: cfg.ExternalPurgeToken, baseURL: cfg.PublicBaseURL,
 			client: client, timeout: cfg.ExternalPurgeTimeout, delays: cfg.ExternalPurgeRetryDelays,
 		}
+	}
+	// No run guard: purging is idempotent and always safe, and the purge
+	// that follows a cancel belongs to a run that is, by then, not current.
+	s.step = &bus.Step[*backbeatv1.CdnJob, *backbeatv1.CdnDone]{
+		Name: bus.StepCDN, Done: bus.KindCDNDone, Unguarded: true, Work: s.purge, Deps: deps,
 	}
 	return s, nil
 }
@@ -142,14 +129,13 @@ func (s *Service) Edge() *Edge { return s.edge }
 // id) is permanent, and only a failure to publish CdnDone is retried. Jobs of
 // runs that are no longer current are purged too: their bytes must go.
 func (s *Service) Handle(ctx context.Context, job *backbeatv1.CdnJob) error {
+	return s.step.Handle(ctx, job)
+}
+
+// purge purges the paths of a job and returns the event to publish.
+func (s *Service) purge(ctx context.Context, job *backbeatv1.CdnJob) (*backbeatv1.CdnDone, error) {
 	vid, run := job.GetVideoId(), job.GetRunId()
-	if err := ids.ValidateVideoID(vid); err != nil {
-		return bus.Permanent(fmt.Errorf("cdn job: %w", err))
-	}
-	// No run guard: purging is idempotent and always safe, and the purge
-	// that follows a cancel belongs to a run that is, by then, not current.
-	gctx := ctx
-	log := bus.Logger(ctx, s.log.With(zap.String("video_id", vid), zap.String("run_id", run), zap.String("step", bus.StepCDN)))
+	log := bus.Logger(ctx, nil)
 
 	done := &backbeatv1.CdnDone{VideoId: vid, RunId: run}
 	paths := make([]string, 0, len(job.GetPaths()))
@@ -163,12 +149,12 @@ func (s *Service) Handle(ctx context.Context, job *backbeatv1.CdnJob) error {
 	}
 	rec, err := PurgeRecord{RunID: run, At: time.Now().UTC()}.Encode()
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("purge record: %w", err)
 	}
 	for _, key := range paths {
-		if _, err := s.deps.Purges.Put(gctx, key, rec); err != nil {
-			if gctx.Err() != nil {
-				return bus.Cause(gctx, fmt.Errorf("purge %s: %w", key, err))
+		if _, err := s.cfg.Purges.Put(ctx, key, rec); err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("purge %s: %w", key, err)
 			}
 			done.Errors = append(done.Errors, fmt.Sprintf("edge purge %s: %v", key, err))
 			continue
@@ -176,9 +162,9 @@ func (s *Service) Handle(ctx context.Context, job *backbeatv1.CdnJob) error {
 		done.PurgedPaths = append(done.PurgedPaths, key)
 	}
 	if s.external != nil && len(paths) > 0 {
-		if err := s.external.purge(gctx, paths); err != nil {
-			if gctx.Err() != nil {
-				return bus.Cause(gctx, err)
+		if err := s.external.purge(ctx, paths); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
 			}
 			done.Errors = append(done.Errors, err.Error())
 		}
@@ -187,33 +173,15 @@ func (s *Service) Handle(ctx context.Context, job *backbeatv1.CdnJob) error {
 		log.Warn("purge failed; the video is not affected", zap.String("error", e))
 	}
 
-	subj := s.deps.Pub.Subjects().Event(vid, bus.KindCDNDone)
-	if err := s.deps.Pub.Publish(gctx, subj, done, bus.MsgID(run, bus.StepCDN, 0, bus.KindCDNDone)); err != nil {
-		return bus.Cause(gctx, fmt.Errorf("publish cdn done: %w", err))
-	}
 	log.Info("paths purged", zap.Strings("paths", done.PurgedPaths), zap.Int("errors", len(done.Errors)))
-	return nil
+	return done, nil
 }
 
 // Run consumes CdnJobs and watches the purges bucket until ctx is done.
 func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
-	cons, err := bus.Consumer(ctx, js, bus.StreamJobs, bus.StepCDN)
-	if err != nil {
-		return err
-	}
-	w := &bus.Worker[*backbeatv1.CdnJob]{
-		Step:    bus.StepCDN,
-		New:     func() *backbeatv1.CdnJob { return &backbeatv1.CdnJob{} },
-		Handle:  s.Handle,
-		Pub:     s.deps.Pub,
-		Log:     s.log,
-		Policy:  s.cfg.Policy,
-		Name:    s.cfg.WorkerName,
-		Metrics: s.deps.Metrics,
-	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.edge.WatchPurges(gctx, s.deps.Purges) })
-	g.Go(func() error { return w.Run(gctx, cons, s.cfg.Concurrency) })
+	g.Go(func() error { return s.edge.WatchPurges(gctx, s.cfg.Purges) })
+	g.Go(func() error { return s.step.Run(gctx, js, s.cfg.Concurrency) })
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("cdn: %w", err)
 	}

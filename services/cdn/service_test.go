@@ -50,7 +50,8 @@ func setupService(t *testing.T) *svcBundle {
 func (b *svcBundle) newService(t *testing.T, cfg Config) *Service {
 	t.Helper()
 	cfg.Edge = EdgeConfig{CacheDir: t.TempDir(), CacheMaxBytes: 1 << 20}
-	s, err := New(cfg, Deps{Store: b.store, Purges: b.purges, Runs: b.runs, Pub: b.pub, Log: zaptest.NewLogger(t)})
+	cfg.Purges = b.purges
+	s, err := New(cfg, bus.Deps{Blob: b.store, Runs: b.runs, Pub: b.pub, Log: zaptest.NewLogger(t)})
 	require.NoError(t, err)
 	return s
 }

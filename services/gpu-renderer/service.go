@@ -38,7 +38,8 @@ const maxCoverBytes = 32 << 20
 type Config struct {
 	// Pool this instance serves (gpu, cpu, …); it reads render-<pool>-<prio>.
 	Pool string
-	// Worker names this instance in progress and RenderDone (default: hostname).
+	// Worker names this instance in progress and RenderDone: New sets it to
+	// Deps.Name (the replica name), and a value set here is ignored.
 	Worker string
 	// Concurrency is the number of renders at once (default 1); each render
 	// uses Encoding.Concurrency frame workers.
@@ -48,9 +49,11 @@ type Config struct {
 	// ProgressInterval between RenderProgress messages (default and maximum 2s).
 	ProgressInterval time.Duration
 	// StarveEvery makes every Nth fetch start from the low priority, so a
-	// steady stream of high jobs cannot starve low ones forever (default 4).
+	// steady stream of high jobs cannot starve low ones forever (default
+	// bus.DefaultStarveEvery; see bus.FetchOrder).
 	StarveEvery int
-	// PollInterval is the pause when no consumer has a job (default 250ms).
+	// PollInterval is the pause when no consumer has a job (default
+	// bus.DefaultPollInterval).
 	PollInterval time.Duration
 	// Scale shrinks every frame size (tests); 0 means 1. Sizes stay even.
 	Scale float64
@@ -66,17 +69,10 @@ type Config struct {
 
 func (c *Config) setDefaults() error {
 	if c.Pool == "" {
-		return errors.New("renderer config: pool is required")
+		c.Pool = DefaultPool
 	}
 	if err := ids.ValidateVideoID(c.Pool); err != nil { // same charset rules as a subject token
 		return fmt.Errorf("renderer config: pool: %w", err)
-	}
-	if c.Worker == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			h = "renderer"
-		}
-		c.Worker = h
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 1
@@ -86,12 +82,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ProgressInterval <= 0 || c.ProgressInterval > 2*time.Second {
 		c.ProgressInterval = 2 * time.Second
-	}
-	if c.StarveEvery <= 0 {
-		c.StarveEvery = 4
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = 250 * time.Millisecond
 	}
 	if c.Scale == 0 {
 		c.Scale = 1
@@ -109,39 +99,41 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// Deps are the connections the service uses, built in main (or a test).
-type Deps struct {
-	Blob blob.Store
-	Pub  *bus.Publisher
-	Runs *bus.Runs
-	Log  *zap.Logger
-	// Policy is the render consumers' delivery policy (Topology.Policy(StepRender)).
-	Policy bus.Policy
-	// Metrics, when set, counts job outcomes for /metrics.
-	Metrics *bus.Metrics
-}
+// DefaultPool is the pool of a renderer whose Config names none.
+const DefaultPool = "cpu"
 
 // Service renders RenderJobs of one pool.
 type Service struct {
 	cfg  Config
-	deps Deps
+	deps bus.Deps
 	r    *Renderer
 	log  *zap.Logger
+	step *bus.Step[*backbeatv1.RenderJob, *backbeatv1.RenderDone]
 }
 
-// New checks the configuration and dependencies.
-func New(cfg Config, deps Deps) (*Service, error) {
+// New checks the configuration and dependencies (Blob, Pub, Runs). Its main
+// and `backbeat dev` both build the service here, so every default is the
+// one of Config.
+func New(cfg Config, deps bus.Deps) (*Service, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	if deps.Blob == nil || deps.Pub == nil || deps.Runs == nil {
-		return nil, errors.New("renderer: Blob, Pub and Runs are required")
+	if err := deps.Require(bus.StepRender, true); err != nil {
+		return nil, err
 	}
-	if deps.Log == nil {
-		deps.Log = zap.NewNop()
+	deps = deps.WithDefaults()
+	cfg.Worker = deps.Name
+	deps.Log = deps.Log.With(zap.String("pool", cfg.Pool)) // the worker adds step
+	log := deps.Log.With(zap.String("step", bus.StepRender))
+	s := &Service{cfg: cfg, deps: deps, r: NewRenderer(log, cfg.BeforeFrame), log: log}
+	s.step = &bus.Step[*backbeatv1.RenderJob, *backbeatv1.RenderDone]{
+		Name: bus.StepRender, Done: bus.KindRenderDone, Deps: deps, Work: s.work,
+		Check: func(job *backbeatv1.RenderJob) error { _, _, err := s.checkJob(job); return err },
+		// A failed render moves to the next pool instead of retrying here.
+		Escalate:    true,
+		StarveEvery: cfg.StarveEvery, PollInterval: cfg.PollInterval,
 	}
-	log := deps.Log.With(zap.String("step", bus.StepRender), zap.String("pool", cfg.Pool))
-	return &Service{cfg: cfg, deps: deps, r: NewRenderer(log, cfg.BeforeFrame), log: log}, nil
+	return s, nil
 }
 
 // layoutOf maps the proto format to a layout name.
@@ -198,39 +190,31 @@ func (s *Service) checkJob(job *backbeatv1.RenderJob) (*template.Template, strin
 // the job are permanent; a run that stops being current kills ffmpeg and
 // returns an error wrapping bus.ErrNotCurrent within a second.
 func (s *Service) Handle(ctx context.Context, job *backbeatv1.RenderJob) error {
+	return s.step.Handle(ctx, job)
+}
+
+// work renders a checked job under its run's guard and returns the event to
+// publish.
+func (s *Service) work(ctx context.Context, job *backbeatv1.RenderJob) (*backbeatv1.RenderDone, error) {
 	tpl, layout, err := s.checkJob(job)
 	if err != nil {
-		return bus.Permanent(fmt.Errorf("render job: %w", err))
+		return nil, bus.Permanent(fmt.Errorf("render job: %w", err))
 	}
-	vid, run, attempt := job.GetVideoId(), job.GetRunId(), job.GetAttempt()
-	log := bus.Logger(ctx, s.log.With(zap.String("video_id", vid), zap.String("run_id", run),
-		zap.String("step", bus.StepRender))).With(zap.Int32("attempt", attempt))
-
-	gctx, release, err := s.deps.Runs.Guard(ctx, vid, run, attempt)
-	if err != nil {
-		return fmt.Errorf("guard run: %w", err)
-	}
-	defer release()
-
-	res, err := s.render(gctx, job, tpl, layout, log)
+	log := bus.Logger(ctx, s.log)
+	res, err := s.render(ctx, job, tpl, layout, log)
 	if err != nil {
 		if IsInvalid(err) {
-			return bus.Permanent(err)
+			return nil, bus.Permanent(err)
 		}
-		return bus.Cause(gctx, err)
-	}
-	done := &backbeatv1.RenderDone{
-		VideoId: vid, RunId: run, Attempt: attempt, VideoKey: job.GetOutputKey(),
-		RenderSeconds: res.Elapsed.Seconds(), Frames: int64(res.Frames), Encoder: res.Encoder,
-		Pool: s.cfg.Pool, Worker: s.cfg.Worker,
-	}
-	subj := s.deps.Pub.Subjects().Event(vid, bus.KindRenderDone)
-	if err := s.deps.Pub.Publish(gctx, subj, done, bus.MsgID(run, bus.StepRender, attempt, bus.KindRenderDone)); err != nil {
-		return bus.Cause(gctx, fmt.Errorf("publish render done: %w", err))
+		return nil, err
 	}
 	log.Info("render done", zap.Int("frames", res.Frames), zap.String("encoder", res.Encoder),
 		zap.Duration("took", res.Elapsed))
-	return nil
+	return &backbeatv1.RenderDone{
+		VideoId: job.GetVideoId(), RunId: job.GetRunId(), Attempt: job.GetAttempt(), VideoKey: job.GetOutputKey(),
+		RenderSeconds: res.Elapsed.Seconds(), Frames: int64(res.Frames), Encoder: res.Encoder,
+		Pool: s.cfg.Pool, Worker: s.cfg.Worker,
+	}, nil
 }
 
 // render downloads, renders and uploads; the caller publishes the result.

@@ -66,8 +66,8 @@ func (tb *testBundle) service(t *testing.T, cfg Config) *Service {
 	}
 	cfg.ProgressInterval = 100 * time.Millisecond
 	cfg.PollInterval = 20 * time.Millisecond
-	s, err := New(cfg, Deps{Blob: tb.blob, Pub: tb.pub, Runs: tb.runs, Log: zaptest.NewLogger(t),
-		Policy: testenv.Topology().Policy(bus.StepRender)})
+	s, err := New(cfg, bus.Deps{Blob: tb.blob, Pub: tb.pub, Runs: tb.runs, Log: zaptest.NewLogger(t),
+		Topo: testenv.Topology()})
 	require.NoError(t, err)
 	return s
 }
@@ -283,18 +283,4 @@ func TestRunDrainsByPriority(t *testing.T) {
 	require.Equal(t, "bad1", failed.VideoId)
 	require.True(t, failed.Permanent)
 	require.Equal(t, bus.StepRender, failed.Step)
-}
-
-func TestFetchOrderDoesNotStarve(t *testing.T) {
-	t.Parallel()
-	s := &Service{cfg: Config{StarveEvery: 4}}
-	lowFirst := 0
-	for n := 0; n < 40; n++ {
-		if s.fetchOrder(n)[0] == 2 {
-			lowFirst++
-		} else {
-			require.Equal(t, []int{0, 1, 2}, s.fetchOrder(n))
-		}
-	}
-	require.Equal(t, 10, lowFirst)
 }

@@ -49,8 +49,6 @@ type Config struct {
 	NotifyWebhook string
 	// Concurrency of event handling.
 	Concurrency int
-	// Name of this replica, for logs.
-	Name string
 }
 
 // Publisher publishes a message with a deterministic id; *bus.Publisher in
@@ -86,6 +84,9 @@ type Deps struct {
 	Log      *zap.Logger
 	Topo     bus.Topology
 	Metrics  *bus.Metrics
+	// Name identifies this replica in step.failed (bus.Deps.Name: the same
+	// BACKBEAT_WORKER_NAME as every worker's).
+	Name string
 	// Now is the clock (time.Now by default); the simulation drives its own.
 	Now func() time.Time
 	// NewRunID mints run ids (ids.NewRunID by default).
@@ -98,6 +99,7 @@ type Deps struct {
 // Service is the coordinator.
 type Service struct {
 	cfg   Config
+	name  string
 	repo  repo
 	pub   Publisher
 	subj  bus.Subjects
@@ -178,7 +180,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if rp == nil {
 		rp = gormRepo{db: d.Store}
 	}
-	return &Service{cfg: cfg, repo: rp, pub: d.Pub, subj: d.Pub.Subjects(),
+	return &Service{cfg: cfg, name: d.Name, repo: rp, pub: d.Pub, subj: d.Pub.Subjects(),
 		progress: prog, runs: d.Runs, blob: d.Blob, now: func() time.Time { return now().UTC() }, newRunID: newRunID,
 		alert: al, log: log, topo: d.Topo, met: d.Metrics}, nil
 }
@@ -189,7 +191,7 @@ func (s *Service) Router() *bus.Router {
 	// retried for as long as they last, with an alert; they never become a
 	// user-facing failure. Only bad input (bus.Permanent) and panics fail.
 	r := &bus.Router{Step: bus.ConsumerCoordinator, Pub: s.busPublisher(), Log: s.log,
-		Policy: s.topo.Policy(bus.ConsumerCoordinator), Name: s.cfg.Name, Metrics: s.met,
+		Policy: s.topo.Policy(bus.ConsumerCoordinator), Name: s.name, Metrics: s.met,
 		OnStuck: func(ctx context.Context, subject string, delivered uint64, err error) {
 			s.alert.Send(alert.Alert{Kind: "event_stuck", VideoID: s.subj.VideoIDOf(subject), Step: "coordinator",
 				Reason: fmt.Sprintf("delivery %d still failing: %v", delivered, err)})
@@ -224,7 +226,7 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 	errc := make(chan error, 4)
 	wg.Add(4)
 	go func() { defer wg.Done(); errc <- s.Router().Run(ctx, cons, s.cfg.Concurrency) }()
-	go func() { defer wg.Done(); errc <- s.notifier().Run(ctx, notifyCons, 2) }()
+	go func() { defer wg.Done(); errc <- s.notifier().Run(ctx, 2, notifyCons) }()
 	go func() { defer wg.Done(); s.watchdog(ctx); errc <- nil }()
 	go func() { defer wg.Done(); errc <- s.watchExhausted(ctx, js) }()
 	wg.Wait()

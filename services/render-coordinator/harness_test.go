@@ -74,7 +74,7 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 
 func setup(t *testing.T, mod func(*options)) *harness {
 	t.Helper()
-	o := options{cfg: coordinator.Config{Bundles: testBundles(), EdgeBaseURL: edge + "/", Name: "coordinator-test"}}
+	o := options{cfg: coordinator.Config{Bundles: testBundles(), EdgeBaseURL: edge + "/"}}
 	if mod != nil {
 		mod(&o)
 	}
@@ -103,7 +103,7 @@ func setup(t *testing.T, mod func(*options)) *harness {
 	core, logs := observer.New(zap.InfoLevel)
 	log := zap.New(core)
 	pub := bus.NewPublisher(js, top.Subjects)
-	svc, err := coordinator.New(o.cfg, coordinator.Deps{Store: db, Pub: pub, Runs: runs, Blob: bl, Log: log, Topo: top})
+	svc, err := coordinator.New(o.cfg, coordinator.Deps{Store: db, Pub: pub, Runs: runs, Blob: bl, Log: log, Topo: top, Name: "coordinator-test"})
 	require.NoError(t, err)
 
 	runCtx, cancel := context.WithCancel(context.Background())

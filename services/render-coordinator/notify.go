@@ -21,7 +21,7 @@ func (s *Service) notifier() *bus.Worker[*backbeatv1.NotifyJob] {
 	client := &http.Client{Timeout: 10 * time.Second}
 	return &bus.Worker[*backbeatv1.NotifyJob]{
 		Step: bus.StepNotify, New: func() *backbeatv1.NotifyJob { return &backbeatv1.NotifyJob{} },
-		Pub: s.busPublisher(), Log: s.log, Policy: s.topo.Policy(bus.StepNotify), Name: s.cfg.Name, Metrics: s.met,
+		Pub: s.busPublisher(), Log: s.log, Policy: s.topo.Policy(bus.StepNotify), Name: s.name, Metrics: s.met,
 		Handle: func(ctx context.Context, j *backbeatv1.NotifyJob) error {
 			channel := "log"
 			if s.cfg.NotifyWebhook != "" {

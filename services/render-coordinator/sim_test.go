@@ -505,8 +505,8 @@ func (w *sim) restart(why string) {
 	for _, m := range w.bus.events {
 		m.inFlight = false
 	}
-	svc, err := New(Config{Bundles: simBundles(), StallTimeout: simStall, EdgeBaseURL: "https://edge.sim", Name: "sim"},
-		Deps{Store: w.db, repo: w.repo, Pub: w.bus, Runs: w.kv, Blob: w.blob, Progress: w.prog, Log: zap.NewNop(),
+	svc, err := New(Config{Bundles: simBundles(), StallTimeout: simStall, EdgeBaseURL: "https://edge.sim"},
+		Deps{Name: "sim", Store: w.db, repo: w.repo, Pub: w.bus, Runs: w.kv, Blob: w.blob, Progress: w.prog, Log: zap.NewNop(),
 			Topo: bus.DefaultTopology("sim", []string{"gpu", "cpu"}), Now: func() time.Time { return w.now },
 			NewRunID: w.newRunID})
 	if err != nil {

@@ -36,7 +36,7 @@ func setupService(t *testing.T) *svcBundle {
 	store, err := blob.NewLocal(t.TempDir())
 	require.NoError(t, err)
 	pub := bus.NewPublisher(js, bus.Subjects{Prefix: bus.DefaultPrefix})
-	svc, err := New(Config{TempDir: t.TempDir()}, Deps{Store: store, Runs: runs, Pub: pub, Log: zaptest.NewLogger(t)})
+	svc, err := New(Config{TempDir: t.TempDir()}, bus.Deps{Blob: store, Runs: runs, Pub: pub, Log: zaptest.NewLogger(t)})
 	require.NoError(t, err)
 	return &svcBundle{js: js, store: store, runs: runs, pub: pub, svc: svc}
 }

@@ -37,8 +37,8 @@ func (s *Stack) startServices(ctx context.Context) error {
 		return err
 	}
 	s.Coordinator, err = coordinator.New(coordinator.Config{
-		Bundles: s.Opts.Bundles, StallTimeout: s.Opts.StallTimeout, EdgeBaseURL: s.BaseURL, Name: "dev",
-	}, coordinator.Deps{Store: s.Store, Pub: cc.pub, Runs: cc.runs, Blob: s.Blob, Alerts: s.alerts,
+		Bundles: s.Opts.Bundles, StallTimeout: s.Opts.StallTimeout, EdgeBaseURL: s.BaseURL,
+	}, coordinator.Deps{Name: "dev", Store: s.Store, Pub: cc.pub, Runs: cc.runs, Blob: s.Blob, Alerts: s.alerts,
 		Log: s.logger("render-coordinator"), Topo: s.Topo, Metrics: bus.NewMetrics(tel.Registry)})
 	if err != nil {
 		return err
@@ -53,8 +53,7 @@ func (s *Stack) startServices(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	au, err := audio.New(audio.Config{WorkDir: filepath.Join(s.Opts.Dir, "tmp"), Policy: s.Topo.Policy(bus.StepAudio), Name: "dev"},
-		audio.Deps{Blob: s.Blob, Pub: ac.pub, Runs: ac.runs, Log: s.logger("audio"), Metrics: bus.NewMetrics(tel.Registry)})
+	au, err := audio.New(audio.Config{WorkDir: filepath.Join(s.Opts.Dir, "tmp")}, s.deps(ac, "audio", tel, "dev"))
 	if err != nil {
 		return fmt.Errorf("audio: %w", err)
 	}
@@ -75,8 +74,7 @@ func (s *Stack) startServices(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	th, err := thumbnail.New(thumbnail.Config{TempDir: filepath.Join(s.Opts.Dir, "tmp"), Policy: s.Topo.Policy(bus.StepThumbnail), WorkerName: "dev"},
-		thumbnail.Deps{Store: s.Blob, Runs: tc.runs, Pub: tc.pub, Log: s.logger("thumbnail"), Metrics: bus.NewMetrics(tel.Registry)})
+	th, err := thumbnail.New(thumbnail.Config{TempDir: filepath.Join(s.Opts.Dir, "tmp")}, s.deps(tc, "thumbnail", tel, "dev"))
 	if err != nil {
 		return fmt.Errorf("thumbnail: %w", err)
 	}
@@ -95,8 +93,7 @@ func (s *Stack) startServices(ctx context.Context) error {
 		return err
 	}
 	edge, err := cdn.New(cdn.Config{Edge: cdn.EdgeConfig{CacheDir: filepath.Join(s.Opts.Dir, "edge-cache")},
-		PublicBaseURL: s.BaseURL, Policy: s.Topo.Policy(bus.StepCDN), WorkerName: "dev"},
-		cdn.Deps{Store: s.Blob, Purges: purges, Runs: dc.runs, Pub: dc.pub, Log: s.logger("cdn"), Metrics: bus.NewMetrics(tel.Registry)})
+		PublicBaseURL: s.BaseURL, Purges: purges}, s.deps(dc, "cdn", tel, "dev"))
 	if err != nil {
 		return fmt.Errorf("cdn: %w", err)
 	}
@@ -128,17 +125,23 @@ func (s *Stack) StartRenderer(pool string) error {
 	if err != nil {
 		return err
 	}
-	cfg := renderer.Config{Pool: pool, Worker: "dev-" + pool, TempDir: filepath.Join(s.Opts.Dir, "tmp")}
+	cfg := renderer.Config{Pool: pool, TempDir: filepath.Join(s.Opts.Dir, "tmp")}
 	if s.Opts.Renderer != nil {
 		s.Opts.Renderer(pool, &cfg)
 	}
-	r, err := renderer.New(cfg, renderer.Deps{Blob: s.Blob, Pub: c.pub, Runs: c.runs,
-		Log: s.logger("gpu-renderer").With(), Policy: s.Topo.Policy(bus.StepRender), Metrics: bus.NewMetrics(tel.Registry)})
+	r, err := renderer.New(cfg, s.deps(c, "gpu-renderer", tel, "dev-"+pool))
 	if err != nil {
 		return fmt.Errorf("renderer %s: %w", pool, err)
 	}
 	s.spawn(name, func(ctx context.Context) error { return r.Run(ctx, c.js) })
 	return nil
+}
+
+// deps are the dependencies of a worker service on its own connection, as
+// boot.Process.Deps gives them to the service's main.
+func (s *Stack) deps(c *conn, service string, tel *telemetry.Server, name string) bus.Deps {
+	return bus.Deps{Blob: s.Blob, Pub: c.pub, Runs: c.runs, Topo: s.Topo, Log: s.logger(service),
+		Metrics: bus.NewMetrics(tel.Registry), Name: name}
 }
 
 // StopRenderer stops a pool's renderer (its health server stays up).

@@ -4,26 +4,23 @@ package main
 
 import (
 	"context"
-	"os"
 
 	"github.com/backbeat/backbeat/pkg/boot"
-	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/media"
 	"github.com/backbeat/backbeat/services/audio"
 )
 
 func main() {
 	boot.Main("audio", func(ctx context.Context, p *boot.Process) (func(context.Context) error, error) {
+		// Unset variables stay zero: audio.Config holds the defaults.
 		cfg := audio.Config{
 			AllowHosts:     p.Env.List("AUDIO_ALLOW_HOSTS", nil),
-			WorkDir:        p.Env.String("AUDIO_WORK_DIR", os.TempDir()),
-			MaxSourceBytes: int64(p.Env.Int("AUDIO_MAX_SOURCE_MB", 200)) << 20,
+			WorkDir:        p.Env.String("AUDIO_WORK_DIR", ""),
+			MaxSourceBytes: int64(p.Env.Int("AUDIO_MAX_SOURCE_MB", 0)) << 20,
 			FetchTimeout:   p.Env.Duration("AUDIO_FETCH_TIMEOUT", 0),
-			Concurrency:    p.Env.Int("AUDIO_CONCURRENCY", 2),
-			Name:           p.Env.String("WORKER_NAME", os.Getenv("HOSTNAME")),
-			Policy:         p.Topo.Policy(bus.StepAudio),
+			Concurrency:    p.Env.Int("AUDIO_CONCURRENCY", 0),
 		}
-		svc, err := audio.New(cfg, audio.Deps{Blob: p.Blob, Pub: p.Pub, Runs: p.Runs, Log: p.Log, Metrics: p.Metrics})
+		svc, err := audio.New(cfg, p.Deps())
 		if err != nil {
 			return nil, err
 		}

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"os"
 
 	"github.com/backbeat/backbeat/pkg/boot"
 	"github.com/backbeat/backbeat/pkg/bus"
@@ -14,23 +13,23 @@ import (
 
 func main() {
 	boot.Main("cdn", func(ctx context.Context, p *boot.Process) (func(context.Context) error, error) {
-		cfg := cdn.Config{
-			Edge: cdn.EdgeConfig{
-				CacheDir:      p.Env.String("CDN_CACHE_DIR", "./.data/edge-cache"),
-				CacheMaxBytes: int64(p.Env.Int("CDN_CACHE_MAX_MB", 10240)) << 20,
-			},
-			PublicBaseURL:      p.Env.String("CDN_PUBLIC_BASE_URL", ""),
-			ExternalPurgeURL:   p.Env.String("CDN_EXTERNAL_PURGE_URL", ""),
-			ExternalPurgeToken: p.Env.String("CDN_EXTERNAL_PURGE_TOKEN", ""),
-			Concurrency:        p.Env.Int("CDN_CONCURRENCY", 4),
-			WorkerName:         p.Env.String("WORKER_NAME", os.Getenv("HOSTNAME")),
-			Policy:             p.Topo.Policy(bus.StepCDN),
-		}
 		purges, err := bus.KV(ctx, p.JS, bus.BucketPurges)
 		if err != nil {
 			return nil, err
 		}
-		svc, err := cdn.New(cfg, cdn.Deps{Store: p.Blob, Purges: purges, Runs: p.Runs, Log: p.Log, Pub: p.Pub, Metrics: p.Metrics})
+		// Unset variables stay zero: cdn.Config holds the defaults.
+		cfg := cdn.Config{
+			Edge: cdn.EdgeConfig{
+				CacheDir:      p.Env.String("CDN_CACHE_DIR", ""),
+				CacheMaxBytes: int64(p.Env.Int("CDN_CACHE_MAX_MB", 0)) << 20,
+			},
+			PublicBaseURL:      p.Env.String("CDN_PUBLIC_BASE_URL", ""),
+			ExternalPurgeURL:   p.Env.String("CDN_EXTERNAL_PURGE_URL", ""),
+			ExternalPurgeToken: p.Env.String("CDN_EXTERNAL_PURGE_TOKEN", ""),
+			Concurrency:        p.Env.Int("CDN_CONCURRENCY", 0),
+			Purges:             purges,
+		}
+		svc, err := cdn.New(cfg, p.Deps())
 		if err != nil {
 			return nil, err
 		}

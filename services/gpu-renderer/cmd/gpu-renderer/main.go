@@ -5,28 +5,25 @@ package main
 
 import (
 	"context"
-	"os"
 
 	"github.com/backbeat/backbeat/pkg/boot"
-	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/media"
 	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
 )
 
 func main() {
 	boot.Main("gpu-renderer", func(ctx context.Context, p *boot.Process) (func(context.Context) error, error) {
+		// Unset variables stay zero: renderer.Config holds the defaults.
 		cfg := renderer.Config{
-			Pool:        p.Env.String("RENDER_POOL", "cpu"),
-			Worker:      p.Env.String("WORKER_NAME", os.Getenv("HOSTNAME")),
-			Concurrency: p.Env.Int("RENDER_CONCURRENCY", 1),
+			Pool:        p.Env.String("RENDER_POOL", ""),
+			Concurrency: p.Env.Int("RENDER_CONCURRENCY", 0),
 			TempDir:     p.Env.String("RENDER_TEMP_DIR", ""),
 			TemplateDir: p.Env.String("RENDER_TEMPLATE_DIR", ""),
 		}
 		if err := media.Available(); err != nil {
 			return nil, err
 		}
-		svc, err := renderer.New(cfg, renderer.Deps{Blob: p.Blob, Pub: p.Pub, Runs: p.Runs, Log: p.Log,
-			Policy: p.Topo.Policy(bus.StepRender), Metrics: p.Metrics})
+		svc, err := renderer.New(cfg, p.Deps())
 		if err != nil {
 			return nil, err
 		}

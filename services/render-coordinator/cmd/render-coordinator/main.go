@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"time"
 
 	"github.com/backbeat/backbeat/pkg/alert"
@@ -20,7 +19,6 @@ func main() {
 			EdgeBaseURL:   p.Env.String("EDGE_BASE_URL", "http://127.0.0.1:8080"),
 			NotifyWebhook: p.Env.String("NOTIFY_WEBHOOK", ""),
 			Concurrency:   p.Env.Int("COORDINATOR_CONCURRENCY", 4),
-			Name:          p.Env.String("WORKER_NAME", os.Getenv("HOSTNAME")),
 		}
 		if path := p.Env.String("BUNDLES_FILE", ""); path != "" {
 			b, err := coordinator.LoadBundles(path)
@@ -36,7 +34,7 @@ func main() {
 		p.HTTP.AddCheck("database", db.Ping)
 		alerts := alert.New(p.Env.String("ALERT_WEBHOOK", ""), p.Log)
 		svc, err := coordinator.New(cfg, coordinator.Deps{Store: db, Pub: p.Pub, Runs: p.Runs, Blob: p.Blob,
-			Alerts: alerts, Log: p.Log, Topo: p.Topo, Metrics: p.Metrics})
+			Alerts: alerts, Log: p.Log, Topo: p.Topo, Metrics: p.Metrics, Name: p.Deps().Name})
 		if err != nil {
 			return nil, err
 		}

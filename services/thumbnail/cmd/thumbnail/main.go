@@ -4,27 +4,24 @@ package main
 
 import (
 	"context"
-	"os"
 
 	"github.com/backbeat/backbeat/pkg/boot"
-	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/media"
 	"github.com/backbeat/backbeat/services/thumbnail"
 )
 
 func main() {
 	boot.Main("thumbnail", func(ctx context.Context, p *boot.Process) (func(context.Context) error, error) {
+		// Unset variables stay zero: thumbnail.Config holds the defaults.
 		cfg := thumbnail.Config{
-			Frames:      p.Env.Int("THUMBNAIL_FRAMES", thumbnail.DefaultFrames),
+			Frames:      p.Env.Int("THUMBNAIL_FRAMES", 0),
 			TempDir:     p.Env.String("THUMBNAIL_TEMP_DIR", ""),
-			Concurrency: p.Env.Int("THUMBNAIL_CONCURRENCY", 1),
-			WorkerName:  p.Env.String("WORKER_NAME", os.Getenv("HOSTNAME")),
-			Policy:      p.Topo.Policy(bus.StepThumbnail),
+			Concurrency: p.Env.Int("THUMBNAIL_CONCURRENCY", 0),
 		}
 		if err := media.Available(); err != nil {
 			return nil, err
 		}
-		svc, err := thumbnail.New(cfg, thumbnail.Deps{Store: p.Blob, Runs: p.Runs, Pub: p.Pub, Log: p.Log, Metrics: p.Metrics})
+		svc, err := thumbnail.New(cfg, p.Deps())
 		if err != nil {
 			return nil, err
 		}
