@@ -115,7 +115,12 @@ type Service struct {
 	newRunID func() string
 }
 
-// New validates the configuration and builds the coordinator.
+// DefaultEdgeBaseURL is where `backbeat dev` serves the edge, the default
+// base of the URLs given to users.
+const DefaultEdgeBaseURL = "http://127.0.0.1:8080"
+
+// New builds the coordinator; a zero field of cfg takes its default here,
+// so the service's main and `backbeat dev` share every default.
 func New(cfg Config, d Deps) (*Service, error) {
 	if (d.Store == nil && d.repo == nil) || d.Pub == nil || d.Runs == nil || d.Blob == nil {
 		return nil, errors.New("coordinator: store, publisher, runs and blob are required")
@@ -150,6 +155,9 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
+	}
+	if cfg.EdgeBaseURL == "" {
+		cfg.EdgeBaseURL = DefaultEdgeBaseURL
 	}
 	cfg.EdgeBaseURL = strings.TrimRight(cfg.EdgeBaseURL, "/")
 	log := d.Log

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -25,7 +24,7 @@ func Flags(fs *flag.FlagSet) *Options {
 	fs.IntVar(&o.NATSPort, "nats-port", 4222, "port of the embedded NATS server (-1: any free port)")
 	fs.StringVar(&o.HTTPAddr, "http", "127.0.0.1:8080", "address of the API and the edge")
 	fs.StringVar(&o.DatabaseURL, "database", "", "database URL (default sqlite://DIR/backbeat.db; postgres://… works too)")
-	fs.DurationVar(&o.StallTimeout, "stall-timeout", 2*time.Minute, "a render without progress this long is stalled")
+	fs.DurationVar(&o.StallTimeout, "stall-timeout", 0, "a render without progress this long is stalled (default: the coordinator's, 2m)")
 	fs.StringVar(&o.AlertWebhook, "alert-webhook", "", "chat webhook for alerts (Slack/Discord style)")
 	return o
 }

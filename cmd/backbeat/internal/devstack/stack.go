@@ -41,7 +41,7 @@ type Options struct {
 	Pools []string
 	// Bundles override the coordinator's defaults.
 	Bundles map[string]coordinator.Bundle
-	// StallTimeout of the coordinator's watchdog.
+	// StallTimeout of the coordinator's watchdog (0: the coordinator's default).
 	StallTimeout time.Duration
 	// AlertWebhook receives alerts.
 	AlertWebhook string
@@ -122,9 +122,6 @@ func (o *Options) defaults() {
 	}
 	if len(o.Pools) == 0 {
 		o.Pools = []string{"gpu", "cpu"}
-	}
-	if o.StallTimeout == 0 {
-		o.StallTimeout = 2 * time.Minute
 	}
 	if o.Log == nil {
 		o.Log = zap.NewNop()

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"time"
 
 	"github.com/backbeat/backbeat/pkg/alert"
 	"github.com/backbeat/backbeat/pkg/boot"
@@ -14,11 +13,12 @@ import (
 
 func main() {
 	boot.Main("render-coordinator", func(ctx context.Context, p *boot.Process) (func(context.Context) error, error) {
+		// Unset variables stay zero: coordinator.New holds every default.
 		cfg := coordinator.Config{
-			StallTimeout:  p.Env.Duration("STALL_TIMEOUT", 2*time.Minute),
-			EdgeBaseURL:   p.Env.String("EDGE_BASE_URL", "http://127.0.0.1:8080"),
+			StallTimeout:  p.Env.Duration("STALL_TIMEOUT", 0),
+			EdgeBaseURL:   p.Env.String("EDGE_BASE_URL", ""),
 			NotifyWebhook: p.Env.String("NOTIFY_WEBHOOK", ""),
-			Concurrency:   p.Env.Int("COORDINATOR_CONCURRENCY", 4),
+			Concurrency:   p.Env.Int("COORDINATOR_CONCURRENCY", 0),
 		}
 		if path := p.Env.String("BUNDLES_FILE", ""); path != "" {
 			b, err := coordinator.LoadBundles(path)
