@@ -49,29 +49,21 @@ func render(t *testing.T) rendered {
 		var target any
 		switch r.GetKind() {
 		case "Deployment":
-			out.deployments = append(out.deployments, appsv1.Deployment{})
-			target = &out.deployments[len(out.deployments)-1]
+			target = appendNew(&out.deployments)
 		case "StatefulSet":
-			out.statefulSets = append(out.statefulSets, appsv1.StatefulSet{})
-			target = &out.statefulSets[len(out.statefulSets)-1]
+			target = appendNew(&out.statefulSets)
 		case "PodDisruptionBudget":
-			out.pdbs = append(out.pdbs, policyv1.PodDisruptionBudget{})
-			target = &out.pdbs[len(out.pdbs)-1]
+			target = appendNew(&out.pdbs)
 		case "Secret":
-			out.secrets = append(out.secrets, corev1.Secret{})
-			target = &out.secrets[len(out.secrets)-1]
+			target = appendNew(&out.secrets)
 		case "ConfigMap":
-			out.configMaps = append(out.configMaps, corev1.ConfigMap{})
-			target = &out.configMaps[len(out.configMaps)-1]
+			target = appendNew(&out.configMaps)
 		case "Service":
-			out.services = append(out.services, corev1.Service{})
-			target = &out.services[len(out.services)-1]
+			target = appendNew(&out.services)
 		case "ScaledObject":
-			out.scaled = append(out.scaled, kedav1alpha1.ScaledObject{})
-			target = &out.scaled[len(out.scaled)-1]
+			target = appendNew(&out.scaled)
 		case "Job":
-			out.jobs = append(out.jobs, batchv1.Job{})
-			target = &out.jobs[len(out.jobs)-1]
+			target = appendNew(&out.jobs)
 		case "Namespace":
 			target = &corev1.Namespace{}
 		default:
@@ -85,6 +77,13 @@ func render(t *testing.T) rendered {
 		}
 	}
 	return out
+}
+
+// appendNew appends a zero T to s and returns a pointer to it, for the
+// decoder to fill.
+func appendNew[T any](s *[]T) *T {
+	*s = append(*s, *new(T))
+	return &(*s)[len(*s)-1]
 }
 
 // TestManifestsDecodeStrictly: every document kustomize renders is a valid

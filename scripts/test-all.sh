@@ -31,13 +31,19 @@ while IFS= read -r dir; do
 	while IFS= read -r line; do summary+=("$line"); done < <(grep -E '^(ok|FAIL|\?)[[:space:]]' "$log" || true)
 done < <(go list -m -f '{{.Dir}}')
 
-# deployments/ is a module outside go.work (its Kubernetes and KEDA
-# dependencies must not move the versions the services build with): the
-# manifests and NATS config tests (no -race: nothing in them is concurrent,
-# and the race build of client-go costs minutes on a fresh machine).
+# deployments/ is a module outside go.work (deployments/go.mod and go.sum:
+# its Kubernetes, KEDA and BuildKit dependencies must not move the versions
+# the services build with). Its tests read every file it ships:
+# deployments/manifests_test.go renders deployments/kustomization.yaml
+# (namespace.yaml, deployments/config.yaml, nats/, services/,
+# deployments/keda/scaledobjects.yaml, nats/provision.yaml) and checks the
+# manifests and nats.conf; deployments/images_test.go parses every
+# Dockerfile; deployments/readme_test.go holds deployments/README.md to the
+# code; deployments/doc.go is the package. No -race: nothing in them is
+# concurrent, and the race build of client-go costs minutes on a fresh machine.
 log="$LOGS/deployments.log"
 printf '==> go test deployments (GOWORK=off)\n'
-if (cd "$ROOT/deployments" && GOWORK=off go test -count=1 -timeout "$TIMEOUT" "$@" ./... 2>&1) | tee "$log"; then
+if (GOWORK=off go test -C "$ROOT/deployments" -count=1 -timeout "$TIMEOUT" "$@" ./... 2>&1) | tee "$log"; then
 	:
 else
 	failed+=("deployments")

@@ -45,7 +45,7 @@ func (s RunState) Current(runID string, attempt int32) bool {
 type Runs struct {
 	kv jetstream.KeyValue
 	// js asks the stream leader when a watch's replica says a run is not
-	// current (see Guard); nil only in tests that build Runs by hand.
+	// current (see Guard).
 	js jetstream.JetStream
 }
 
@@ -221,10 +221,6 @@ const jsNoMessageFound = 10037
 // direct get that kv.Get uses and any replica may serve. ok is false when the
 // key has no value (never written, deleted or purged).
 func (r *Runs) leaderGet(ctx context.Context, videoID string) (s RunState, rev uint64, ok bool, err error) {
-	if r.js == nil {
-		s, ok, err := r.Get(ctx, videoID)
-		return s, 0, ok, err
-	}
 	bucket := r.kv.Bucket()
 	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + videoID})
 	if err != nil {
