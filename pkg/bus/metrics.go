@@ -12,6 +12,7 @@ import (
 type Metrics struct {
 	handled  *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	wait     *prometheus.HistogramVec
 }
 
 // NewMetrics registers the worker metrics on reg.
@@ -24,9 +25,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "backbeat_job_duration_seconds", Help: "Handler time, by step.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12),
 		}, []string{"step"}),
+		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "backbeat_job_queue_wait_seconds",
+			Help: "Time from a message being stored to a worker starting on it, by step and consumer (a render consumer names its pool and priority).",
+			// 0.5 ms to 35 min: a pickup takes milliseconds, a queue behind busy renderers minutes.
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 12),
+		}, []string{"step", "consumer"}),
 	}
-	reg.MustRegister(m.handled, m.duration)
+	reg.MustRegister(m.handled, m.duration, m.wait)
 	return m
+}
+
+func (m *Metrics) waited(step, consumer string, d time.Duration) {
+	m.wait.WithLabelValues(step, consumer).Observe(d.Seconds())
 }
 
 func (m *Metrics) observe(step, outcome string, d time.Duration) {

@@ -87,5 +87,5 @@ func (r *Router) Process(ctx context.Context, msg jetstream.Msg) {
 // Run fetches and processes messages until ctx is done, at most concurrency at
 // a time.
 func (r *Router) Run(ctx context.Context, cons jetstream.Consumer, concurrency int) error {
-	return runLoop(ctx, concurrency, longPoll(cons, r.processor().log, r.Step), r.Process)
+	return runLoop(ctx, concurrency, longPoll(cons, r.processor().log, r.Step), nil, r.Process)
 }

@@ -90,6 +90,22 @@ func (s Subjects) ThumbnailJob(videoID string) string { return s.p() + ".jobs.th
 // NotifyJob is <p>.jobs.notify.<vid>.
 func (s Subjects) NotifyJob(videoID string) string { return s.p() + ".jobs.notify." + videoID }
 
+// Bells matches every doorbell: JOBS republishes the headers of each job
+// it stores on <p>.bell.<rest>, for the job <p>.jobs.<rest> (Topology).
+func (s Subjects) Bells() string { return s.p() + ".bell.>" }
+
+// Bell is the doorbell subject of a JOBS subject or filter
+// (<p>.jobs.render.gpu.high.* rings <p>.bell.render.gpu.high.*), and false
+// for a subject outside JOBS. A Run over several consumers waits on their
+// bells instead of polling (Worker.Conn).
+func (s Subjects) Bell(jobSubject string) (string, bool) {
+	rest, ok := strings.CutPrefix(jobSubject, s.p()+".jobs.")
+	if !ok || rest == "" {
+		return "", false
+	}
+	return s.p() + ".bell." + rest, true
+}
+
 // VideoIDOf extracts the video id from any Backbeat subject (events, jobs,
 // progress), or "" when the subject has none. The caller still validates it.
 func (s Subjects) VideoIDOf(subject string) string {

@@ -223,6 +223,11 @@ func (t Topology) streamConfigs() []jetstream.StreamConfig {
 			Name: StreamJobs, Subjects: []string{s.p() + ".jobs.>"},
 			Retention: jetstream.WorkQueuePolicy, Storage: t.storage(), Replicas: t.replicas(),
 			Duplicates: dup,
+			// The doorbell: once a job is stored, its headers alone go out on
+			// <p>.bell.<rest>, so that a worker over several consumers waits
+			// for one instead of polling them (Worker.Conn). Stored first,
+			// then rung: a fetch woken by the bell finds the job.
+			RePublish: &jetstream.RePublish{Source: s.p() + ".jobs.>", Destination: s.Bells(), HeadersOnly: true},
 		},
 		{
 			Name: StreamAdvisories, Subjects: []string{MaxDeliveriesAdvisory + "." + StreamJobs + ".>"},

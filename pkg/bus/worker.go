@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -53,8 +54,13 @@ type Worker[T proto.Message] struct {
 	// start from the lowest priority (default DefaultStarveEvery); see
 	// FetchOrder.
 	StarveEvery int
-	// PollInterval is the pause of a Run over several consumers when none has
-	// a message (default DefaultPollInterval).
+	// PollInterval is the longest a Run over several consumers waits, when
+	// none had a message, before trying them again. The doorbell (Subjects.Bell,
+	// rung by JOBS once a job is stored) wakes it as soon as one of theirs
+	// arrives, so this only bounds how late it finds a job that comes back
+	// without a publish: a nak, an expired ack wait. Default DefaultRecheck;
+	// DefaultPollInterval when the doorbell cannot be had (no Pub, or the
+	// server refuses the subscription).
 	PollInterval time.Duration
 }
 
@@ -86,32 +92,116 @@ const (
 // only when a slot is free, so no message waits in a local buffer while its
 // ack timer runs.
 //
-// cons are in priority order. With one consumer Run long-polls it. With
-// several it tries them in FetchOrder without waiting and pauses
-// PollInterval when all are empty.
+// cons are in priority order. With one consumer Run long-polls it: the
+// server hands over a job the moment it is stored. JetStream has no pull
+// that waits on several consumers at once, and a long poll left pending on
+// a lower priority would take a job while this worker is busy with a higher
+// one. So with several, Run tries them in FetchOrder without waiting and,
+// when all are empty, waits for their doorbell (Subjects.Bell) or
+// PollInterval, whichever comes first: an idle worker sends no request
+// until a job arrives.
 func (w *Worker[T]) Run(ctx context.Context, concurrency int, cons ...jetstream.Consumer) error {
 	if len(cons) == 0 {
 		return fmt.Errorf("worker %s: no consumer to run", w.Step)
 	}
-	var next func(context.Context) (jetstream.Msg, time.Duration)
 	if len(cons) == 1 {
-		next = longPoll(cons[0], w.log(), w.Step)
-	} else {
-		next = priorityPoll(cons, w.log(), w.Step, w.StarveEvery, w.PollInterval)
+		return runLoop(ctx, concurrency, longPoll(cons[0], w.log(), w.Step), nil, w.Process)
 	}
-	return runLoop(ctx, concurrency, next, w.Process)
+	bell, stop := w.doorbell(cons)
+	defer stop()
+	poll := w.PollInterval
+	if poll <= 0 {
+		poll = DefaultRecheck
+		if bell == nil {
+			poll = DefaultPollInterval
+		}
+	}
+	return runLoop(ctx, concurrency, priorityPoll(cons, w.log(), w.Step, w.StarveEvery, poll), bell, w.Process)
 }
 
-// Defaults of Worker.StarveEvery and Worker.PollInterval.
+// Defaults of Worker.StarveEvery and Worker.PollInterval (DefaultRecheck
+// with a doorbell, DefaultPollInterval without).
 const (
 	DefaultStarveEvery  = 4
+	DefaultRecheck      = 5 * time.Second
 	DefaultPollInterval = 250 * time.Millisecond
 )
 
+// doorbell subscribes to the bells of cons' filter subjects and returns a
+// channel that holds one wake-up whenever any rang since it was last read,
+// and the function that unsubscribes. It returns a nil channel (Run then
+// polls every DefaultPollInterval) when the worker has no publisher, a
+// consumer has no JOBS filter, or the server refuses the subscription.
+func (w *Worker[T]) doorbell(cons []jetstream.Consumer) (<-chan struct{}, func()) {
+	noop := func() {}
+	if w.Pub == nil || w.Pub.JetStream() == nil {
+		return nil, noop
+	}
+	nc := w.Pub.JetStream().Conn()
+	var subjects []string
+	for _, c := range cons {
+		cfg := c.CachedInfo().Config
+		filters := cfg.FilterSubjects
+		if cfg.FilterSubject != "" {
+			filters = append(filters, cfg.FilterSubject)
+		}
+		if len(filters) == 0 {
+			return nil, noop
+		}
+		for _, f := range filters {
+			b, ok := w.Pub.Subjects().Bell(f)
+			if !ok {
+				return nil, noop
+			}
+			subjects = append(subjects, b)
+		}
+	}
+	ring := make(chan struct{}, 1)
+	var subs []*nats.Subscription
+	stop := func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}
+	for _, subj := range subjects {
+		s, err := nc.Subscribe(subj, func(*nats.Msg) {
+			select {
+			case ring <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			stop()
+			w.log().Warn("doorbell unavailable: polling", zap.String("step", w.Step), zap.String("bell", subj),
+				zap.Duration("every", DefaultPollInterval), zap.Error(err))
+			return nil, noop
+		}
+		subs = append(subs, s)
+	}
+	// A refused subscription is reported asynchronously: the round trip of
+	// the flush brings the refusal back first.
+	err := nc.FlushTimeout(5 * time.Second)
+	if last := nc.LastError(); err == nil && last != nil && errors.Is(last, nats.ErrPermissionViolation) {
+		for _, subj := range subjects {
+			if strings.Contains(last.Error(), `"`+subj+`"`) {
+				err = last
+			}
+		}
+	}
+	if err != nil {
+		stop()
+		w.log().Warn("doorbell unavailable: polling", zap.String("step", w.Step), zap.Strings("bells", subjects),
+			zap.Duration("every", DefaultPollInterval), zap.Error(err))
+		return nil, noop
+	}
+	return ring, stop
+}
+
 // runLoop is the fetch loop shared by Worker and Router: next returns one
 // message, or nil and how long to pause (after a failure, or when every
-// consumer was empty) once the slot is given back.
-func runLoop(ctx context.Context, concurrency int, next func(context.Context) (jetstream.Msg, time.Duration), process func(context.Context, jetstream.Msg)) error {
+// consumer was empty) once the slot is given back. A pause ends early when
+// wake (nil: never) has a wake-up.
+func runLoop(ctx context.Context, concurrency int, next func(context.Context) (jetstream.Msg, time.Duration), wake <-chan struct{}, process func(context.Context, jetstream.Msg)) error {
 	if concurrency < 1 {
 		concurrency = 1
 	}
@@ -128,7 +218,7 @@ func runLoop(ctx context.Context, concurrency int, next func(context.Context) (j
 		if msg == nil {
 			<-slots
 			if pause > 0 {
-				sleepCtx(ctx, pause)
+				waitWake(ctx, pause, wake)
 			}
 			continue
 		}
@@ -156,13 +246,11 @@ func longPoll(cons jetstream.Consumer, log *zap.Logger, step string) func(contex
 
 // priorityPoll takes one available message from cons (in priority order),
 // trying them in FetchOrder without waiting, and asks for a pause of poll
-// when all are empty. The n-th call uses FetchOrder(n, starveEvery, len(cons)).
+// when all are empty (a doorbell ends it early). The n-th call uses
+// FetchOrder(n, starveEvery, len(cons)).
 func priorityPoll(cons []jetstream.Consumer, log *zap.Logger, step string, starveEvery int, poll time.Duration) func(context.Context) (jetstream.Msg, time.Duration) {
 	if starveEvery <= 0 {
 		starveEvery = DefaultStarveEvery
-	}
-	if poll <= 0 {
-		poll = DefaultPollInterval
 	}
 	fetches := 0 // only the loop's goroutine calls next
 	return func(ctx context.Context) (jetstream.Msg, time.Duration) {
@@ -227,12 +315,14 @@ func FetchOne(ctx context.Context, cons jetstream.Consumer, wait time.Duration) 
 	return nil, nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
+// waitWake waits d, or until ctx is done or wake (nil: never) has a wake-up.
+func waitWake(ctx context.Context, d time.Duration, wake <-chan struct{}) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	case <-wake:
 	}
 }
 
@@ -275,8 +365,15 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 	handle func(ctx context.Context, m proto.Message) error) {
 	start := time.Now()
 	var delivered uint64 = 1
+	var wait time.Duration
 	if meta, err := msg.Metadata(); err == nil {
 		delivered = meta.NumDelivered
+		if wait = start.Sub(meta.Timestamp); wait < 0 {
+			wait = 0 // clocks of server and worker disagree
+		}
+		if w.metrics != nil {
+			w.metrics.waited(w.step, meta.Consumer, wait)
+		}
 	}
 	log := w.log.With(zap.String("step", w.step), zap.String("subject", msg.Subject()), zap.Uint64("delivery", delivered))
 	defer w.recoverRunner(msg, log, start)
@@ -311,6 +408,7 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 	hctx := WithTraceparent(ctx, msg.Headers().Get(HeaderTraceparent))
 	hctx = WithLogger(hctx, log)
 	hctx = withDelivery(hctx, msg)
+	hctx = context.WithValue(hctx, queueWaitKey{}, wait)
 	stop := w.heartbeat(hctx, msg, log)
 	err = protect(func() error { return handle(hctx, m) })
 	stop()
@@ -565,6 +663,17 @@ func attemptOf(m proto.Message) int32 {
 type logKey struct{}
 
 type deliveryKey struct{}
+
+type queueWaitKey struct{}
+
+// QueueWait is how long the message being handled waited between being
+// stored in its stream and this worker starting on it (for a redelivery,
+// since it was first stored); 0 outside a handler. The same figure is the
+// backbeat_job_queue_wait_seconds histogram.
+func QueueWait(ctx context.Context) time.Duration {
+	d, _ := ctx.Value(queueWaitKey{}).(time.Duration)
+	return d
+}
 
 func withDelivery(ctx context.Context, msg jetstream.Msg) context.Context {
 	return context.WithValue(ctx, deliveryKey{}, msg)

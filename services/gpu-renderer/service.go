@@ -52,8 +52,9 @@ type Config struct {
 	// steady stream of high jobs cannot starve low ones forever (default
 	// bus.DefaultStarveEvery; see bus.FetchOrder).
 	StarveEvery int
-	// PollInterval is the pause when no consumer has a job (default
-	// bus.DefaultPollInterval).
+	// PollInterval bounds the wait, when no consumer has a job, for a job
+	// that comes back without a doorbell (bus.Worker.PollInterval; default
+	// bus.DefaultRecheck).
 	PollInterval time.Duration
 	// Scale shrinks every frame size (tests); 0 means 1. Sizes stay even.
 	Scale float64

@@ -84,6 +84,7 @@ type grant struct {
 	kvWrite  []string // buckets it writes
 	pulls    []string // durables on JOBS, or "STREAM/durable"
 	watches  []string // buckets it watches
+	bells    bool     // hears the doorbells of its JOBS durables (a worker over several)
 }
 
 var grants = map[string]grant{
@@ -93,7 +94,7 @@ var grants = map[string]grant{
 	"api":   {events: []string{bus.KindVideoCreate, bus.KindVideoCancel, bus.KindVideoRecover}},
 	"audio": {events: []string{bus.KindAudioDone, bus.KindStepFailed}, pulls: []string{bus.StepAudio}, watches: []string{bus.BucketRuns}},
 	"renderer": {events: []string{bus.KindRenderDone, bus.KindStepFailed}, progress: true, watches: []string{bus.BucketRuns},
-		pulls: renderDurables()},
+		pulls: renderDurables(), bells: true},
 	"cdn": {events: []string{bus.KindCDNDone, bus.KindStepFailed}, kvWrite: []string{bus.BucketPurges},
 		pulls: []string{bus.StepCDN}, watches: []string{bus.BucketPurges}},
 	"thumbnail": {events: []string{bus.KindThumbnailDone, bus.KindStepFailed}, pulls: []string{bus.StepThumbnail},
@@ -226,11 +227,28 @@ func probeUser(ctx context.Context, t *testing.T, ns *testenv.ShippedNATS, admin
 	for _, d := range g.pulls {
 		stream, durable := streamOf(d)
 		if stream == bus.StreamJobs {
-			// A job for this durable, from the admin, then pulled, heart-beat and acked.
+			// A job for this durable, from the admin, then pulled, heart-beat
+			// and acked; a worker over several durables hears its doorbell.
 			cons, err := admin.js.Consumer(ctx, stream, durable)
 			require.NoError(t, err)
-			_, err = admin.js.Publish(ctx, strings.TrimSuffix(cons.CachedInfo().Config.FilterSubject, "*")+vid, []byte("probe"))
+			filter := cons.CachedInfo().Config.FilterSubject
+			var bell *nats.Subscription
+			if g.bells {
+				b, ok := subj.Bell(filter)
+				require.True(t, ok)
+				bell, err = p.nc.SubscribeSync(b)
+				require.NoError(t, err)
+				require.NoError(t, p.nc.Flush())
+				allowed = append(allowed, "subscribe "+b)
+			}
+			_, err = admin.js.Publish(ctx, strings.TrimSuffix(filter, "*")+vid, []byte("probe"))
 			require.NoError(t, err)
+			if bell != nil {
+				m, err := bell.NextMsg(5 * time.Second)
+				require.NoError(t, err, "%s hears the doorbell of %s", user, d)
+				require.Empty(t, m.Data, "a doorbell carries the job's headers, not the job")
+				require.NoError(t, bell.Unsubscribe())
+			}
 		}
 		cons, err := p.js.Consumer(ctx, stream, durable)
 		require.NoError(t, err, "%s reads its consumer %s", user, d)
