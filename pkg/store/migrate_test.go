@@ -38,5 +38,6 @@ func TestConcurrentFirstMigrations(t *testing.T) {
 	defer s.Close()
 	v, err := s.SchemaVersion(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, 3, v)
+	require.Equal(t, store.LatestSchemaVersion(), v)
+	require.True(t, s.DB.Migrator().HasIndex(&store.Step{}, store.OpenStepsIndex), "the open steps are indexed")
 }
