@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -79,6 +80,26 @@ func TestPriorityWorkerWakesOnTheDoorbell(t *testing.T) {
 			require.Less(t, h.wait, 30*time.Second)
 		case <-time.After(20 * time.Second):
 			t.Fatalf("a %s job waited for the hour-long poll: the doorbell did not wake the worker", prio)
+		}
+	}
+}
+
+// The bell rings once a job is stored, a moment before its consumer knows
+// of it: a worker woken by it must still find the job, every time. Jobs go
+// one at a time, each published once the worker is idle again.
+func TestPriorityWorkerNeverMissesABell(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	pool, handled := runPriorityWorker(t, tb, time.Hour)
+	for i := 0; i < 500; i++ {
+		vid := fmt.Sprintf("race%d", i)
+		require.NoError(t, tb.pub.Publish(context.Background(), tb.subj.RenderJob(pool, bus.PrioNormal, vid),
+			&backbeatv1.RenderJob{VideoId: vid, RunId: "r1", Attempt: 1}, "race:"+vid))
+		select {
+		case h := <-handled:
+			require.Equal(t, vid, h.video)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("job %d was stored but the worker missed its bell", i)
 		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -107,16 +106,16 @@ func (w *Worker[T]) Run(ctx context.Context, concurrency int, cons ...jetstream.
 	if len(cons) == 1 {
 		return runLoop(ctx, concurrency, longPoll(cons[0], w.log(), w.Step), nil, w.Process)
 	}
-	bell, stop := w.doorbell(cons)
-	defer stop()
+	b := w.doorbell(cons)
+	defer b.stop()
 	poll := w.PollInterval
 	if poll <= 0 {
 		poll = DefaultRecheck
-		if bell == nil {
+		if b == nil {
 			poll = DefaultPollInterval
 		}
 	}
-	return runLoop(ctx, concurrency, priorityPoll(cons, w.log(), w.Step, w.StarveEvery, poll), bell, w.Process)
+	return runLoop(ctx, concurrency, priorityPoll(cons, w.log(), w.Step, w.StarveEvery, poll, b), b.wakeups(), w.Process)
 }
 
 // Defaults of Worker.StarveEvery and Worker.PollInterval (DefaultRecheck
@@ -126,76 +125,6 @@ const (
 	DefaultRecheck      = 5 * time.Second
 	DefaultPollInterval = 250 * time.Millisecond
 )
-
-// doorbell subscribes to the bells of cons' filter subjects and returns a
-// channel that holds one wake-up whenever any rang since it was last read,
-// and the function that unsubscribes. It returns a nil channel (Run then
-// polls every DefaultPollInterval) when the worker has no publisher, a
-// consumer has no JOBS filter, or the server refuses the subscription.
-func (w *Worker[T]) doorbell(cons []jetstream.Consumer) (<-chan struct{}, func()) {
-	noop := func() {}
-	if w.Pub == nil || w.Pub.JetStream() == nil {
-		return nil, noop
-	}
-	nc := w.Pub.JetStream().Conn()
-	var subjects []string
-	for _, c := range cons {
-		cfg := c.CachedInfo().Config
-		filters := cfg.FilterSubjects
-		if cfg.FilterSubject != "" {
-			filters = append(filters, cfg.FilterSubject)
-		}
-		if len(filters) == 0 {
-			return nil, noop
-		}
-		for _, f := range filters {
-			b, ok := w.Pub.Subjects().Bell(f)
-			if !ok {
-				return nil, noop
-			}
-			subjects = append(subjects, b)
-		}
-	}
-	ring := make(chan struct{}, 1)
-	var subs []*nats.Subscription
-	stop := func() {
-		for _, s := range subs {
-			_ = s.Unsubscribe()
-		}
-	}
-	for _, subj := range subjects {
-		s, err := nc.Subscribe(subj, func(*nats.Msg) {
-			select {
-			case ring <- struct{}{}:
-			default:
-			}
-		})
-		if err != nil {
-			stop()
-			w.log().Warn("doorbell unavailable: polling", zap.String("step", w.Step), zap.String("bell", subj),
-				zap.Duration("every", DefaultPollInterval), zap.Error(err))
-			return nil, noop
-		}
-		subs = append(subs, s)
-	}
-	// A refused subscription is reported asynchronously: the round trip of
-	// the flush brings the refusal back first.
-	err := nc.FlushTimeout(5 * time.Second)
-	if last := nc.LastError(); err == nil && last != nil && errors.Is(last, nats.ErrPermissionViolation) {
-		for _, subj := range subjects {
-			if strings.Contains(last.Error(), `"`+subj+`"`) {
-				err = last
-			}
-		}
-	}
-	if err != nil {
-		stop()
-		w.log().Warn("doorbell unavailable: polling", zap.String("step", w.Step), zap.Strings("bells", subjects),
-			zap.Duration("every", DefaultPollInterval), zap.Error(err))
-		return nil, noop
-	}
-	return ring, stop
-}
 
 // runLoop is the fetch loop shared by Worker and Router: next returns one
 // message, or nil and how long to pause (after a failure, or when every
@@ -248,12 +177,19 @@ func longPoll(cons jetstream.Consumer, log *zap.Logger, step string) func(contex
 // trying them in FetchOrder without waiting, and asks for a pause of poll
 // when all are empty (a doorbell ends it early). The n-th call uses
 // FetchOrder(n, starveEvery, len(cons)).
-func priorityPoll(cons []jetstream.Consumer, log *zap.Logger, step string, starveEvery int, poll time.Duration) func(context.Context) (jetstream.Msg, time.Duration) {
+//
+// A bell (b, nil without one) rings once its job is stored, but the server
+// tells the job's consumer just after, so a fetch woken by it can find the
+// consumer still empty. When a round finds nothing though a bell rang, it
+// therefore waits up to bellGrace on the first consumer whose bell rang (or
+// finds its job was taken by another worker).
+func priorityPoll(cons []jetstream.Consumer, log *zap.Logger, step string, starveEvery int, poll time.Duration, b *bell) func(context.Context) (jetstream.Msg, time.Duration) {
 	if starveEvery <= 0 {
 		starveEvery = DefaultStarveEvery
 	}
 	fetches := 0 // only the loop's goroutine calls next
 	return func(ctx context.Context) (jetstream.Msg, time.Duration) {
+		rang := b.take()
 		order := FetchOrder(fetches, starveEvery, len(cons))
 		fetches++
 		for _, i := range order {
@@ -268,6 +204,19 @@ func priorityPoll(cons []jetstream.Consumer, log *zap.Logger, step string, starv
 			for m := range batch.Messages() {
 				return m, 0
 			}
+		}
+		for _, i := range order {
+			if i >= len(rang) || !rang[i] {
+				continue
+			}
+			m, err := FetchOne(ctx, cons[i], bellGrace)
+			if err != nil {
+				log.Warn("fetch failed", zap.String("step", step), zap.String("consumer", cons[i].CachedInfo().Name), zap.Error(err))
+			}
+			if m != nil {
+				return m, 0
+			}
+			break
 		}
 		return nil, poll
 	}
