@@ -18,6 +18,13 @@ import (
 	"github.com/backbeat/backbeat/pkg/redact"
 )
 
+// PostgresConns is the connection pool of one process on Postgres: enough
+// for the coordinator's concurrent events (render-coordinator's default
+// Concurrency) with its watchdog and notifier, or the API's requests, while
+// a few replicas of each stay under Postgres's default max_connections
+// (100).
+const PostgresConns = 24
+
 // Store wraps the gorm handle with the operations the services need.
 type Store struct {
 	DB       *gorm.DB
@@ -44,7 +51,11 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 				return nil, fmt.Errorf("create database dir: %w", err)
 			}
 		}
-		db, err = gorm.Open(sqlite.Open(path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"), cfg)
+		// WAL with synchronous=NORMAL: a commit survives the process
+		// crashing, not the machine losing power (the last commits can
+		// be lost then). SQLite is `backbeat dev`'s database, where that
+		// buys a commit without an fsync; production runs Postgres.
+		db, err = gorm.Open(sqlite.Open(path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"), cfg)
 	default:
 		return nil, fmt.Errorf("database url %q: want postgres://… or sqlite://path", redact.URL(dsn))
 	}
@@ -55,19 +66,27 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database handle: %w", err)
 	}
+	conns := PostgresConns
 	if !pg {
 		// SQLite has one writer; one connection serialises transactions
 		// instead of failing them with SQLITE_BUSY.
-		sqlDB.SetMaxOpenConns(1)
-	} else {
-		sqlDB.SetMaxOpenConns(10)
+		conns = 1
 	}
+	// As many idle as open: database/sql keeps 2 idle by default, so a
+	// service busier than that closed and reopened a connection (a new
+	// Postgres backend process) for most statements.
+	sqlDB.SetMaxOpenConns(conns)
+	sqlDB.SetMaxIdleConns(conns)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	s := &Store{DB: db, postgres: pg}
 	if err := s.Migrate(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
+
+// Postgres reports whether the store is on Postgres (else SQLite).
+func (s *Store) Postgres() bool { return s.postgres }
 
 // Close releases the connections.
 func (s *Store) Close() error {

@@ -47,7 +47,7 @@ type Config struct {
 	EdgeBaseURL string
 	// NotifyWebhook receives the user notifications (optional: log only).
 	NotifyWebhook string
-	// Concurrency of event handling.
+	// Concurrency of event handling (default DefaultConcurrency).
 	Concurrency int
 }
 
@@ -115,6 +115,12 @@ type Service struct {
 	newRunID func() string
 }
 
+// DefaultConcurrency is how many events the coordinator handles at once.
+// An event is a few milliseconds of round trips and a commit; with 16 at
+// once Postgres flushes many commits with one fsync, and the pool
+// (store.PostgresConns) still has room for the watchdog and the notifier.
+const DefaultConcurrency = 16
+
 // DefaultEdgeBaseURL is where `backbeat dev` serves the edge, the default
 // base of the URLs given to users.
 const DefaultEdgeBaseURL = "http://127.0.0.1:8080"
@@ -154,7 +160,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		cfg.SweepEvery = 10 * time.Minute
 	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 4
+		cfg.Concurrency = DefaultConcurrency
 	}
 	if cfg.EdgeBaseURL == "" {
 		cfg.EdgeBaseURL = DefaultEdgeBaseURL

@@ -168,7 +168,13 @@ func (s *Service) jobPublished(ctx context.Context, run store.Run) error {
 	if run.JobAt != nil {
 		return nil
 	}
-	_, err := s.repo.Auto(ctx).UpdateRuns(runWhere{ID: run.ID, Stage: run.Stage, NoJobAt: true}, map[string]any{"job_at": s.now()})
+	// Lazy: if a database crash loses job_at, the sweeper publishes the job
+	// again (deduplicated) and sets it then; the deadline starts late, no
+	// more. Not waiting for the disk here keeps an fsync off every stage.
+	err := s.repo.Lazy(ctx, func(tx repoTx) error {
+		_, err := tx.UpdateRuns(runWhere{ID: run.ID, Stage: run.Stage, NoJobAt: true}, map[string]any{"job_at": s.now()})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("start the %s deadline of %s: %w", run.Stage, run.ID, err)
 	}

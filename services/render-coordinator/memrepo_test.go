@@ -98,6 +98,9 @@ func (m *memRepo) Tx(_ context.Context, fn func(tx repoTx) error) error {
 
 func (m *memRepo) Auto(context.Context) repoTx { return &memTx{m: m, w: m.base, auto: true} }
 
+// Lazy is Tx: the simulation's database loses nothing it committed.
+func (m *memRepo) Lazy(ctx context.Context, fn func(tx repoTx) error) error { return m.Tx(ctx, fn) }
+
 // memTx is a transaction: it reads its overlay w, then the committed rows,
 // and writes to w. For Auto, w is the committed rows and every call is its
 // own transaction.

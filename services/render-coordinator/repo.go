@@ -20,6 +20,10 @@ type repo interface {
 	// Auto is the same operations outside a transaction: each one is its
 	// own statement, committed at once.
 	Auto(ctx context.Context) repoTx
+	// Lazy is Tx for marks the coordinator derives again after a crash
+	// (the sweeper): its commit need not wait for the disk, so a crash of
+	// the database may lose it but never reorders or half-applies it.
+	Lazy(ctx context.Context, fn func(tx repoTx) error) error
 }
 
 // repoTx is what a transaction (or one autocommitted statement) can do. The

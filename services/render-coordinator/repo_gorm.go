@@ -28,6 +28,20 @@ func (r gormRepo) Auto(ctx context.Context) repoTx {
 	return gormTx{tx: r.db.DB.WithContext(ctx), db: r.db}
 }
 
+// Lazy runs fn in a transaction whose commit does not wait for the disk
+// on Postgres (synchronous_commit off for it alone): a crash of the database
+// can lose it, never reorder or half-apply it. SQLite commits as Tx does.
+func (r gormRepo) Lazy(ctx context.Context, fn func(tx repoTx) error) error {
+	return r.db.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if r.db.Postgres() {
+			if err := tx.Exec("SET LOCAL synchronous_commit TO OFF").Error; err != nil {
+				return err
+			}
+		}
+		return fn(gormTx{tx: tx, db: r.db})
+	})
+}
+
 // gormTx is a transaction, or the database handle itself for Auto.
 type gormTx struct {
 	tx *gorm.DB
@@ -128,8 +142,13 @@ func (g gormTx) Refund(runID string) (bool, error) {
 	return store.Refund(g.tx, runID)
 }
 
+// StartStep inserts the step unless (run, name, attempt) has one: one
+// statement (ON CONFLICT on the unique index), not a read then a write.
 func (g gormTx) StartStep(st store.Step) error {
-	return g.tx.Where(store.Step{RunID: st.RunID, Name: st.Name, Attempt: st.Attempt}).FirstOrCreate(&st).Error
+	return g.tx.Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "run_id"}, {Name: "name"}, {Name: "attempt"}},
+		DoNothing: true,
+	}).Create(&st).Error
 }
 
 func (g gormTx) EndStep(runID, name string, attempt int32, at time.Time, output, errText string) error {
