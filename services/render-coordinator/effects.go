@@ -36,22 +36,14 @@ func kvState(run store.Run) bus.RunState {
 
 // reload reads a run and reports whether it is its video's current run.
 func (s *Service) reload(ctx context.Context, runID string) (store.Run, bool, error) {
-	a := s.repo.Auto(ctx)
-	run, ok, err := a.Run(runID)
+	run, current, ok, err := s.repo.Auto(ctx).RunIsCurrent(runID)
 	if err != nil {
 		return run, false, fmt.Errorf("get run %s: %w", runID, err)
 	}
 	if !ok {
-		return run, false, fmt.Errorf("run %s: %w", runID, store.ErrNotFound)
+		return run, false, fmt.Errorf("run %s or its video: %w", runID, store.ErrNotFound)
 	}
-	v, ok, err := a.Video(run.VideoID)
-	if err != nil {
-		return run, false, fmt.Errorf("get video %s: %w", run.VideoID, err)
-	}
-	if !ok {
-		return run, false, fmt.Errorf("video %s: %w", run.VideoID, store.ErrNotFound)
-	}
-	return run, v.RunID == run.ID, nil
+	return run, current, nil
 }
 
 // Effects are what follows from a run's persisted state: the runs-KV entry,

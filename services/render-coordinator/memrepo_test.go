@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -176,6 +177,22 @@ func (t *memTx) Run(id string) (store.Run, bool, error) {
 	return r, ok, nil
 }
 
+func (t *memTx) RunIsCurrent(id string) (store.Run, bool, bool, error) {
+	if err := t.enter(); err != nil {
+		return store.Run{}, false, false, err
+	}
+	defer t.leave()
+	r, ok := t.run(id)
+	if !ok {
+		return store.Run{}, false, false, nil
+	}
+	v, ok := get(t.w.videos, t.m.base.videos, r.VideoID)
+	if !ok {
+		return store.Run{}, false, false, nil
+	}
+	return r, v.RunID == r.ID, true, nil
+}
+
 func (t *memTx) RunByCreateKey(key string) (store.Run, bool, error) {
 	if err := t.enter(); err != nil {
 		return store.Run{}, false, err
@@ -237,6 +254,18 @@ func (t *memTx) InsertRun(r store.Run) error {
 	put(&t.w.keys, r.CreateKey, r.ID)
 	t.wrote()
 	return nil
+}
+
+func (t *memTx) UpdateRun(w runWhere, set map[string]any) (store.Run, bool, error) {
+	if w.ID == "" {
+		return store.Run{}, false, errors.New("UpdateRun needs a run id")
+	}
+	n, err := t.UpdateRuns(w, set)
+	if err != nil || n == 0 {
+		return store.Run{}, false, err
+	}
+	r, ok := t.run(w.ID)
+	return r, ok, nil
 }
 
 func (t *memTx) UpdateRuns(w runWhere, set map[string]any) (int64, error) {

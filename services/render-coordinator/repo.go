@@ -32,6 +32,9 @@ type repo interface {
 type repoTx interface {
 	// Run reads a run by id.
 	Run(id string) (store.Run, bool, error)
+	// RunIsCurrent reads a run and whether it is its video's current run,
+	// in one statement; false when the run or its video does not exist.
+	RunIsCurrent(id string) (run store.Run, current, ok bool, err error)
 	// RunByCreateKey reads the run a create made, by its idempotency key.
 	RunByCreateKey(key string) (store.Run, bool, error)
 	// User reads a user.
@@ -48,6 +51,10 @@ type repoTx interface {
 	// UpdateRuns sets columns of the runs matching w and returns how many
 	// matched: the conditional update transitions are made of.
 	UpdateRuns(w runWhere, set map[string]any) (int64, error)
+	// UpdateRun is UpdateRuns for the one run w.ID names, returning it as
+	// updated (one statement: UPDATE … RETURNING), or false when it did not
+	// match w.
+	UpdateRun(w runWhere, set map[string]any) (store.Run, bool, error)
 	// UpdateVideo sets columns of a video.
 	UpdateVideo(id string, set map[string]any) error
 	// UpdateVideoOfRun sets columns of a video only while runID is its run.

@@ -63,6 +63,18 @@ func (g gormTx) Run(id string) (store.Run, bool, error) {
 	return r, ok, err
 }
 
+func (g gormTx) RunIsCurrent(id string) (store.Run, bool, bool, error) {
+	var row struct {
+		store.Run `gorm:"embedded"`
+		Current   bool
+	}
+	res := g.tx.Raw(`SELECT runs.*, COALESCE(videos.run_id = runs.id, false) AS current FROM runs JOIN videos ON videos.id = runs.video_id WHERE runs.id = ?`, id).Scan(&row)
+	if res.Error != nil || res.RowsAffected == 0 {
+		return store.Run{}, false, false, res.Error
+	}
+	return row.Run, row.Current, true, nil
+}
+
 func (g gormTx) RunByCreateKey(key string) (store.Run, bool, error) {
 	var r store.Run
 	ok, err := first(g.tx.Where("create_key = ?", key), &r)
@@ -124,6 +136,18 @@ func (g gormTx) where(q *gorm.DB, w runWhere) *gorm.DB {
 func (g gormTx) UpdateRuns(w runWhere, set map[string]any) (int64, error) {
 	res := g.where(g.tx.Model(&store.Run{}), w).Updates(set)
 	return res.RowsAffected, res.Error
+}
+
+func (g gormTx) UpdateRun(w runWhere, set map[string]any) (store.Run, bool, error) {
+	if w.ID == "" {
+		return store.Run{}, false, errors.New("UpdateRun needs a run id")
+	}
+	var rows []store.Run
+	res := g.where(g.tx.Model(&rows).Clauses(clause.Returning{}), w).Updates(set)
+	if res.Error != nil || len(rows) == 0 {
+		return store.Run{}, false, res.Error
+	}
+	return rows[0], true, nil
 }
 
 func (g gormTx) UpdateVideo(id string, set map[string]any) error {

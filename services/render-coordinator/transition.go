@@ -38,19 +38,12 @@ func (s *Service) advance(tx repoTx, run *store.Run, t Transition, upd map[strin
 		set["stage_at"] = s.now()
 		set["job_at"] = nil
 	}
-	n, err := tx.UpdateRuns(runWhere{ID: run.ID, Status: t.From, Stage: t.Stage}, set)
+	r, ok, err := tx.UpdateRun(runWhere{ID: run.ID, Status: t.From, Stage: t.Stage}, set)
 	if err != nil {
 		return false, fmt.Errorf("%s: update run %s: %w", t.Name, run.ID, err)
 	}
-	if n != 1 {
+	if !ok {
 		return false, errNoChange
-	}
-	r, ok, err := tx.Run(run.ID)
-	if err == nil && !ok {
-		err = store.ErrNotFound
-	}
-	if err != nil {
-		return false, fmt.Errorf("reload run %s: %w", run.ID, err)
 	}
 	*run = r
 	// A video shows ready only with its URL: the promotion sets both.
