@@ -209,11 +209,63 @@ func (l *Local) Copy(ctx context.Context, srcKey, dstKey string) (Info, error) {
 	if dst, err := l.Stat(ctx, dstKey); err == nil && sameObject(src, dst) {
 		return dst, nil
 	}
+	if info, ok := l.link(f, srcPath, dstKey, src); ok {
+		return info, nil
+	}
 	info, err := l.Put(ctx, dstKey, f, src.Size, src.ContentType)
 	if err != nil {
 		return Info{}, fmt.Errorf("blob: copy %s: %w", srcKey, err)
 	}
 	return info, nil
+}
+
+// link makes dstKey a hard link to the version of the source that f has
+// open, with its sidecar: no byte is copied or synced again, which is what a
+// promotion of a finished video costs in `backbeat dev`. It is safe because
+// an object file is never written in place: Put renames a new file over the
+// key, so two keys that share an inode never see each other's later Puts.
+// It reports false (the caller copies) when the file system refuses the
+// link or the source changed since f was opened.
+func (l *Local) link(f *os.File, srcPath, dstKey string, src Info) (Info, bool) {
+	dst, metaPath, err := l.paths(dstKey)
+	if err != nil {
+		return Info{}, false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return Info{}, false
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(l.root, reservedDir, "tmp", "link-"+hex.EncodeToString(rnd[:]))
+	if err := os.Link(srcPath, tmp); err != nil {
+		return Info{}, false
+	}
+	// The link names what srcPath names now: make sure that is still the
+	// version f has open (a Put may have replaced it in between).
+	if li, err := os.Stat(tmp); err != nil || !os.SameFile(li, fi) {
+		_ = os.Remove(tmp)
+		return Info{}, false
+	}
+	for _, d := range []string{filepath.Dir(dst), filepath.Dir(metaPath)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			_ = os.Remove(tmp)
+			return Info{}, false
+		}
+	}
+	meta := localMeta{ContentType: src.ContentType, ETag: src.ETag, Size: fi.Size(),
+		ModTimeNano: fi.ModTime().UnixNano(), Inode: inode(fi)}
+	mu := l.lock(dstKey)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := os.Rename(tmp, dst); err != nil {
+		_ = os.Remove(tmp)
+		return Info{}, false
+	}
+	// A missing or stale sidecar is detected on read and the object hashed
+	// again: the link stands either way.
+	_ = writeFileAtomic(filepath.Join(l.root, reservedDir, "tmp"), metaPath, meta)
+	return meta.info(dstKey), true
 }
 
 // Delete implements Store.

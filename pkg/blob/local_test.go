@@ -78,3 +78,38 @@ func TestOpen(t *testing.T) {
 	require.Error(t, err, "nothing listens on port 1")
 	require.NotContains(t, err.Error(), "topsecret")
 }
+
+// A local copy is a hard link to the source's file, not a second copy of its
+// bytes; a later Put of either key leaves the other as it was.
+func TestLocalCopyLinksAndStaysApart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := blob.NewLocal(dir)
+	require.NoError(t, err)
+	_, err = s.Put(ctx, "runs/v/r/video.mp4", bytes.NewReader([]byte("first")), 5, "video/mp4")
+	require.NoError(t, err)
+	src, err := s.Stat(ctx, "runs/v/r/video.mp4")
+	require.NoError(t, err)
+	dst, err := s.Copy(ctx, "runs/v/r/video.mp4", "videos/v/r/video.mp4")
+	require.NoError(t, err)
+	require.Equal(t, src.ETag, dst.ETag)
+	require.Equal(t, "video/mp4", dst.ContentType)
+	a, err := os.Stat(filepath.Join(dir, "runs", "v", "r", "video.mp4"))
+	require.NoError(t, err)
+	b, err := os.Stat(filepath.Join(dir, "videos", "v", "r", "video.mp4"))
+	require.NoError(t, err)
+	require.True(t, os.SameFile(a, b), "the copy shares the source's file")
+
+	_, err = s.Put(ctx, "runs/v/r/video.mp4", bytes.NewReader([]byte("second")), 6, "video/mp4")
+	require.NoError(t, err)
+	got, err := os.ReadFile(filepath.Join(dir, "videos", "v", "r", "video.mp4"))
+	require.NoError(t, err)
+	require.Equal(t, "first", string(got), "a Put of the source does not reach the copy")
+	st, err := s.Stat(ctx, "videos/v/r/video.mp4")
+	require.NoError(t, err)
+	require.Equal(t, src.ETag, st.ETag)
+	tmp, err := os.ReadDir(filepath.Join(dir, ".blob", "tmp"))
+	require.NoError(t, err)
+	require.Empty(t, tmp, "no temporary links left behind")
+}
