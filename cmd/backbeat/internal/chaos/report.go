@@ -14,7 +14,7 @@ import (
 // run in a non-terminal status, and the ledger (holds minus refunds) equal
 // to what each balance lost.
 func (r *runState) verifyDB(ctx context.Context, s *stack, all []*video) {
-	conn, err := pgx.Connect(ctx, s.dbURL)
+	conn, err := pgx.Connect(ctx, s.data.DBURL)
 	if err != nil {
 		r.problem("connect database: %v", err)
 		return
