@@ -32,6 +32,9 @@ type levelResult struct {
 	// the window, eventsAll until everything settled (thumbnail.done and
 	// notify.done of the last videos included).
 	events, eventsAll uint64
+	// statements is the number of SQL statements the coordinator ran in
+	// the window (dev shapes only: counted by gorm callbacks).
+	statements int64
 }
 
 // bundle is the users' bundle: pools gpu then cpu, priority normal.
@@ -73,13 +76,15 @@ func handled(ctx context.Context, js jetstream.JetStream) (done, waiting uint64,
 // Subjects.Event(vid, KindVideoCreate), message id create:<vid>:<request
 // id>), each for one of users, keeping lv.inflight in flight, and waits for
 // each to be ready (at most timeout).
-func load(ctx context.Context, pub *bus.Publisher, js jetstream.JetStream, tr *trace, users []string, lv level,
+func load(ctx context.Context, st *stack, tr *trace, users []string, lv level,
 	tag string, region float64, timeout time.Duration) (*levelResult, error) {
+	pub, js := st.pub, st.js
 	res := &levelResult{level: lv}
 	before, _, err := handled(ctx, js)
 	if err != nil {
 		return nil, err
 	}
+	sqlBefore := st.statements.Load()
 	var (
 		mu       sync.Mutex
 		vids     []string
@@ -132,6 +137,7 @@ func load(ctx context.Context, pub *bus.Publisher, js jetstream.JetStream, tr *t
 		return nil, err
 	}
 	res.window, res.events = end.Sub(start), after-before
+	res.statements = st.statements.Load() - sqlBefore
 	for _, vid := range vids {
 		if f, ok := tr.figuresOf(vid); ok {
 			res.figs = append(res.figs, f)

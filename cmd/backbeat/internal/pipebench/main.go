@@ -53,7 +53,9 @@ type options struct {
 	region                    float64
 	timeout                   time.Duration
 	keep                      bool
-	out                       string
+	// deadline, when set, ends the whole run (cleaning up) after it.
+	deadline time.Duration
+	out      string
 	// real renders realVideos real videos of realSong on `backbeat dev`.
 	real       bool
 	realSong   string
@@ -76,6 +78,11 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.deadline > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.deadline)
+		defer cancel()
+	}
 	report, err := run(ctx, o)
 	fmt.Print(report)
 	if o.out != "" && report != "" {
@@ -105,7 +112,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.workerConcurrency, "worker-concurrency", 16, "jobs at a time of each stub worker")
 	fs.IntVar(&o.coordinatorConcurrency, "coordinator-concurrency", 0, "the coordinator's event concurrency (0: its default)")
 	fs.Float64Var(&o.region, "region", 10, "seconds of song per video")
-	fs.DurationVar(&o.timeout, "timeout", 3*time.Minute, "how long one video may take from create to ready")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "how long one video may take from create to ready")
+	fs.DurationVar(&o.deadline, "deadline", 0, "stop the whole run, cleaning up, after this long (0: no limit)")
 	fs.BoolVar(&o.keep, "keep", false, "keep each run's state directory (logs, SQLite, NATS)")
 	fs.StringVar(&o.out, "out", "", "also write the report to this file")
 	fs.BoolVar(&o.real, "real", false, "also render real videos on `backbeat dev` and report the overhead per step")
@@ -261,10 +269,17 @@ func runOnce(ctx context.Context, o options, shape string, lv level, tag string)
 			err = fmt.Errorf("stub workers: %w", serr)
 		}
 	}()
-	if _, err := load(ctx, st.pub, st.js, tr, users, level{inflight: 1, videos: 2}, tag+"-warm", o.region, o.timeout); err != nil {
+	if _, err := load(ctx, st, tr, users, level{inflight: 1, videos: 2}, tag+"-warm", o.region, o.timeout); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
-	return load(ctx, st.pub, st.js, tr, users, lv, tag, o.region, o.timeout)
+	res, err := load(ctx, st, tr, users, lv, tag, o.region, o.timeout)
+	if o.keep {
+		if derr := tr.dump(filepath.Join(st.dir, "trace.jsonl")); derr != nil {
+			logf("  %v", derr)
+		}
+		logf("  kept %s", st.dir)
+	}
+	return res, err
 }
 
 // pgFsync is Postgres's fsync setting (SHOW fsync) on TEST_DATABASE_URL.

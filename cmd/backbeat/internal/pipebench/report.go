@@ -46,6 +46,8 @@ type point struct {
 	busyP50, totalP50                        float64
 	pickupP50, pickupP99, handoffP50, hopP50 map[string]float64
 	eventsPerSec, videosPerSec, eventsPerVid float64
+	// sqlPerEvent is SQL statements per event handled (dev shapes).
+	sqlPerEvent float64
 }
 
 // reduce turns a level's result into its point.
@@ -80,6 +82,9 @@ func reduce(r *levelResult) point {
 	if secs := r.window.Seconds(); secs > 0 {
 		p.eventsPerSec = float64(r.events) / secs
 		p.videosPerSec = float64(len(r.figs)) / secs
+	}
+	if r.events > 0 {
+		p.sqlPerEvent = float64(r.statements) / float64(r.events)
 	}
 	if r.level.videos > 0 {
 		p.eventsPerVid = float64(r.eventsAll) / float64(r.level.videos)
@@ -131,16 +136,20 @@ func render(h header, all []*series) string {
 	fmt.Fprintf(&b, "Pipeline overhead with stub workers, %s; %d cores; load average before %s, after %s; "+
 		"Postgres fsync=%s; %d run(s) per point, medians over the runs.\n\n",
 		h.date.Format("2006-01-02 15:04 MST"), numCPU(), h.loadBefore, h.loadAfter, h.fsync, h.o.runs)
-	b.WriteString("| shape | in flight | videos | overhead p50 | overhead p99 | pickup p50 audio / render / cdn | events/s | videos/s | events/video |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| shape | in flight | videos | overhead p50 | overhead p99 | pickup p50 audio / render / cdn | events/s | videos/s | events/video | SQL/event |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range all {
 		pk := func(step string) float64 { return s.med(func(p point) float64 { return p.pickupP50[step] }) }
-		fmt.Fprintf(&b, "| %s | %d | %d | %.1f ms | %.1f ms | %.1f / %.1f / %.1f ms | %.0f | %.1f | %.1f |\n",
+		sql := "n/a"
+		if v := s.med(func(p point) float64 { return p.sqlPerEvent }); v > 0 {
+			sql = fmt.Sprintf("%.1f", v)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %.1f ms | %.1f ms | %.1f / %.1f / %.1f ms | %.0f | %.1f | %.1f | %s |\n",
 			s.shape, s.level.inflight, s.level.videos,
 			s.med(func(p point) float64 { return p.overheadP50 }), s.med(func(p point) float64 { return p.overheadP99 }),
 			pk(bus.StepAudio), pk(bus.StepRender), pk(bus.StepCDN),
 			s.med(func(p point) float64 { return p.eventsPerSec }), s.med(func(p point) float64 { return p.videosPerSec }),
-			s.med(func(p point) float64 { return p.eventsPerVid }))
+			s.med(func(p point) float64 { return p.eventsPerVid }), sql)
 	}
 	b.WriteString("\nWhere the time goes (p50 per video, ms): the coordinator's turns (event seen on the bus → next job seen), " +
 		"each worker's pickup (bus.QueueWait) and its hand-off (job seen → done event seen, minus its busy time).\n\n")
@@ -171,6 +180,7 @@ func render(h header, all []*series) string {
 		"run is ready and the video promoted). Overhead = create→ready − Σ busy time (Work) of the audio, render and cdn stubs. "+
 		"Pickup = bus.QueueWait (JetStream store time → the worker starts the job). events/s = EVENTS messages the coordinator's "+
 		"durable acknowledged between the first create and the last ready, divided by that window; videos/s likewise; "+
-		"events/video counts until every thumbnail and notification was handled.\n", h.o.workerConcurrency, bundle)
+		"events/video counts until every thumbnail and notification was handled. SQL/event: statements the coordinator ran "+
+		"in the window (gorm callbacks, dev shapes) per event; the prod coordinator is another process.\n", h.o.workerConcurrency, bundle)
 	return b.String()
 }

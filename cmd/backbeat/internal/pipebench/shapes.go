@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"gorm.io/gorm"
 
 	"github.com/backbeat/backbeat/cmd/backbeat/internal/cli"
 	"github.com/backbeat/backbeat/cmd/backbeat/internal/natsconf"
@@ -55,6 +57,9 @@ type stack struct {
 	pub   *bus.Publisher
 	store *store.Store
 	blob  blob.Store
+	// statements counts the SQL statements run on store (dev shapes, where
+	// the coordinator shares it; 0 in prod).
+	statements atomic.Int64
 	// conn gives a stub worker its connection by bus.Service* name.
 	conn    func(service string) (workerConn, error)
 	closers []func() error
@@ -145,6 +150,9 @@ func (s *stack) startDev(ctx context.Context, o options, dsn string) error {
 	if err := s.openData(ctx, dsn, ""); err != nil {
 		return err
 	}
+	if err := s.countStatements(); err != nil {
+		return err
+	}
 	runs, err := bus.OpenRuns(ctx, s.js)
 	if err != nil {
 		return err
@@ -174,6 +182,19 @@ func (s *stack) startDev(ctx context.Context, o options, dsn string) error {
 		return nil
 	})
 	return nil
+}
+
+// countStatements counts every statement gorm runs on the store.
+func (s *stack) countStatements() error {
+	count := func(*gorm.DB) { s.statements.Add(1) }
+	cb := s.store.DB.Callback()
+	return errors.Join(
+		cb.Create().After("gorm:create").Register("pipebench:count", count),
+		cb.Query().After("gorm:query").Register("pipebench:count", count),
+		cb.Update().After("gorm:update").Register("pipebench:count", count),
+		cb.Delete().After("gorm:delete").Register("pipebench:count", count),
+		cb.Row().After("gorm:row").Register("pipebench:count", count),
+		cb.Raw().After("gorm:raw").Register("pipebench:count", count))
 }
 
 // openData opens the database (migrating it) and the blob store: a local

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -181,4 +183,36 @@ func (t *trace) figuresOf(vid string) (f figures, ok bool) {
 	}
 	f.overhead = f.total - f.busy
 	return f, true
+}
+
+// dump writes every video's marks (ms after its create), busy and pickup
+// times as JSON lines, for a closer look at a run kept with -keep.
+func (t *trace) dump(path string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("trace dump: %w", err)
+	}
+	enc := json.NewEncoder(f)
+	for vid, v := range t.vids {
+		line := map[string]any{"video_id": vid}
+		for k, at := range v.seen {
+			line[k] = ms(at.Sub(v.seen["created"]))
+		}
+		for k, d := range v.busy {
+			line["busy:"+k] = ms(d)
+		}
+		for k, d := range v.pickup {
+			line["pickup:"+k] = ms(d)
+		}
+		if err := enc.Encode(line); err != nil {
+			f.Close()
+			return fmt.Errorf("trace dump: %w", err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("trace dump: %w", err)
+	}
+	return nil
 }
