@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,6 +57,9 @@ type options struct {
 	// deadline, when set, ends the whole run (cleaning up) after it.
 	deadline time.Duration
 	out      string
+	// cpuProfile, when set, receives a CPU profile of the whole run (in
+	// the dev shapes it covers the coordinator, NATS and the stubs).
+	cpuProfile string
 	// real renders realVideos real videos of realSong on `backbeat dev`.
 	real       bool
 	realSong   string
@@ -83,6 +87,18 @@ func main() {
 		ctx, cancel = context.WithTimeout(ctx, o.deadline)
 		defer cancel()
 	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pipebench: cpu profile:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	report, err := run(ctx, o)
 	fmt.Print(report)
 	if o.out != "" && report != "" {
@@ -92,6 +108,7 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pipebench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -116,6 +133,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.deadline, "deadline", 0, "stop the whole run, cleaning up, after this long (0: no limit)")
 	fs.BoolVar(&o.keep, "keep", false, "keep each run's state directory (logs, SQLite, NATS)")
 	fs.StringVar(&o.out, "out", "", "also write the report to this file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	fs.BoolVar(&o.real, "real", false, "also render real videos on `backbeat dev` and report the overhead per step")
 	fs.StringVar(&o.realSong, "real-song", "", "WAV file of the real run (default: scripts/demo-song.sh makes one)")
 	fs.IntVar(&o.realVideos, "real-videos", 2, "videos of the real run, one at a time")
