@@ -35,6 +35,8 @@ type levelResult struct {
 	// statements is the number of SQL statements the coordinator ran in
 	// the window (dev shapes only: counted by gorm callbacks).
 	statements int64
+	// cpu is the CPU time each part of stack.cpu used in the window.
+	cpu map[string]time.Duration
 }
 
 // bundle is the users' bundle: pools gpu then cpu, priority normal.
@@ -85,6 +87,10 @@ func load(ctx context.Context, st *stack, tr *trace, users []string, lv level,
 		return nil, err
 	}
 	sqlBefore := st.statements.Load()
+	cpuBefore := map[string]time.Duration{}
+	for k, f := range st.cpu {
+		cpuBefore[k] = f()
+	}
 	var (
 		mu       sync.Mutex
 		vids     []string
@@ -138,6 +144,10 @@ func load(ctx context.Context, st *stack, tr *trace, users []string, lv level,
 	}
 	res.window, res.events = end.Sub(start), after-before
 	res.statements = st.statements.Load() - sqlBefore
+	res.cpu = map[string]time.Duration{}
+	for k, f := range st.cpu {
+		res.cpu[k] = f() - cpuBefore[k]
+	}
 	for _, vid := range vids {
 		if f, ok := tr.figuresOf(vid); ok {
 			res.figs = append(res.figs, f)

@@ -55,7 +55,7 @@ func TestTinyDevRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, col := range []string{"| shape | in flight | videos | overhead p50 | overhead p99 | pickup p50 audio / render / cdn | events/s | videos/s | events/video | SQL/event |",
-		"| dev-sqlite | 2 | 4 | ", "create→audio job", "cdn.done→ready", "render pickup / hand-off", "load average before", "Method:"} {
+		"| dev-sqlite | 2 | 4 | ", "create→audio job", "cdn.done→ready", "render pickup / hand-off", "CPU ms/event", "process ", "load average before", "Method:"} {
 		if !strings.Contains(report, col) {
 			t.Errorf("report lacks %q:\n%s", col, report)
 		}

@@ -48,6 +48,8 @@ type point struct {
 	eventsPerSec, videosPerSec, eventsPerVid float64
 	// sqlPerEvent is SQL statements per event handled (dev shapes).
 	sqlPerEvent float64
+	// cpuPerEvent is CPU ms per event handled of each part of stack.cpu.
+	cpuPerEvent map[string]float64
 }
 
 // reduce turns a level's result into its point.
@@ -83,8 +85,12 @@ func reduce(r *levelResult) point {
 		p.eventsPerSec = float64(r.events) / secs
 		p.videosPerSec = float64(len(r.figs)) / secs
 	}
+	p.cpuPerEvent = map[string]float64{}
 	if r.events > 0 {
 		p.sqlPerEvent = float64(r.statements) / float64(r.events)
+		for k, d := range r.cpu {
+			p.cpuPerEvent[k] = ms(d) / float64(r.events)
+		}
 	}
 	if r.level.videos > 0 {
 		p.eventsPerVid = float64(r.eventsAll) / float64(r.level.videos)
@@ -106,6 +112,22 @@ func (s *series) med(f func(point) float64) float64 {
 		xs = append(xs, f(p))
 	}
 	return median(xs)
+}
+
+// cpu is the median CPU ms per event of each part, "part 1.2, other 3.4".
+func (s *series) cpu() string {
+	var parts []string
+	if len(s.points) > 0 {
+		for k := range s.points[0].cpuPerEvent {
+			parts = append(parts, k)
+		}
+	}
+	slices.Sort(parts)
+	var out []string
+	for _, k := range parts {
+		out = append(out, fmt.Sprintf("%s %.1f", k, s.med(func(p point) float64 { return p.cpuPerEvent[k] })))
+	}
+	return strings.Join(out, ", ")
 }
 
 // header is what the report says of the machine and the method.
@@ -160,7 +182,7 @@ func render(h header, all []*series) string {
 	for _, st := range pathSteps {
 		fmt.Fprintf(&b, " %s pickup / hand-off |", st)
 	}
-	b.WriteString(" busy (Σ stubs) | create→ready |\n|" + strings.Repeat(" --- |", 2) + strings.Repeat(" ---: |", len(coordinatorHops)+len(pathSteps)+2) + "\n")
+	b.WriteString(" busy (Σ stubs) | create→ready | CPU ms/event |\n|" + strings.Repeat(" --- |", 2) + strings.Repeat(" ---: |", len(coordinatorHops)+len(pathSteps)+3) + "\n")
 	for _, s := range all {
 		fmt.Fprintf(&b, "| %s | %d |", s.shape, s.level.inflight)
 		for _, h := range coordinatorHops {
@@ -170,7 +192,7 @@ func render(h header, all []*series) string {
 			fmt.Fprintf(&b, " %.1f / %.1f |", s.med(func(p point) float64 { return p.pickupP50[st] }),
 				s.med(func(p point) float64 { return p.handoffP50[st] }))
 		}
-		fmt.Fprintf(&b, " %.1f | %.1f |\n", s.med(func(p point) float64 { return p.busyP50 }), s.med(func(p point) float64 { return p.totalP50 }))
+		fmt.Fprintf(&b, " %.1f | %.1f | %s |\n", s.med(func(p point) float64 { return p.busyP50 }), s.med(func(p point) float64 { return p.totalP50 }), s.cpu())
 	}
 	fmt.Fprintf(&b, "\nMethod: scripts/bench/pipeline.sh (cmd/backbeat/internal/pipebench). Stub workers (real bus.Step on the real "+
 		"consumers: audio; a renderer per pool on its high/normal/low durables; cdn; thumbnail; %d jobs at a time each) write "+
@@ -181,6 +203,8 @@ func render(h header, all []*series) string {
 		"Pickup = bus.QueueWait (JetStream store time → the worker starts the job). events/s = EVENTS messages the coordinator's "+
 		"durable acknowledged between the first create and the last ready, divided by that window; videos/s likewise; "+
 		"events/video counts until every thumbnail and notification was handled. SQL/event: statements the coordinator ran "+
-		"in the window (gorm callbacks, dev shapes) per event; the prod coordinator is another process.\n", h.o.workerConcurrency, bundle)
+		"in the window (gorm callbacks, dev shapes) per event; the prod coordinator is another process. CPU ms/event: CPU time "+
+		"used in the window per event handled: in prod of the coordinator's and nats-server's processes (/proc/PID/stat), in "+
+		"the dev shapes of the whole process (coordinator, NATS, stubs and harness: getrusage).\n", h.o.workerConcurrency, bundle)
 	return b.String()
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -60,6 +61,10 @@ type stack struct {
 	// statements counts the SQL statements run on store (dev shapes, where
 	// the coordinator shares it; 0 in prod).
 	statements atomic.Int64
+	// cpu reads the CPU time used so far by the parts the report names:
+	// "coordinator" and "nats-server" in prod (their processes), "process"
+	// in the dev shapes (the harness process: coordinator, NATS and stubs).
+	cpu map[string]func() time.Duration
 	// conn gives a stub worker its connection by bus.Service* name.
 	conn    func(service string) (workerConn, error)
 	closers []func() error
@@ -87,7 +92,7 @@ func startStack(ctx context.Context, o options, shape string) (_ *stack, err err
 	if err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	s := &stack{shape: shape, dir: dir}
+	s := &stack{shape: shape, dir: dir, cpu: map[string]func() time.Duration{}}
 	s.onClose(func() error {
 		if o.keep {
 			return nil
@@ -153,6 +158,7 @@ func (s *stack) startDev(ctx context.Context, o options, dsn string) error {
 	if err := s.countStatements(); err != nil {
 		return err
 	}
+	s.cpu["process"] = processCPU
 	runs, err := bus.OpenRuns(ctx, s.js)
 	if err != nil {
 		return err
@@ -182,6 +188,15 @@ func (s *stack) startDev(ctx context.Context, o options, dsn string) error {
 		return nil
 	})
 	return nil
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // countStatements counts every statement gorm runs on the store.
@@ -250,6 +265,7 @@ func (s *stack) startProd(ctx context.Context, o options) error {
 		return err
 	}
 	s.onClose(func() error { return ns.Stop(10 * time.Second) })
+	s.cpu["nats-server"] = ns.CPU
 	url := fmt.Sprintf("nats://127.0.0.1:%d", ports[0])
 	connect := func(user string) (*nats.Conn, jetstream.JetStream, error) {
 		return bus.Connect(url, bus.Credentials{User: user, Password: passwords[user]}, "pipebench-"+user, zap.NewNop())
@@ -297,6 +313,7 @@ func (s *stack) startProd(ctx context.Context, o options) error {
 		return err
 	}
 	s.onClose(func() error { return co.Stop(15 * time.Second) })
+	s.cpu["coordinator"] = co.CPU
 	if err := co.WaitReady(ctx, 60*time.Second); err != nil {
 		return err
 	}
