@@ -14,6 +14,7 @@ import (
 
 	"github.com/backbeat/backbeat/cmd/backbeat/internal/natsconf"
 	"github.com/backbeat/backbeat/cmd/backbeat/internal/proc"
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/workspace"
 	coordinator "github.com/backbeat/backbeat/services/render-coordinator"
 )
 
@@ -62,19 +63,6 @@ func (r *runState) note(list *[]string, mark, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	*list = append(*list, msg)
 	fmt.Fprintln(os.Stderr, mark, msg)
-}
-
-// loadavg is the first three fields of /proc/loadavg.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // run is the whole chaos run; it returns the exit status.
@@ -295,7 +283,7 @@ func (r *runState) runPhase(ctx context.Context, w *workload, users []*user, pha
 	for _, d := range dones {
 		<-d
 	}
-	r.loads[phase] = loadavg()
+	r.loads[phase] = workspace.LoadAvg()
 	ready := 0
 	for _, v := range w.inPhase(phase) {
 		switch {

@@ -36,6 +36,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/backbeat/backbeat/cmd/backbeat/internal/scratch"
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/workspace"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/logging"
 )
@@ -166,34 +167,11 @@ func parseFlags(args []string) (options, error) {
 }
 
 func (o *options) defaults() error {
-	if o.root == "" {
-		dir, err := os.Getwd()
-		if err != nil {
-			return fmt.Errorf("working directory: %w", err)
-		}
-		for {
-			if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-				break
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				return errors.New("no go.work above the working directory: pass -root")
-			}
-			dir = parent
-		}
-		o.root = dir
-	}
-	root, err := filepath.Abs(o.root)
+	p, err := workspace.Paths{Root: o.root, Bin: o.bin, NATSServer: o.natsServer}.Resolve()
 	if err != nil {
-		return fmt.Errorf("root: %w", err)
+		return err
 	}
-	o.root = root
-	if o.bin == "" {
-		o.bin = filepath.Join(o.root, "bin")
-	}
-	if o.natsServer == "" {
-		o.natsServer = filepath.Join(o.root, ".cache/bin/nats-server")
-	}
+	o.root, o.bin, o.natsServer = p.Root, p.Bin, p.NATSServer
 	if slices.Contains(o.shapes, ShapeDevPostgres) || slices.Contains(o.shapes, ShapeProd) {
 		if err := scratch.CheckEnv(); err != nil {
 			return err
@@ -204,7 +182,7 @@ func (o *options) defaults() error {
 
 // run measures every shape, level and run and returns the report.
 func run(ctx context.Context, o options) (string, error) {
-	h := header{date: time.Now(), loadBefore: loadavg(), fsync: "n/a", o: o}
+	h := header{date: time.Now(), loadBefore: workspace.LoadAvg(), fsync: "n/a", o: o}
 	if slices.Contains(o.shapes, ShapeDevPostgres) || slices.Contains(o.shapes, ShapeProd) {
 		h.fsync = pgFsync(ctx)
 	}
@@ -230,7 +208,7 @@ func run(ctx context.Context, o options) (string, error) {
 			}
 		}
 	}
-	h.loadAfter = loadavg()
+	h.loadAfter = workspace.LoadAvg()
 	report := ""
 	if len(all) > 0 {
 		report = render(h, all)

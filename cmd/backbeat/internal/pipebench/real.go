@@ -14,6 +14,7 @@ import (
 
 	"github.com/backbeat/backbeat/cmd/backbeat/internal/cli"
 	"github.com/backbeat/backbeat/cmd/backbeat/internal/devstack"
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/workspace"
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/logging"
 	"github.com/backbeat/backbeat/services/api"
@@ -89,7 +90,7 @@ func realRun(ctx context.Context, o options) (string, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nReal media on `backbeat dev` (every service in-process, SQLite, local blobs; the demo song, %d s square "+
-		"`spectrum` videos, one at a time; busy = each worker's \"message handled\" took; load average now %s), ms:\n\n", realRegion, loadavg())
+		"`spectrum` videos, one at a time; busy = each worker's \"message handled\" took; load average now %s), ms:\n\n", realRegion, workspace.LoadAvg())
 	b.WriteString("| video | create→ready | busy audio / render / cdn | overhead |")
 	for _, h := range coordinatorHops {
 		fmt.Fprintf(&b, " %s |", h.name)
