@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -14,13 +13,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/natsconf"
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/proc"
 	"github.com/backbeat/backbeat/pkg/bus"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
 
 // natsNode is one nats-server of the three-node cluster.
 type natsNode struct {
-	*proc
+	*proc.Proc
 	serverName string
 	clientURL  string
 }
@@ -32,7 +33,7 @@ type natsNode struct {
 // nats-server 2.15 ConfigureOptions reads the file into the options -sd
 // already set, and the file's jetstream.store_dir then fails with
 // "Duplicate 'store_dir' configuration". So each node runs a copy of
-// nats.conf that differs in that one line (nodeConfig), next to a copy of
+// nats.conf that differs in that one line (natsconf.Node), next to a copy of
 // accounts.conf. The monitoring port keeps the file's host (0.0.0.0): -m
 // sets only the port.
 type cluster struct {
@@ -44,7 +45,7 @@ type cluster struct {
 // newCluster prepares (does not start) three nodes named nats-0..2, the
 // names the shipped config takes from $POD_NAME.
 func newCluster(root, dir, natsServer string, passwords map[string]string) (*cluster, error) {
-	ports, err := freePorts(9)
+	ports, err := proc.FreePorts(9)
 	if err != nil {
 		return nil, err
 	}
@@ -52,65 +53,29 @@ func newCluster(root, dir, natsServer string, passwords map[string]string) (*clu
 	for i := 0; i < 3; i++ {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[6+i]))
 	}
-	env := []string{}
-	for user, pw := range passwords {
-		env = append(env, "NATS_PASSWORD_"+strings.ToUpper(user)+"="+pw)
-	}
-	accounts, err := os.ReadFile(filepath.Join(root, "deployments/nats/accounts.conf"))
-	if err != nil {
-		return nil, fmt.Errorf("read accounts.conf: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "accounts.conf"), accounts, 0o644); err != nil {
-		return nil, fmt.Errorf("copy accounts.conf: %w", err)
-	}
-	shipped, err := os.ReadFile(filepath.Join(root, "deployments/nats/nats.conf"))
-	if err != nil {
-		return nil, fmt.Errorf("read nats.conf: %w", err)
-	}
+	env := natsconf.PasswordEnv(passwords)
 	c := &cluster{}
 	var urls []string
 	for i := 0; i < 3; i++ {
 		name := fmt.Sprintf("nats-%d", i)
-		conf := filepath.Join(dir, name+".conf")
-		text, err := nodeConfig(string(shipped), filepath.Join(dir, name))
+		conf, err := natsconf.Node(root, dir, name, filepath.Join(dir, name), false)
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-			return nil, fmt.Errorf("write %s: %w", conf, err)
-		}
 		url := fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
 		urls = append(urls, url)
-		c.nodes = append(c.nodes, &natsNode{serverName: name, clientURL: url, proc: &proc{
-			name: name,
-			argv: []string{natsServer, "-c", conf,
+		c.nodes = append(c.nodes, &natsNode{serverName: name, clientURL: url, Proc: &proc.Proc{
+			Name: name,
+			Argv: []string{natsServer, "-c", conf,
 				"-a", "127.0.0.1", "-p", fmt.Sprint(ports[i]), "-m", fmt.Sprint(ports[3+i]),
 				"--cluster", routes[i], "--routes", strings.Join(routes, ","),
 				"-P", filepath.Join(dir, name+".pid")},
-			env: append([]string{"POD_NAME=" + name}, env...),
-			log: logPath(dir, name),
+			Env: append([]string{"POD_NAME=" + name}, env...),
+			Log: proc.LogPath(dir, name),
 		}})
 	}
 	c.urls = strings.Join(urls, ",")
 	return c, nil
-}
-
-// nodeConfig is the shipped nats.conf with its one store_dir line pointing
-// at storeDir; every other line is kept as shipped.
-func nodeConfig(shipped, storeDir string) (string, error) {
-	lines := strings.Split(shipped, "\n")
-	found := 0
-	for i, l := range lines {
-		if strings.HasPrefix(strings.TrimSpace(l), "store_dir:") {
-			found++
-			indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]
-			lines[i] = fmt.Sprintf("%sstore_dir: %q", indent, storeDir)
-		}
-	}
-	if found != 1 {
-		return "", fmt.Errorf("deployments/nats/nats.conf: want one store_dir line, found %d", found)
-	}
-	return strings.Join(lines, "\n"), nil
 }
 
 // node returns the node called name (a server name), or nil.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/proc"
 	"github.com/backbeat/backbeat/pkg/bus"
 )
 
@@ -54,14 +55,14 @@ func natsLeaderFault(ctx context.Context, s *stack, r *runState) error {
 	if node == nil {
 		return fmt.Errorf("leader %q is not one of the nodes", events)
 	}
-	if err := node.kill(); err != nil {
+	if err := node.Kill(); err != nil {
 		return err
 	}
 	r.record("SIGKILL nats-server "+node.serverName, note)
 	if err := sleepCtx(ctx, 7*time.Second); err != nil {
 		return err
 	}
-	if err := node.start(); err != nil {
+	if err := node.Start(); err != nil {
 		return err
 	}
 	r.record("restart nats-server "+node.serverName, "same store dir")
@@ -81,7 +82,7 @@ func rendererFault(ctx context.Context, s *stack, r *runState) error {
 	const started = `"msg":"ffmpeg started"`
 	before := r.faultBaseline
 	deadline := time.Now().Add(60 * time.Second)
-	for countIn(p.log, started) <= before {
+	for countIn(p.Log, started) <= before {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("renderer-gpu logged no new render within 60s")
 		}
@@ -112,7 +113,7 @@ func postgresFault(ctx context.Context, s *stack, r *runState) error {
 func coordinatorTermFault(ctx context.Context, s *stack, r *runState) error {
 	p := s.services["render-coordinator"]
 	r.record("SIGTERM render-coordinator", "")
-	err := p.stop(40 * time.Second)
+	err := p.Stop(40 * time.Second)
 	detail := "exited 0"
 	if err != nil {
 		detail = err.Error()
@@ -127,26 +128,26 @@ func coordinatorKillFault(ctx context.Context, s *stack, r *runState) error {
 }
 
 // killAndRestart SIGKILLs p's process group, then restarts it after down.
-func killAndRestart(ctx context.Context, r *runState, p *proc, down time.Duration, detail string) error {
-	if err := p.kill(); err != nil {
+func killAndRestart(ctx context.Context, r *runState, p *proc.Proc, down time.Duration, detail string) error {
+	if err := p.Kill(); err != nil {
 		return err
 	}
-	r.record("SIGKILL "+p.name, detail)
+	r.record("SIGKILL "+p.Name, detail)
 	return restart(ctx, r, p, down)
 }
 
 // restart starts the stopped p after down and waits for its /readyz.
-func restart(ctx context.Context, r *runState, p *proc, down time.Duration) error {
+func restart(ctx context.Context, r *runState, p *proc.Proc, down time.Duration) error {
 	if err := sleepCtx(ctx, down); err != nil {
 		return err
 	}
-	if err := p.start(); err != nil {
+	if err := p.Start(); err != nil {
 		return err
 	}
-	if err := p.waitReady(ctx, 60*time.Second); err != nil {
+	if err := p.WaitReady(ctx, 60*time.Second); err != nil {
 		return err
 	}
-	r.record(p.name+" restarted", "ready")
+	r.record(p.Name+" restarted", "ready")
 	return nil
 }
 

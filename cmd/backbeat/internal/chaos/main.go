@@ -24,11 +24,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/workspace"
 )
 
 // options are the command-line settings.
@@ -76,34 +77,11 @@ func main() {
 }
 
 func (o *options) defaults() error {
-	if o.root == "" {
-		dir, err := os.Getwd()
-		if err != nil {
-			return fmt.Errorf("working directory: %w", err)
-		}
-		for {
-			if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-				break
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				return errors.New("no go.work above the working directory: pass -root")
-			}
-			dir = parent
-		}
-		o.root = dir
-	}
-	root, err := filepath.Abs(o.root)
+	p, err := workspace.Paths{Root: o.root, Bin: o.bin, NATSServer: o.natsServer}.Resolve()
 	if err != nil {
-		return fmt.Errorf("root: %w", err)
+		return err
 	}
-	o.root = root
-	if o.bin == "" {
-		o.bin = filepath.Join(o.root, "bin")
-	}
-	if o.natsServer == "" {
-		o.natsServer = filepath.Join(o.root, ".cache/bin/nats-server")
-	}
+	o.root, o.bin, o.natsServer = p.Root, p.Bin, p.NATSServer
 	for _, v := range []string{"TEST_DATABASE_URL", "TEST_S3_ENDPOINT", "TEST_S3_ACCESS_KEY", "TEST_S3_SECRET_KEY"} {
 		if os.Getenv(v) == "" {
 			return fmt.Errorf("%s unset: eval \"$(scripts/services.sh env)\" first", v)

@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/workspace"
 )
 
 // verifyDB checks the runs and ledger tables: one ready run per video, no
 // run in a non-terminal status, and the ledger (holds minus refunds) equal
 // to what each balance lost.
 func (r *runState) verifyDB(ctx context.Context, s *stack, all []*video) {
-	conn, err := pgx.Connect(ctx, s.dbURL)
+	conn, err := pgx.Connect(ctx, s.data.DBURL)
 	if err != nil {
 		r.problem("connect database: %v", err)
 		return
@@ -152,7 +154,7 @@ func (r *runState) report(s *stack, w *workload) string {
 			p("  FAIL  %s", c)
 		}
 	}
-	p("load average at the end: %s (%d CPUs)", loadavg(), numCPU())
+	p("load average at the end: %s (%d CPUs)", workspace.LoadAvg(), numCPU())
 	p("wall time: %s", time.Since(r.start).Round(time.Second))
 	if len(r.problems) == 0 {
 		p("chaos: PASS")

@@ -12,6 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/natsconf"
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/proc"
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/workspace"
 	coordinator "github.com/backbeat/backbeat/services/render-coordinator"
 )
 
@@ -62,19 +65,6 @@ func (r *runState) note(list *[]string, mark, format string, args ...any) {
 	fmt.Fprintln(os.Stderr, mark, msg)
 }
 
-// loadavg is the first three fields of /proc/loadavg.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // run is the whole chaos run; it returns the exit status.
 func run(ctx context.Context, o options) int {
 	r := &runState{start: time.Now(), loads: map[string]string{}}
@@ -85,8 +75,8 @@ func run(ctx context.Context, o options) int {
 	}
 	logf(r.start, "state and logs in %s", dir)
 	s := &stack{o: o, dir: dir, start: r.start, passwords: map[string]string{}, adminKey: "chaos-admin-" + randomHex(12),
-		services: map[string]*proc{}}
-	for _, u := range natsUsers {
+		services: map[string]*proc.Proc{}}
+	for _, u := range natsconf.Users {
 		s.passwords[u] = "chaos-" + u + "-" + randomHex(12)
 	}
 	var w *workload
@@ -101,7 +91,7 @@ func run(ctx context.Context, o options) int {
 	for _, err := range s.stopAll() {
 		r.problem("shutdown: %v", err)
 	}
-	for _, err := range s.dropData() {
+	if err := s.dropData(); err != nil {
 		r.problem("cleanup: %v", err)
 	}
 	report := r.report(s, w)
@@ -141,7 +131,7 @@ func (r *runState) body(ctx context.Context, s *stack) *workload {
 	if err := s.setupData(ctx); err != nil {
 		return fail("database", err)
 	}
-	logf(r.start, "database %s, bucket %s", s.dbName, s.bucket)
+	logf(r.start, "database %s, bucket %s", s.data.DBName, s.data.Bucket)
 	sink, err := startSink()
 	if err != nil {
 		return fail("webhook sink", err)
@@ -155,7 +145,7 @@ func (r *runState) body(ctx context.Context, s *stack) *workload {
 		return fail("services", err)
 	}
 	logf(r.start, "7 services ready")
-	apiURL := "http://" + s.services["api"].addr
+	apiURL := "http://" + s.services["api"].Addr
 	var users []*user
 	for _, b := range []string{"pro", "free"} {
 		u, err := createUser(ctx, apiURL, s.adminKey, "chaos-"+b, b, 100)
@@ -183,7 +173,7 @@ func (r *runState) body(ctx context.Context, s *stack) *workload {
 			continue
 		}
 		r.phase = f.name
-		r.faultBaseline = countIn(s.services["renderer-gpu"].log, `"msg":"ffmpeg started"`)
+		r.faultBaseline = countIn(s.services["renderer-gpu"].Log, `"msg":"ffmpeg started"`)
 		logf(r.start, "phase %s: %d videos; fault: %s", f.name, s.o.batch, f.title)
 		r.runPhase(ctx, w, users, f.name, s.o.batch, s.o.stagger, f.inject, s)
 	}
@@ -204,7 +194,7 @@ func (r *runState) body(ctx context.Context, s *stack) *workload {
 // accounts.conf or of the service (two were found this way).
 func (r *runState) scanLogs(s *stack) {
 	for _, name := range s.order {
-		log := s.services[name].log
+		log := s.services[name].Log
 		errs := countIn(log, `"level":"error"`)
 		perms := countIn(log, "Permissions Violation")
 		if perms > 0 {
@@ -238,7 +228,7 @@ func firstLine(file, s string) string {
 func diagnose(s *stack, id string) string {
 	var out []string
 	for _, name := range s.order {
-		data, err := os.ReadFile(s.services[name].log)
+		data, err := os.ReadFile(s.services[name].Log)
 		if err != nil {
 			continue
 		}
@@ -293,7 +283,7 @@ func (r *runState) runPhase(ctx context.Context, w *workload, users []*user, pha
 	for _, d := range dones {
 		<-d
 	}
-	r.loads[phase] = loadavg()
+	r.loads[phase] = workspace.LoadAvg()
 	ready := 0
 	for _, v := range w.inPhase(phase) {
 		switch {
@@ -433,13 +423,13 @@ func (r *runState) verify(ctx context.Context, s *stack, w *workload, users []*u
 	r.webhooks = fmt.Sprintf("%d deliveries, %d videos notified, %d duplicated (video, run) pairs, %d ready videos without one", total, len(perVid), dup, missing)
 
 	for _, n := range s.nats.nodes {
-		if !n.running() {
+		if !n.Running() {
 			r.problem("nats-server %s not running at the end", n.serverName)
 		}
 	}
 	for _, name := range s.order {
-		if !s.services[name].running() {
-			r.problem("%s not running at the end (see %s)", name, s.services[name].log)
+		if !s.services[name].Running() {
+			r.problem("%s not running at the end (see %s)", name, s.services[name].Log)
 		}
 	}
 }

@@ -3,20 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/backbeat/backbeat/pkg/blob"
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/proc"
+	"github.com/backbeat/backbeat/cmd/backbeat/internal/scratch"
 )
-
-// natsUsers are the users of deployments/nats/accounts.conf.
-var natsUsers = []string{"coordinator", "api", "audio", "renderer", "cdn", "thumbnail", "admin", "sys"}
 
 // stack is everything the run starts: the database, the bucket, the NATS
 // cluster and the services.
@@ -27,70 +22,29 @@ type stack struct {
 	passwords map[string]string
 	adminKey  string
 
-	dbAdminURL, dbName, dbURL string
-	bucket, blobURL           string
+	data *scratch.Data
 
 	nats     *cluster
 	admin    *admin
 	sink     *webhookSink
-	services map[string]*proc
+	services map[string]*proc.Proc
 	order    []string
 }
 
 // setupData creates a fresh database and names a fresh bucket (blob.Open
 // creates it on first use).
 func (s *stack) setupData(ctx context.Context) error {
-	suffix := fmt.Sprintf("%d%s", time.Now().Unix(), randomHex(3))
-	s.dbAdminURL = os.Getenv("TEST_DATABASE_URL")
-	conn, err := pgx.Connect(ctx, s.dbAdminURL)
-	if err != nil {
-		return fmt.Errorf("connect postgres: %w", err)
-	}
-	defer conn.Close(ctx)
-	name := "chaos_" + suffix
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return fmt.Errorf("create database %s: %w", name, err)
-	}
-	s.dbName = name
-	u, err := url.Parse(s.dbAdminURL)
-	if err != nil {
-		return fmt.Errorf("parse TEST_DATABASE_URL: %w", err)
-	}
-	u.Path = "/" + name
-	s.dbURL = u.String()
-	s.bucket = "chaos-" + suffix
-	s.blobURL = fmt.Sprintf("s3://%s:%s@%s/%s?secure=false", url.QueryEscape(os.Getenv("TEST_S3_ACCESS_KEY")),
-		url.QueryEscape(os.Getenv("TEST_S3_SECRET_KEY")), os.Getenv("TEST_S3_ENDPOINT"), s.bucket)
-	return nil
+	d, err := scratch.New(ctx, "chaos")
+	s.data = d
+	return err
 }
 
 // dropData drops the database and the bucket.
-func (s *stack) dropData() []error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var errs []error
-	if s.dbName != "" {
-		conn, err := pgx.Connect(ctx, s.dbAdminURL)
-		if err == nil {
-			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+s.dbName+" WITH (FORCE)")
-			conn.Close(ctx)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("drop database %s: %w", s.dbName, err))
-		}
+func (s *stack) dropData() error {
+	if s.data == nil {
+		return nil
 	}
-	if s.blobURL != "" {
-		st, err := blob.Open(ctx, s.blobURL)
-		if err == nil {
-			if m, ok := st.(*blob.MinIO); ok {
-				err = m.RemoveBucket(ctx)
-			}
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("remove bucket %s: %w", s.bucket, err))
-		}
-	}
-	return errs
+	return s.data.Drop()
 }
 
 // startNATS starts the three nodes, waits for JetStream and provisions the
@@ -102,7 +56,7 @@ func (s *stack) startNATS(ctx context.Context) error {
 	}
 	s.nats = c
 	for _, n := range c.nodes {
-		if err := n.start(); err != nil {
+		if err := n.Start(); err != nil {
 			return err
 		}
 	}
@@ -116,8 +70,8 @@ func (s *stack) startNATS(ctx context.Context) error {
 			return err
 		}
 		for _, n := range c.nodes {
-			if !n.running() {
-				return fmt.Errorf("%s exited (see %s)", n.name, n.log)
+			if !n.Running() {
+				return fmt.Errorf("%s exited (see %s)", n.Name, n.Log)
 			}
 		}
 		if err := sleepCtx(ctx, 300*time.Millisecond); err != nil {
@@ -153,24 +107,24 @@ func natsUser(bin string) string {
 // addService prepares (does not start) a service process NAME running
 // binary BIN with the shared settings, its own NATS user, a fixed HTTP port
 // (so a restart keeps its address) and extra variables.
-func (s *stack) addService(name, bin string, port int, extra ...string) *proc {
+func (s *stack) addService(name, bin string, port int, extra ...string) *proc.Proc {
 	user := natsUser(bin)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p := &proc{
-		name: name,
-		argv: []string{filepath.Join(s.o.bin, bin)},
-		env: append([]string{
+	p := &proc.Proc{
+		Name: name,
+		Argv: []string{filepath.Join(s.o.bin, bin)},
+		Env: append([]string{
 			"BACKBEAT_NATS_URL=" + s.nats.urls,
 			"BACKBEAT_NATS_USER=" + user,
 			"BACKBEAT_NATS_PASSWORD=" + s.passwords[user],
-			"BACKBEAT_BLOB_URL=" + s.blobURL,
+			"BACKBEAT_BLOB_URL=" + s.data.BlobURL,
 			"BACKBEAT_HTTP_ADDR=" + addr,
 			"BACKBEAT_LOG_LEVEL=info",
 			"BACKBEAT_WORKER_NAME=" + name,
 			"TMPDIR=" + filepath.Join(s.dir, "tmp"),
 		}, extra...),
-		log:  logPath(s.dir, name),
-		addr: addr,
+		Log:  proc.LogPath(s.dir, name),
+		Addr: addr,
 	}
 	s.services[name] = p
 	s.order = append(s.order, name)
@@ -183,15 +137,15 @@ func (s *stack) startServices(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(s.dir, "tmp"), 0o755); err != nil {
 		return fmt.Errorf("tmp dir: %w", err)
 	}
-	ports, err := freePorts(7)
+	ports, err := proc.FreePorts(7)
 	if err != nil {
 		return err
 	}
-	db := "BACKBEAT_DATABASE_URL=" + s.dbURL
+	db := "BACKBEAT_DATABASE_URL=" + s.data.DBURL
 	cdn := s.addService("cdn", "cdn", ports[0], "BACKBEAT_CDN_CACHE_DIR="+filepath.Join(s.dir, "edge-cache"),
 		"BACKBEAT_CDN_CACHE_MAX_MB=256")
 	s.addService("api", "api", ports[1], db, "BACKBEAT_API_ADMIN_KEY="+s.adminKey)
-	s.addService("render-coordinator", "render-coordinator", ports[2], db, "BACKBEAT_EDGE_BASE_URL=http://"+cdn.addr,
+	s.addService("render-coordinator", "render-coordinator", ports[2], db, "BACKBEAT_EDGE_BASE_URL=http://"+cdn.Addr,
 		"BACKBEAT_STALL_TIMEOUT=2m", "BACKBEAT_NOTIFY_WEBHOOK="+s.sink.url())
 	s.addService("audio", "audio", ports[3])
 	// Debug level: the renderers log "ffmpeg started" when a render begins,
@@ -201,12 +155,12 @@ func (s *stack) startServices(ctx context.Context) error {
 	s.addService("thumbnail", "thumbnail", ports[6])
 	for _, group := range [][]string{{"cdn", "api"}, {"render-coordinator", "audio", "renderer-gpu", "renderer-cpu", "thumbnail"}} {
 		for _, name := range group {
-			if err := s.services[name].start(); err != nil {
+			if err := s.services[name].Start(); err != nil {
 				return err
 			}
 		}
 		for _, name := range group {
-			if err := s.services[name].waitReady(ctx, 60*time.Second); err != nil {
+			if err := s.services[name].WaitReady(ctx, 60*time.Second); err != nil {
 				return err
 			}
 		}
@@ -219,7 +173,7 @@ func (s *stack) startServices(ctx context.Context) error {
 func (s *stack) stopAll() []error {
 	var errs []error
 	for i := len(s.order) - 1; i >= 0; i-- {
-		if err := s.services[s.order[i]].stop(15 * time.Second); err != nil {
+		if err := s.services[s.order[i]].Stop(15 * time.Second); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -228,7 +182,7 @@ func (s *stack) stopAll() []error {
 	}
 	if s.nats != nil {
 		for _, n := range s.nats.nodes {
-			_ = n.stop(5 * time.Second)
+			_ = n.Stop(5 * time.Second)
 		}
 	}
 	if s.sink != nil {
