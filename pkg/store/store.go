@@ -34,7 +34,12 @@ type Store struct {
 // Open connects to postgres://… or sqlite://path (sqlite::memory: for a
 // throwaway database) and applies pending migrations.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	cfg := &gorm.Config{Logger: logger.Discard, NowFunc: func() time.Time { return time.Now().UTC() }}
+	// SkipDefaultTransaction: a single write outside a transaction is its
+	// own statement, committed at once, instead of gorm's BEGIN, statement,
+	// COMMIT (two round trips more). The models have no associations, so no
+	// single gorm call writes more than one statement; work that must be
+	// atomic across statements uses DB.Transaction.
+	cfg := &gorm.Config{Logger: logger.Discard, NowFunc: func() time.Time { return time.Now().UTC() }, SkipDefaultTransaction: true}
 	var (
 		db  *gorm.DB
 		err error
