@@ -24,7 +24,9 @@
 #              every 0.25 s (the heap of every service: one Go process);
 #   live_mb    the largest heap a GC left live (GODEBUG=gctrace=1);
 #   render_s   the render step's time as the coordinator records it;
-#   total_s    submit to ready + thumbnails, wall.
+#   total_s    submit to ready + thumbnails, wall;
+#   at_peak    the tree's peak split as Go + render ffmpeg + other ffmpeg;
+#   samples    how many times the tree was read.
 #
 # and checks the MP4 on the edge with ffprobe: H.264, 1080x1080, LENGTH s
 # long. Medians per binary follow. Memory does not depend on
