@@ -1,7 +1,6 @@
 package audio
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -133,10 +132,9 @@ func Convert(ctx context.Context, src, dir string, req Request) (*Output, error)
 		"-map", "0:a:0", "-map_metadata", "-1",
 		"-c:a", "pcm_f32le", "-ar", strconv.Itoa(AnalysisSampleRate), "-ac", "1", "-f", "f32le", "pipe:1",
 	}
-	var pcmBytes bytes.Buffer
-	pcmBytes.Grow(int(length*AnalysisSampleRate)*4 + 4096)
+	pcm := &pcmWriter{pcm: make([]float32, 0, int(length*AnalysisSampleRate)+1024)}
 	cmd := media.FFmpeg(ctx, args...)
-	cmd.Stdout = &pcmBytes
+	cmd.Stdout = pcm
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("crop and encode: %w", err)
 	}
@@ -153,7 +151,7 @@ func Convert(ctx context.Context, src, dir string, req Request) (*Output, error)
 		return nil, fmt.Errorf("cropped audio has no duration")
 	}
 
-	an, err := Analyze(ctx, decodeF32(pcmBytes.Bytes()), AnalysisSampleRate, out.Duration, DefaultParams(fps))
+	an, err := Analyze(ctx, pcm.pcm, AnalysisSampleRate, out.Duration, DefaultParams(fps))
 	if err != nil {
 		return nil, err
 	}
@@ -164,13 +162,34 @@ func Convert(ctx context.Context, src, dir string, req Request) (*Output, error)
 	return out, nil
 }
 
-// decodeF32 reads little-endian float32 samples.
-func decodeF32(b []byte) []float32 {
-	pcm := make([]float32, len(b)/4)
-	for i := range pcm {
-		pcm[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+// pcmWriter decodes the little-endian float32 samples ffmpeg writes as they
+// arrive, so the step holds the track once (as floats, 11.5 MB for a
+// 60 s region at 48 kHz) rather than as bytes and then again as floats. A
+// sample split across two writes is carried over; a partial one at the end
+// is dropped.
+type pcmWriter struct {
+	pcm   []float32
+	carry [4]byte
+	n     int // bytes in carry
+}
+
+func (w *pcmWriter) Write(b []byte) (int, error) {
+	total := len(b)
+	if w.n > 0 {
+		k := copy(w.carry[w.n:], b)
+		w.n += k
+		b = b[k:]
+		if w.n < len(w.carry) {
+			return total, nil
+		}
+		w.pcm = append(w.pcm, math.Float32frombits(binary.LittleEndian.Uint32(w.carry[:])))
+		w.n = 0
 	}
-	return pcm
+	for ; len(b) >= 4; b = b[4:] {
+		w.pcm = append(w.pcm, math.Float32frombits(binary.LittleEndian.Uint32(b)))
+	}
+	w.n = copy(w.carry[:], b)
+	return total, nil
 }
 
 func writeJSON(path string, v any) error {

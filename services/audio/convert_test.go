@@ -2,6 +2,7 @@ package audio
 
 import (
 	"context"
+	"encoding/binary"
 	"math"
 	"os"
 	"path/filepath"
@@ -103,6 +104,29 @@ func TestConvert(t *testing.T) {
 		require.InDelta(t, 0.5, ts[i]-ts[i-1], 1.01/30, "%v", ts)
 	}
 	require.InDelta(t, 0.25, ts[0], 1.5/30, "%v", ts)
+}
+
+// TestPCMWriterSplitsSamples feeds the samples in pieces that cut through
+// them, as a pipe may: every whole sample comes out once, in order.
+func TestPCMWriterSplitsSamples(t *testing.T) {
+	t.Parallel()
+	want := []float32{0, 1, -1, 0.5, float32(math.Pi), -2.25, 1e-7, 3}
+	var b []byte
+	for _, v := range want {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+	}
+	b = append(b, 0xAA, 0xBB) // a partial sample at the end is dropped
+	for _, piece := range []int{1, 2, 3, 4, 5, 7, 11, len(b)} {
+		w := &pcmWriter{}
+		for rest := b; len(rest) > 0; {
+			k := min(piece, len(rest))
+			n, err := w.Write(rest[:k])
+			require.NoError(t, err)
+			require.Equal(t, k, n)
+			rest = rest[k:]
+		}
+		require.Equal(t, want, w.pcm, "pieces of %d bytes", piece)
+	}
 }
 
 func TestConvertWholeTrackDefaultFPS(t *testing.T) {

@@ -122,6 +122,10 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	if job.Encoding.Concurrency <= 0 {
 		enc.Concurrency = composeWorkers(encoder)
 	}
+	// A bundle may ask for more workers than the process has cores for
+	// (pro asks for 4): they cannot compose at once, and each one more adds
+	// an RGBA scratch frame and two frames in flight, 9 MB at 1080x1080.
+	enc.Concurrency = min(enc.Concurrency, runtime.GOMAXPROCS(0))
 	args, err := ffmpegArgs(enc, encoder, w, h, job.AudioPath, job.OutPath)
 	if err != nil {
 		_, _ = waitScene()

@@ -26,6 +26,7 @@ func Flags(fs *flag.FlagSet) *Options {
 	fs.StringVar(&o.DatabaseURL, "database", "", "database URL (default sqlite://DIR/backbeat.db; postgres://… works too)")
 	fs.DurationVar(&o.StallTimeout, "stall-timeout", 0, "a render without progress this long is stalled (default: the coordinator's, 2m)")
 	fs.StringVar(&o.AlertWebhook, "alert-webhook", "", "chat webhook for alerts (Slack/Discord style)")
+	fs.IntVar(&o.GCPercent, "gogc", DevGCPercent, "GOGC of this process, unless the environment sets GOGC (0: leave it)")
 	return o
 }
 

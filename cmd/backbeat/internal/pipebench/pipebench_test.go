@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -63,12 +64,22 @@ func TestTinyDevRun(t *testing.T) {
 	t.Log("\n" + report)
 }
 
-// TestScriptParses keeps scripts/bench/pipeline.sh, which `make bench` runs
-// and no CI job runs whole (it takes minutes), valid bash that runs this
-// harness.
-func TestScriptParses(t *testing.T) {
+// TestScriptRuns runs scripts/bench/pipeline.sh, which `make bench` runs
+// for minutes, at its smallest: the production shape (nats-server from the
+// shipped config, the render-coordinator binary, Postgres, MinIO) and the
+// dev shape, 2 videos in flight, 4 videos. It checks the script builds,
+// runs and prints a row per shape, never the figures.
+func TestScriptRuns(t *testing.T) {
 	script := filepath.Join("../../../..", "scripts/bench/pipeline.sh")
-	if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
-		t.Fatalf("bash -n %s: %v\n%s", script, err, out)
+	cmd := exec.Command("bash", script)
+	cmd.Env = append(os.Environ(), "QUICK=1", "SHAPES=prod,dev-sqlite", "LEVELS=2", "MIN_VIDEOS=4", "PIPELINE_TIMEOUT=240")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+	for _, row := range []string{"| prod | 2 | 4 |", "| dev-sqlite | 2 | 4 |"} {
+		if !strings.Contains(string(out), row) {
+			t.Errorf("the report has no row %q:\n%s", row, out)
+		}
 	}
 }
