@@ -50,9 +50,12 @@ $(DEMO_SONG): scripts/demo-song.sh
 
 demo-song: $(DEMO_SONG)
 
-# run builds only the CLI (go run); the demo needs no bin/, Postgres, MinIO or nats-server.
+# run builds only the CLI (go run); the demo needs no bin/, Postgres, MinIO or
+# nats-server. DEMO_ARGS go to `backbeat demo`, e.g. "-http 127.0.0.1:0 -nats-port -1"
+# when 8080 or 4222 is taken.
+DEMO_ARGS ?=
 run: install-deps-run demo-song
-	go run ./cmd/backbeat demo $(DEMO_SONG)
+	go run ./cmd/backbeat demo $(DEMO_ARGS) $(DEMO_SONG)
 
 test: install-deps-test services-start
 	scripts/test-all.sh

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# firstrun.sh measures `make run` on a fresh Debian 12 machine (issue 11): a
+# root made by debootstrap (minbase bookworm, from the host's Debian mirror)
+# with only Go (the host's GOROOT), make and git added, the repository cloned
+# into it, empty Go caches and empty apt lists. It times `make run` in that
+# chroot until the demo prints "verified with ffprobe", then stops it with ^C,
+# and prints when each phase ended, in seconds from the start:
+#
+#   apt        scripts/install-deps.sh run (apt-get update + download + unpack)
+#   song       scripts/demo-song.sh
+#   modules    the last module written to the module cache (download done)
+#   built      `go run` printed "starting the dev stack" (modules + compile)
+#   frame      the first progress line with a rendered frame
+#   video      the MP4 verified on the edge: the end of the first run
+#
+# One line per run, then the medians, the load average at each start and how
+# much apt and the module proxy delivered.
+#
+#   FIRSTRUN=1 scripts/bench/firstrun.sh             # HEAD, one run (3–5 minutes)
+#   FIRSTRUN=1 RUNS=3 scripts/bench/firstrun.sh
+#   FIRSTRUN=1 REV=3ec7465 scripts/bench/firstrun.sh # another commit (e.g. before)
+#
+# `make bench` runs it only with FIRSTRUN=1: it takes minutes and downloads
+# about 100 MB each run. It skips, with the reason, when not root or not on
+# Debian. The fresh root is built once into FIRSTRUN_DIR (default
+# /var/tmp/backbeat-firstrun/base; FIRSTRUN_REBASE=1 builds it anew), copied
+# for each run and removed after it. The demo listens on ports the kernel
+# picks (DEMO_ARGS), so it does not collide with a `backbeat dev` running here.
+set -euo pipefail
+
+skip() {
+	echo "firstrun: skipped: $*"
+	exit 0
+}
+[[ ${FIRSTRUN:-0} == 1 ]] || skip "set FIRSTRUN=1 to run it (minutes, ~100 MB of downloads a run)"
+[[ $(id -u) -eq 0 ]] || skip "needs root (debootstrap, chroot, mount)"
+[[ -r /etc/debian_version ]] || skip "needs a Debian host (debootstrap, its apt sources)"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+RUNS=${RUNS:-1}
+REV=${REV:-HEAD}
+DIR=${FIRSTRUN_DIR:-/var/tmp/backbeat-firstrun}
+TIMEOUT=${FIRSTRUN_TIMEOUT:-1800}
+GOROOT_HOST="$(go env GOROOT)"
+SHA="$(git -C "$ROOT" rev-parse "$REV^{commit}")"
+# The first Debian archive the host's apt uses (deb822 or one-line sources).
+MIRROR=${MIRROR:-$(
+	{
+		awk '$1 == "URIs:" {print $2}' /etc/apt/sources.list.d/*.sources 2>/dev/null
+		awk '$1 == "deb" {print ($2 ~ /^\[/ ? $3 : $2)}' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+	} | grep -v security | head -1
+)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# ENV is the whole environment in the chroot: a fresh machine has none of
+# this one's GOFLAGS, GOCACHE or proxies.
+ENV=(/usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb
+	PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+
+# in_root DIR CMD... runs CMD in the chroot DIR.
+in_root() {
+	local r=$1
+	shift
+	chroot "$r" "${ENV[@]}" "$@"
+}
+
+mount_root() {
+	mount -t proc proc "$1/proc"
+	mount -t sysfs sysfs "$1/sys"
+}
+
+# unmount_root DIR unmounts everything under DIR and fails if anything stays
+# mounted, so that nothing mounted is ever removed with the root.
+unmount_root() {
+	local m
+	for m in "$1/sys" "$1/proc"; do
+		if mountpoint -q "$m"; then umount -l "$m"; fi
+	done
+	! findmnt -rno TARGET | grep -q "^$1/"
+}
+
+remove_root() {
+	[[ -d $1 ]] || return 0
+	unmount_root "$1" || {
+		echo "firstrun: $1 still has mounts; not removing it" >&2
+		return 1
+	}
+	rm -rf --one-file-system "$1"
+}
+
+# base builds the fresh machine once: Debian minbase, the host's apt sources
+# and apt settings, Go, make and git, then empty apt lists and caches. Like
+# Debian's container images it has a policy-rc.d that starts no daemon.
+base() {
+	local b="$DIR/base"
+	if [[ -f $b/.complete && ${FIRSTRUN_REBASE:-0} != 1 ]]; then
+		return
+	fi
+	remove_root "$b"
+	command -v debootstrap >/dev/null || {
+		log "apt-get install debootstrap"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+	}
+	mkdir -p "$DIR"
+	log "debootstrap --variant=minbase bookworm from $MIRROR (once)"
+	debootstrap --variant=minbase bookworm "$b" "$MIRROR" >"$DIR/debootstrap.log" 2>&1 || {
+		tail -20 "$DIR/debootstrap.log" >&2
+		return 1
+	}
+	cp -a /etc/apt/sources.list.d/. "$b/etc/apt/sources.list.d/"
+	[[ ! -f /etc/apt/sources.list ]] || cp /etc/apt/sources.list "$b/etc/apt/sources.list"
+	cp -a /etc/apt/apt.conf.d/. "$b/etc/apt/apt.conf.d/"
+	cp -a /etc/apt/trusted.gpg.d/. "$b/etc/apt/trusted.gpg.d/"
+	[[ ! -d /etc/apt/keyrings ]] || cp -a /etc/apt/keyrings/. "$b/etc/apt/keyrings/"
+	printf '#!/bin/sh\nexit 101\n' >"$b/usr/sbin/policy-rc.d"
+	chmod 0755 "$b/usr/sbin/policy-rc.d"
+	cp -a "$GOROOT_HOST" "$b/usr/local/go"
+	cp /etc/resolv.conf "$b/etc/resolv.conf"
+	mount_root "$b"
+	in_root "$b" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends make git >/dev/null' || {
+		unmount_root "$b"
+		return 1
+	}
+	unmount_root "$b"
+	rm -rf "$b"/var/lib/apt/lists/* "$b"/var/cache/apt/*.bin "$b"/var/cache/apt/archives/*.deb
+	touch "$b/.complete"
+}
+
+# at PATTERN prints the seconds at the first stamped line matching PATTERN.
+at() { awk -v p="$1" '{t = $1; $1 = ""; sub(/^ /, "")} $0 ~ p {print t; exit}' "$LOG"; }
+
+# one N: one measured run; prints its figures as one line.
+one() {
+	local n=$1 r="$DIR/run" pid t0 end status=ok
+	remove_root "$r"
+	cp -a "$DIR/base" "$r"
+	cp /etc/resolv.conf "$r/etc/resolv.conf"
+	git clone -q "$ROOT" "$r/root/backbeat"
+	git -C "$r/root/backbeat" checkout -q "$SHA"
+	mount_root "$r"
+	LOG="$DIR/run-$n.log"
+	local pkgs0 load
+	pkgs0=$(in_root "$r" dpkg-query -W -f='.\n' | wc -l)
+	load=$(cut -d' ' -f1-3 /proc/loadavg)
+	log "run $n: make run in a fresh root ($SHA, load $load)"
+	t0=$EPOCHREALTIME
+	# A new session: one signal reaches make, go run and the demo.
+	setsid chroot "$r" "${ENV[@]}" sh -c 'cd /root/backbeat && exec make run DEMO_ARGS="-http 127.0.0.1:0 -nats-port -1"' \
+		> >(while IFS= read -r line; do
+			printf '%.2f %s\n' "$(awk -v a="$EPOCHREALTIME" -v b="$t0" 'BEGIN {print a - b}')" "$line"
+		done >"$LOG") 2>&1 &
+	pid=$!
+	end=$((SECONDS + TIMEOUT))
+	until grep -q ' verified with ffprobe' "$LOG" 2>/dev/null; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			status="make run exited early"
+			break
+		fi
+		if ((SECONDS > end)); then
+			status="timeout after ${TIMEOUT}s"
+			break
+		fi
+		sleep 0.5
+	done
+	kill -INT -- "-$pid" 2>/dev/null || true
+	for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+	kill -KILL -- "-$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	sleep 0.5 # the stamping loop drains
+
+	local apt song built frame video modules pkgs mods
+	apt=$(at '^scripts/demo-song.sh')
+	song=$(at '^go run ./cmd/backbeat demo')
+	built=$(at '^starting the dev stack')
+	frame=$(at 'frames [1-9][0-9]*/')
+	video=$(at '^verified with ffprobe')
+	# The newest file in the module cache: when the last download ended.
+	modules=$(find "$r/root/go/pkg/mod/cache/download" -type f -printf '%T@\n' 2>/dev/null | sort -n | tail -1 |
+		awk -v b="$t0" 'NF {printf "%.2f", $1 - b}')
+	pkgs=$(($(in_root "$r" dpkg-query -W -f='.\n' | wc -l) - pkgs0))
+	mods=$(du -sm "$r/root/go/pkg/mod/cache/download" 2>/dev/null | cut -f1)
+	printf 'run %s: apt %s  song %s  modules %s  built %s  frame %s  video %s  (load %s; %s apt packages, %s MB of modules; %s)\n' \
+		"$n" "${apt:--}" "${song:--}" "${modules:--}" "${built:--}" "${frame:--}" "${video:--}" "$load" "$pkgs" "${mods:--}" "$status"
+	if [[ $status != ok ]]; then
+		echo "firstrun: run $n failed ($status); the last lines of $LOG:" >&2
+		tail -20 "$LOG" >&2
+		remove_root "$r"
+		return 1
+	fi
+	remove_root "$r"
+}
+
+median() { sort -g | awk '{a[NR] = $1} END {if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
+
+main() {
+	trap 'remove_root "$DIR/run" || true' EXIT
+	echo "# Backbeat first run (make run on fresh Debian 12) — $(date -u +%FT%TZ)"
+	echo "# host: $(nproc) cores, $(go version | cut -d' ' -f3), commit $SHA, mirror $MIRROR"
+	echo "# seconds from the start of make run at the end of each phase"
+	base
+	local results=() i line failed=0
+	for ((i = 1; i <= RUNS; i++)); do
+		if line=$(one "$i"); then
+			echo "$line"
+			results+=("$line")
+		else
+			echo "$line"
+			failed=1
+		fi
+	done
+	if ((${#results[@]} > 1)); then
+		local k
+		printf 'median:'
+		for k in apt song modules built frame video; do
+			printf ' %s %s ' "$k" "$(printf '%s\n' "${results[@]}" | sed -n "s/.* $k \([0-9.]*\) .*/\1/p" | median)"
+		done
+		echo
+	fi
+	return "$failed"
+}
+
+main
