@@ -48,16 +48,23 @@ MIRROR=${MIRROR:-$(
 	{
 		awk '$1 == "URIs:" {print $2}' /etc/apt/sources.list.d/*.sources 2>/dev/null
 		awk '$1 == "deb" {print ($2 ~ /^\[/ ? $3 : $2)}' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
-	} | grep -v security | head -1
+	} | grep -v security | head -1 || true
 )}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 
 log() { printf '==> %s\n' "$*" >&2; }
 
 # ENV is the whole environment in the chroot: a fresh machine has none of
-# this one's GOFLAGS, GOCACHE or proxies.
+# this one's GOFLAGS or GOCACHE. What the network needs comes along: the
+# proxies, and the CA bundle of SSL_CERT_FILE when the host sets one (a
+# network that inspects TLS signs with a CA that Debian's bundle lacks).
 ENV=(/usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb
 	PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY GOPROXY GONOSUMDB GOSUMDB GOPRIVATE; do
+	[[ -z ${!v:-} ]] || ENV+=("$v=${!v}")
+done
+HOST_CA=/usr/local/share/host-ca-bundle.crt
+[[ ! -r ${SSL_CERT_FILE:-} ]] || ENV+=("SSL_CERT_FILE=$HOST_CA")
 
 # in_root DIR CMD... runs CMD in the chroot DIR.
 in_root() {
@@ -109,9 +116,17 @@ base() {
 		tail -20 "$DIR/debootstrap.log" >&2
 		return 1
 	}
-	cp -a /etc/apt/sources.list.d/. "$b/etc/apt/sources.list.d/"
+	# The host's sources replace debootstrap's; of its settings, only those
+	# that reach the archive (proxies, date checks) come along.
+	rm -f "$b/etc/apt/sources.list"
 	[[ ! -f /etc/apt/sources.list ]] || cp /etc/apt/sources.list "$b/etc/apt/sources.list"
-	cp -a /etc/apt/apt.conf.d/. "$b/etc/apt/apt.conf.d/"
+	cp -a /etc/apt/sources.list.d/. "$b/etc/apt/sources.list.d/"
+	local f
+	for f in /etc/apt/apt.conf /etc/apt/apt.conf.d/*; do
+		if [[ -f $f ]] && grep -Eqi 'Acquire::([a-z]+::Proxy|Check-Valid-Until|Check-Date)' "$f"; then
+			cp "$f" "$b${f}"
+		fi
+	done
 	cp -a /etc/apt/trusted.gpg.d/. "$b/etc/apt/trusted.gpg.d/"
 	[[ ! -d /etc/apt/keyrings ]] || cp -a /etc/apt/keyrings/. "$b/etc/apt/keyrings/"
 	printf '#!/bin/sh\nexit 101\n' >"$b/usr/sbin/policy-rc.d"
@@ -137,6 +152,7 @@ one() {
 	remove_root "$r"
 	cp -a "$DIR/base" "$r"
 	cp /etc/resolv.conf "$r/etc/resolv.conf"
+	[[ ! -r ${SSL_CERT_FILE:-} ]] || cp "$SSL_CERT_FILE" "$r$HOST_CA"
 	git clone -q "$ROOT" "$r/root/backbeat"
 	git -C "$r/root/backbeat" checkout -q "$SHA"
 	mount_root "$r"
