@@ -26,9 +26,9 @@ CMDS := $(patsubst %/,./%,$(dir $(wildcard cmd/backbeat/main.go))) $(patsubst %/
 DEMO_SONG := .data/demo.wav
 
 # Each target installs only what it uses (scripts/install-deps.sh TARGET).
-DEPS := run test smoke chaos lint generate
+DEPS := go run test smoke chaos lint generate
 
-.PHONY: help install-deps $(addprefix install-deps-,$(DEPS)) services-start services-stop run demo-song test sim smoke chaos lint generate check-generated build bench clean
+.PHONY: help install-deps $(addprefix install-deps-,$(DEPS)) services-start services-stop run demo-song demo-cli test sim smoke chaos lint generate check-generated build bench clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -45,17 +45,23 @@ services-start:
 services-stop:
 	scripts/services.sh stop
 
-$(DEMO_SONG): scripts/demo-song.sh
+$(DEMO_SONG): scripts/demo-song.sh | install-deps-run
 	scripts/demo-song.sh $@ 40
 
 demo-song: $(DEMO_SONG)
 
-# run builds only the CLI (go run); the demo needs no bin/, Postgres, MinIO or
-# nats-server. DEMO_ARGS go to `backbeat demo`, e.g. "-http 127.0.0.1:0 -nats-port -1"
-# when 8080 or 4222 is taken.
+# run builds only the CLI: the demo needs no other binary, nor Postgres, MinIO
+# or nats-server. Once ca-certificates is in (the go command needs it), apt
+# installs ffmpeg and makes the song while Go downloads and compiles the CLI.
+# DEMO_ARGS go to `backbeat demo`, e.g. "-http 127.0.0.1:0 -nats-port -1" when
+# 8080 or 4222 is taken.
 DEMO_ARGS ?=
-run: install-deps-run demo-song
-	go run ./cmd/backbeat demo $(DEMO_ARGS) $(DEMO_SONG)
+run: install-deps-go
+	@$(MAKE) --no-print-directory -j2 demo-song demo-cli
+	bin/backbeat demo $(DEMO_ARGS) $(DEMO_SONG)
+
+demo-cli:
+	go build -trimpath -o bin/backbeat ./cmd/backbeat
 
 test: install-deps-test services-start
 	scripts/test-all.sh

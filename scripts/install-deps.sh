@@ -3,10 +3,12 @@
 # machine that has only Go, and nothing more: apt packages, and Go tools built
 # with `go install` into ./.cache/bin.
 #
-#   scripts/install-deps.sh TARGET...        # run, test, smoke, chaos, lint, generate, all
+#   scripts/install-deps.sh TARGET...        # go, run, test, smoke, chaos, lint, generate, all
 #   scripts/install-deps.sh --print TARGET...  # the plan, one "apt PKG" or
 #                                              # "go NAME PACKAGE@VERSION" a line; installs nothing
 #
+#   go        ca-certificates: the go command fetches modules over HTTPS and
+#             trusts the system's roots; every target below includes it
 #   run       ffmpeg (the demo: `backbeat demo` embeds NATS, SQLite and a blob folder)
 #   test      + postgresql, MinIO and nats-server (scripts/services.sh, testenv's clusters)
 #   smoke     + curl
@@ -14,9 +16,8 @@
 #   lint      staticcheck
 #   generate  buf, protoc-gen-go
 #
-# Every target gets ca-certificates: the go command fetches modules over HTTPS
-# and trusts the system's roots. No target gets fonts: the renderer embeds
-# the Go fonts. No arguments means all (every target's set).
+# No target gets fonts: the renderer embeds the Go fonts. No arguments means
+# all (every target's set).
 # No Docker, no downloads besides apt and the Go module proxy. Idempotent: every
 # step is skipped when its result is already present. The installs run from
 # the --print plan, so the plan is exactly what gets installed. Run as root.
@@ -39,6 +40,7 @@ PROTOBUF_VERSION="${PROTOBUF_VERSION:-v1.36.12}"
 
 # What each target needs: apt packages, and Go tools by the names go_tool knows.
 declare -A APT=(
+	[go]=""
 	[run]="ffmpeg"
 	[test]="ffmpeg postgresql"
 	[smoke]="ffmpeg postgresql curl"
@@ -47,6 +49,7 @@ declare -A APT=(
 	[generate]=""
 )
 declare -A TOOLS=(
+	[go]=""
 	[run]=""
 	[test]="minio nats-server"
 	[smoke]="minio nats-server"
@@ -54,7 +57,7 @@ declare -A TOOLS=(
 	[lint]="staticcheck"
 	[generate]="buf protoc-gen-go"
 )
-TARGETS=(run test smoke chaos lint generate)
+TARGETS=(go run test smoke chaos lint generate)
 
 log() { printf '==> %s\n' "$*" >&2; }
 

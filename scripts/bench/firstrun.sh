@@ -6,10 +6,14 @@
 # chroot until the demo prints "verified with ffprobe", then stops it with ^C,
 # and prints when each phase ended, in seconds from the start:
 #
-#   apt        scripts/install-deps.sh run (apt-get update + download + unpack)
-#   song       scripts/demo-song.sh
+#   apt        scripts/install-deps.sh run: apt-get update, download, unpack
+#              (ca-certificates and ffmpeg; everything, before issue 11)
+#   song       scripts/demo-song.sh wrote .data/demo.wav
 #   modules    the last module written to the module cache (download done)
-#   built      `go run` printed "starting the dev stack" (modules + compile)
+#   cli        bin/backbeat written (since issue 11 the CLI builds while apt
+#              works; before, `make build` wrote every binary, then `go run`
+#              compiled the CLI once more)
+#   stack      the demo printed "starting the dev stack"
 #   frame      the first progress line with a rendered frame
 #   video      the MP4 verified on the edge: the end of the first run
 #
@@ -186,10 +190,11 @@ one() {
 	wait "$pid" 2>/dev/null || true
 	sleep 0.5 # the stamping loop drains
 
-	local apt song built frame video modules pkgs mods
+	local apt song cli stack frame video modules pkgs mods
 	apt=$(at '^scripts/demo-song.sh')
-	song=$(at '^go run ./cmd/backbeat demo')
-	built=$(at '^starting the dev stack')
+	song=$(at '^[.]data/demo[.]wav$')
+	cli=$(stat -c %.3Y "$r/root/backbeat/bin/backbeat" 2>/dev/null | awk -v b="$t0" 'NF {printf "%.2f", $1 - b}')
+	stack=$(at '^starting the dev stack')
 	frame=$(at 'frames [1-9][0-9]*/')
 	video=$(at '^verified with ffprobe')
 	# The newest file in the module cache: when the last download ended.
@@ -197,8 +202,8 @@ one() {
 		awk -v b="$t0" 'NF {printf "%.2f", $1 - b}')
 	pkgs=$(($(in_root "$r" dpkg-query -W -f='.\n' | wc -l) - pkgs0))
 	mods=$(du -sm "$r/root/go/pkg/mod/cache/download" 2>/dev/null | cut -f1)
-	printf 'run %s: apt %s  song %s  modules %s  built %s  frame %s  video %s  (load %s; %s apt packages, %s MB of modules; %s)\n' \
-		"$n" "${apt:--}" "${song:--}" "${modules:--}" "${built:--}" "${frame:--}" "${video:--}" "$load" "$pkgs" "${mods:--}" "$status"
+	printf 'run %s: apt %s  song %s  modules %s  cli %s  stack %s  frame %s  video %s  (load %s; %s apt packages, %s MB of modules; %s)\n' \
+		"$n" "${apt:--}" "${song:--}" "${modules:--}" "${cli:--}" "${stack:--}" "${frame:--}" "${video:--}" "$load" "$pkgs" "${mods:--}" "$status"
 	if [[ $status != ok ]]; then
 		echo "firstrun: run $n failed ($status); the last lines of $LOG:" >&2
 		tail -20 "$LOG" >&2
@@ -229,7 +234,7 @@ main() {
 	if ((${#results[@]} > 1)); then
 		local k
 		printf 'median:'
-		for k in apt song modules built frame video; do
+		for k in apt song modules cli stack frame video; do
 			printf ' %s %s ' "$k" "$(printf '%s\n' "${results[@]}" | sed -n "s/.* $k \([0-9.]*\) .*/\1/p" | median)"
 		done
 		echo
