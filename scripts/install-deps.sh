@@ -16,7 +16,8 @@
 #   lint      staticcheck
 #   generate  buf, protoc-gen-go
 #
-# No target gets fonts: the renderer embeds the Go fonts. No arguments means
+# The table is NEEDS below. No target gets fonts: the renderer embeds the Go
+# fonts (fontconfig comes with ffmpeg anyway). No arguments means
 # all (every target's set).
 # No Docker, no downloads besides apt and the Go module proxy. Idempotent: every
 # step is skipped when its result is already present. The installs run from
@@ -38,42 +39,33 @@ PROTOBUF_VERSION="$(awk '$1 == "require" && $2 == "google.golang.org/protobuf" {
 	$1 == "google.golang.org/protobuf" {print $2; exit}' "$ROOT/proto/go.mod")"
 PROTOBUF_VERSION="${PROTOBUF_VERSION:-v1.36.12}"
 
-# What each target needs: apt packages, and Go tools by the names go_tool knows.
-declare -A APT=(
-	[go]=""
+# What each target needs: apt packages, and go:NAME for a Go tool tool_spec knows.
+declare -A NEEDS=(
+	[go]="ca-certificates"
 	[run]="ffmpeg"
-	[test]="ffmpeg postgresql"
-	[smoke]="ffmpeg postgresql curl"
-	[chaos]="ffmpeg postgresql"
-	[lint]=""
-	[generate]=""
-)
-declare -A TOOLS=(
-	[go]=""
-	[run]=""
-	[test]="minio nats-server"
-	[smoke]="minio nats-server"
-	[chaos]="minio nats-server"
-	[lint]="staticcheck"
-	[generate]="buf protoc-gen-go"
+	[test]="ffmpeg postgresql go:minio go:nats-server"
+	[smoke]="ffmpeg postgresql curl go:minio go:nats-server"
+	[chaos]="ffmpeg postgresql go:minio go:nats-server"
+	[lint]="go:staticcheck"
+	[generate]="go:buf go:protoc-gen-go"
 )
 TARGETS=(go run test smoke chaos lint generate)
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# plan TARGET... prints what the targets need, deduplicated, apt first.
+# plan TARGET... prints what the targets need, deduplicated, apt first. Every
+# target needs what the go command needs.
 plan() {
-	local t pkgs=(ca-certificates) tools=() p
+	local t n pkgs=() tools=()
 	if (($# == 0)) || [[ " $* " == *" all "* ]]; then set -- "${TARGETS[@]}"; fi
-	for t in "$@"; do
-		[[ -v "APT[$t]" ]] || {
+	for t in go "$@"; do
+		[[ -v "NEEDS[$t]" ]] || {
 			echo "install-deps: unknown target $t (one of: ${TARGETS[*]} all)" >&2
 			return 2
 		}
-		read -ra p <<<"${APT[$t]}"
-		pkgs+=("${p[@]}")
-		read -ra p <<<"${TOOLS[$t]}"
-		tools+=("${p[@]}")
+		for n in ${NEEDS[$t]}; do
+			if [[ $n == go:* ]]; then tools+=("${n#go:}"); else pkgs+=("$n"); fi
+		done
 	done
 	printf 'apt %s\n' "${pkgs[@]}" | awk '!seen[$0]++'
 	for t in buf protoc-gen-go staticcheck minio nats-server; do
