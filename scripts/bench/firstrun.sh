@@ -17,8 +17,9 @@
 #   frame      the first progress line with a rendered frame
 #   video      the MP4 verified on the edge: the end of the first run
 #
-# One line per run, then the medians, the load average at each start and how
-# much apt and the module proxy delivered.
+# One line per run, then the medians, the load average at each start, the CPU
+# time make run used (a cgroup's; less sensitive than wall time to what else
+# runs on the machine) and how much apt and the module proxy delivered.
 #
 #   FIRSTRUN=1 scripts/bench/firstrun.sh             # HEAD, one run (3–5 minutes)
 #   FIRSTRUN=1 RUNS=3 scripts/bench/firstrun.sh
@@ -165,9 +166,11 @@ one() {
 	pkgs0=$(in_root "$r" dpkg-query -W -f='.\n' | wc -l)
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
 	log "run $n: make run in a fresh root ($SHA, load $load)"
+	local cg cpu=""
+	cg=$(cpu_group "$n")
 	t0=$EPOCHREALTIME
-	# A new session: one signal reaches make, go run and the demo.
-	setsid chroot "$r" "${ENV[@]}" sh -c 'cd /root/backbeat && exec make run DEMO_ARGS="-http 127.0.0.1:0 -nats-port -1"' \
+	# A new session: one signal reaches make, go and the demo; all in cg.
+	setsid sh -c '[ -z "$1" ] || echo $$ >"$1/cgroup.procs"; shift; exec chroot "$@"' _ "$cg" "$r" "${ENV[@]}" sh -c 'cd /root/backbeat && exec make run DEMO_ARGS="-http 127.0.0.1:0 -nats-port -1"' \
 		> >(while IFS= read -r line; do
 			printf '%.2f %s\n' "$(awk -v a="$EPOCHREALTIME" -v b="$t0" 'BEGIN {print a - b}')" "$line"
 		done >"$LOG") 2>&1 &
@@ -189,6 +192,10 @@ one() {
 	kill -KILL -- "-$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 	sleep 0.5 # the stamping loop drains
+	if [[ -n $cg ]]; then
+		cpu=$(cpu_seconds "$cg")
+		rmdir "$cg" 2>/dev/null || true
+	fi
 
 	local apt song cli stack frame video modules pkgs mods
 	apt=$(at '^scripts/demo-song.sh')
@@ -202,8 +209,8 @@ one() {
 		awk -v b="$t0" 'NF {printf "%.2f", $1 - b}')
 	pkgs=$(($(in_root "$r" dpkg-query -W -f='.\n' | wc -l) - pkgs0))
 	mods=$(du -sm "$r/root/go/pkg/mod/cache/download" 2>/dev/null | cut -f1)
-	printf 'run %s: apt %s  song %s  modules %s  cli %s  stack %s  frame %s  video %s  (load %s; %s apt packages, %s MB of modules; %s)\n' \
-		"$n" "${apt:--}" "${song:--}" "${modules:--}" "${cli:--}" "${stack:--}" "${frame:--}" "${video:--}" "$load" "$pkgs" "${mods:--}" "$status"
+	printf 'run %s: apt %s  song %s  modules %s  cli %s  stack %s  frame %s  video %s  (load %s; cpu %s s; %s apt packages, %s MB of modules; %s)\n' \
+		"$n" "${apt:--}" "${song:--}" "${modules:--}" "${cli:--}" "${stack:--}" "${frame:--}" "${video:--}" "$load" "${cpu:--}" "$pkgs" "${mods:--}" "$status"
 	if [[ $status != ok ]]; then
 		echo "firstrun: run $n failed ($status); the last lines of $LOG:" >&2
 		tail -20 "$LOG" >&2
@@ -211,6 +218,27 @@ one() {
 		return 1
 	fi
 	remove_root "$r"
+}
+
+# cpu_group N prints a new CPU-accounting cgroup (v1 cpuacct or v2), or nothing.
+cpu_group() {
+	local g
+	for g in /sys/fs/cgroup/cpuacct /sys/fs/cgroup; do
+		[[ -f $g/cpuacct.usage || -f $g/cgroup.controllers ]] || continue
+		if mkdir -p "$g/backbeat-firstrun-$1" 2>/dev/null; then
+			echo "$g/backbeat-firstrun-$1"
+			return
+		fi
+	done
+}
+
+# cpu_seconds CGROUP prints the CPU time its processes used.
+cpu_seconds() {
+	if [[ -f $1/cpuacct.usage ]]; then
+		awk '{printf "%.0f", $1 / 1e9}' "$1/cpuacct.usage"
+	elif [[ -f $1/cpu.stat ]]; then
+		awk '$1 == "usage_usec" {printf "%.0f", $2 / 1e6}' "$1/cpu.stat"
+	fi
 }
 
 median() { sort -g | awk '{a[NR] = $1} END {if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
