@@ -56,7 +56,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 # plan TARGET... prints what the targets need, deduplicated, apt first. Every
 # target needs what the go command needs.
 plan() {
-	local t n pkgs=() tools=()
+	local t n pkg version pkgs=() tools=()
 	if (($# == 0)) || [[ " $* " == *" all "* ]]; then set -- "${TARGETS[@]}"; fi
 	for t in go "$@"; do
 		[[ -v "NEEDS[$t]" ]] || {
@@ -70,8 +70,8 @@ plan() {
 	printf 'apt %s\n' "${pkgs[@]}" | awk '!seen[$0]++'
 	for t in buf protoc-gen-go staticcheck minio nats-server; do
 		[[ " ${tools[*]} " == *" $t "* ]] || continue
-		set -- $(tool_spec "$t")
-		printf 'go %s %s@%s\n' "$t" "$1" "$3"
+		read -r pkg _ version <<<"$(tool_spec "$t")"
+		printf 'go %s %s@%s\n' "$t" "$pkg" "$version"
 	done
 }
 
@@ -166,8 +166,8 @@ main() {
 	((${#tools[@]})) || return 0
 	mkdir -p "$BIN"
 	for name in "${tools[@]}"; do
-		# shellcheck disable=SC2046 # tool_spec prints three words
-		go_tool "$name" $(tool_spec "$name")
+		read -ra rest <<<"$(tool_spec "$name")"
+		go_tool "$name" "${rest[@]}"
 	done
 	log "tools in $BIN: $(ls "$BIN" | tr '\n' ' ')"
 }

@@ -60,8 +60,21 @@ func TestMakeRunNeedsOnlyTheDemo(t *testing.T) {
 	// install-deps.sh installs from this plan, so the plan is what gets installed.
 	require.Equal(t, []string{"apt ca-certificates"},
 		shell(t, root, "bash", "scripts/install-deps.sh", "--print", "go"))
-	require.Equal(t, []string{"apt ca-certificates", "apt ffmpeg"},
-		shell(t, root, "bash", "scripts/install-deps.sh", "--print", "run"))
+	plan := shell(t, root, "bash", "scripts/install-deps.sh", "--print", "run")
+	require.Equal(t, []string{"apt ca-certificates", "apt ffmpeg"}, plan)
+
+	// The README says what the first `make run` installs, and nothing more.
+	raw, err := os.ReadFile(filepath.Join(root, "README.md"))
+	require.NoError(t, err)
+	_, says, ok := strings.Cut(string(raw), "`make run` installs ")
+	require.True(t, ok, "README.md no longer says what `make run` installs")
+	says, _, _ = strings.Cut(says, "`make test`")
+	for _, p := range plan {
+		require.Contains(t, says, strings.TrimPrefix(p, "apt "), "README.md: what `make run` installs")
+	}
+	for _, tool := range []string{"minio", "buf", "staticcheck", "nats-server", "postgres"} {
+		require.NotContains(t, strings.ToLower(says), tool, "README.md: what `make run` installs")
+	}
 }
 
 // TestTargetsInstallWhatTheyUse: every other target still gets, on a fresh
