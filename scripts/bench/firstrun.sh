@@ -78,6 +78,25 @@ in_root() {
 	chroot "$r" "${ENV[@]}" "$@"
 }
 
+# kill_root DIR kills every process whose root is DIR and waits until none is
+# left: nothing may run in a root that is about to be removed.
+kill_root() {
+	local p left
+	for _ in $(seq 20); do
+		left=0
+		for p in /proc/[0-9]*; do
+			if [[ $(readlink "$p/root" 2>/dev/null) == "$1" ]]; then
+				kill -KILL "${p#/proc/}" 2>/dev/null || true
+				left=1
+			fi
+		done
+		((left)) || return 0
+		sleep 0.5
+	done
+	echo "firstrun: processes still run in $1" >&2
+	return 1
+}
+
 mount_root() {
 	mount -t proc proc "$1/proc"
 	mount -t sysfs sysfs "$1/sys"
@@ -85,7 +104,26 @@ mount_root() {
 
 # unmount_root DIR unmounts everything under DIR and fails if anything stays
 # mounted, so that nothing mounted is ever removed with the root.
-unmount_root() {
+un# kill_root DIR kills every process whose root is DIR and waits until none is
+# left: nothing may run in a root that is about to be removed.
+kill_root() {
+	local p left
+	for _ in $(seq 20); do
+		left=0
+		for p in /proc/[0-9]*; do
+			if [[ $(readlink "$p/root" 2>/dev/null) == "$1" ]]; then
+				kill -KILL "${p#/proc/}" 2>/dev/null || true
+				left=1
+			fi
+		done
+		((left)) || return 0
+		sleep 0.5
+	done
+	echo "firstrun: processes still run in $1" >&2
+	return 1
+}
+
+mount_root() {
 	local m
 	for m in "$1/sys" "$1/proc"; do
 		if mountpoint -q "$m"; then umount -l "$m"; fi
@@ -95,8 +133,8 @@ unmount_root() {
 
 remove_root() {
 	[[ -d $1 ]] || return 0
-	unmount_root "$1" || {
-		echo "firstrun: $1 still has mounts; not removing it" >&2
+	kill_root "$1" && unmount_root "$1" || {
+		echo "firstrun: $1 still has mounts or processes; not removing it" >&2
 		return 1
 	}
 	rm -rf --one-file-system "$1"
@@ -162,6 +200,7 @@ one() {
 	git -C "$r/root/backbeat" checkout -q "$SHA"
 	mount_root "$r"
 	LOG="$DIR/run-$n.log"
+	: >"$LOG" # the wait below must not read the last run's lines
 	local pkgs0 load
 	pkgs0=$(in_root "$r" dpkg-query -W -f='.\n' | wc -l)
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -191,6 +230,7 @@ one() {
 	for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
 	kill -KILL -- "-$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
+	kill_root "$r"
 	sleep 0.5 # the stamping loop drains
 	if [[ -n $cg ]]; then
 		cpu=$(cpu_seconds "$cg")
