@@ -104,26 +104,7 @@ mount_root() {
 
 # unmount_root DIR unmounts everything under DIR and fails if anything stays
 # mounted, so that nothing mounted is ever removed with the root.
-un# kill_root DIR kills every process whose root is DIR and waits until none is
-# left: nothing may run in a root that is about to be removed.
-kill_root() {
-	local p left
-	for _ in $(seq 20); do
-		left=0
-		for p in /proc/[0-9]*; do
-			if [[ $(readlink "$p/root" 2>/dev/null) == "$1" ]]; then
-				kill -KILL "${p#/proc/}" 2>/dev/null || true
-				left=1
-			fi
-		done
-		((left)) || return 0
-		sleep 0.5
-	done
-	echo "firstrun: processes still run in $1" >&2
-	return 1
-}
-
-mount_root() {
+unmount_root() {
 	local m
 	for m in "$1/sys" "$1/proc"; do
 		if mountpoint -q "$m"; then umount -l "$m"; fi
