@@ -36,11 +36,11 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 for tool in ffmpeg psql pg_ctlcluster; do
 	command -v "$tool" >/dev/null || {
-		echo "chaos: $tool missing (scripts/install-deps.sh installs ffmpeg and postgresql)" >&2
+		echo "chaos: $tool missing (scripts/install-deps.sh chaos installs it)" >&2
 		exit 1
 	}
 done
-[[ -x .cache/bin/nats-server ]] || scripts/install-deps.sh
+[[ -x .cache/bin/nats-server ]] || scripts/install-deps.sh chaos
 
 log "make build"
 make --no-print-directory build >/dev/null

@@ -13,7 +13,7 @@ secs=${2:-40}
 	exit 2
 }
 command -v ffmpeg >/dev/null || {
-	echo "demo-song: ffmpeg missing: run scripts/install-deps.sh" >&2
+	echo "demo-song: ffmpeg missing: run scripts/install-deps.sh run" >&2
 	exit 1
 }
 

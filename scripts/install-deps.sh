@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
-# install-deps.sh installs what the tests and the demo need on a fresh Debian 12
-# machine that has only Go: ffmpeg, PostgreSQL 15 and fonts from apt, and MinIO,
-# buf, protoc-gen-go, staticcheck and nats-server (for scripts/smoke.sh) built
+# install-deps.sh installs what one make target needs on a fresh Debian 12
+# machine that has only Go, and nothing more: apt packages, and Go tools built
 # with `go install` into ./.cache/bin.
+#
+#   scripts/install-deps.sh TARGET...        # go, run, test, smoke, chaos, lint, generate, all
+#   scripts/install-deps.sh --print TARGET...  # the plan, one "apt PKG" or
+#                                              # "go NAME PACKAGE@VERSION" a line; installs nothing
+#
+#   go        ca-certificates: the go command fetches modules over HTTPS and
+#             trusts the system's roots; every target below includes it
+#   run       ffmpeg (the demo: `backbeat demo` embeds NATS, SQLite and a blob folder)
+#   test      + postgresql, MinIO and nats-server (scripts/services.sh, testenv's clusters),
+#             curl, jq and python3 (the bench scripts the tests run: devmem.sh, pipeline.sh)
+#   smoke     + curl
+#   chaos     as test
+#   lint      staticcheck
+#   generate  buf, protoc-gen-go
+#
+# The table is NEEDS below. No target gets fonts: the renderer embeds the Go
+# fonts (fontconfig comes with ffmpeg anyway). No arguments means
+# all (every target's set).
 # No Docker, no downloads besides apt and the Go module proxy. Idempotent: every
-# step is skipped when its result is already present. Run as root.
+# step is skipped when its result is already present. The installs run from
+# the --print plan, so the plan is exactly what gets installed. Run as root.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,19 +40,65 @@ PROTOBUF_VERSION="$(awk '$1 == "require" && $2 == "google.golang.org/protobuf" {
 	$1 == "google.golang.org/protobuf" {print $2; exit}' "$ROOT/proto/go.mod")"
 PROTOBUF_VERSION="${PROTOBUF_VERSION:-v1.36.12}"
 
-APT_PACKAGES=(ffmpeg postgresql fonts-dejavu-core ca-certificates curl)
+# What each target needs: apt packages, and go:NAME for a Go tool tool_spec knows.
+declare -A NEEDS=(
+	[go]="ca-certificates"
+	[run]="ffmpeg"
+	[test]="ffmpeg postgresql curl jq python3 go:minio go:nats-server"
+	[smoke]="ffmpeg postgresql curl go:minio go:nats-server"
+	[chaos]="ffmpeg postgresql go:minio go:nats-server"
+	[lint]="go:staticcheck"
+	[generate]="go:buf go:protoc-gen-go"
+)
+TARGETS=(go run test smoke chaos lint generate)
 
 log() { printf '==> %s\n' "$*" >&2; }
 
+# plan TARGET... prints what the targets need, deduplicated, apt first. Every
+# target needs what the go command needs.
+plan() {
+	local t n pkg version pkgs=() tools=()
+	if (($# == 0)) || [[ " $* " == *" all "* ]]; then set -- "${TARGETS[@]}"; fi
+	for t in go "$@"; do
+		[[ -v "NEEDS[$t]" ]] || {
+			echo "install-deps: unknown target $t (one of: ${TARGETS[*]} all)" >&2
+			return 2
+		}
+		for n in ${NEEDS[$t]}; do
+			if [[ $n == go:* ]]; then tools+=("${n#go:}"); else pkgs+=("$n"); fi
+		done
+	done
+	printf 'apt %s\n' "${pkgs[@]}" | awk '!seen[$0]++'
+	for t in buf protoc-gen-go staticcheck minio nats-server; do
+		[[ " ${tools[*]} " == *" $t "* ]] || continue
+		read -r pkg _ version <<<"$(tool_spec "$t")"
+		printf 'go %s %s@%s\n' "$t" "$pkg" "$version"
+	done
+}
+
+# tool_spec NAME prints PACKAGE MODULE VERSION of a Go tool.
+tool_spec() {
+	case $1 in
+	buf) echo github.com/bufbuild/buf/cmd/buf github.com/bufbuild/buf "$BUF_VERSION" ;;
+	protoc-gen-go) echo google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/protobuf "$PROTOBUF_VERSION" ;;
+	staticcheck) echo honnef.co/go/tools/cmd/staticcheck honnef.co/go/tools "$STATICCHECK_VERSION" ;;
+	minio) echo github.com/minio/minio github.com/minio/minio "$MINIO_VERSION" ;;
+	nats-server) echo github.com/nats-io/nats-server/v2 github.com/nats-io/nats-server/v2 "$NATS_SERVER_VERSION" ;;
+	*) return 1 ;;
+	esac
+}
+
+# install_apt PKG... apt-get installs the packages not yet installed, without
+# their recommends.
 install_apt() {
 	local missing=() p
-	for p in "${APT_PACKAGES[@]}"; do
+	for p in "$@"; do
 		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
 			missing+=("$p")
 		fi
 	done
 	if ((${#missing[@]} == 0)); then
-		log "apt packages present: ${APT_PACKAGES[*]}"
+		log "apt packages present: $*"
 		return
 	fi
 	if [[ $(id -u) -ne 0 ]]; then
@@ -77,17 +141,35 @@ go_tool() {
 }
 
 main() {
+	local print=0
+	if [[ ${1:-} == --print ]]; then
+		print=1
+		shift
+	fi
+	local steps
+	steps="$(plan "$@")" || exit
+	if ((print)); then
+		printf '%s\n' "$steps"
+		return
+	fi
 	command -v go >/dev/null || {
 		echo "install-deps: Go is required (https://go.dev/doc/install)" >&2
 		exit 1
 	}
+	local kind name rest pkgs=() tools=()
+	while read -r kind name rest; do
+		case $kind in
+		apt) pkgs+=("$name") ;;
+		go) tools+=("$name") ;;
+		esac
+	done <<<"$steps"
+	install_apt "${pkgs[@]}"
+	((${#tools[@]})) || return 0
 	mkdir -p "$BIN"
-	install_apt
-	go_tool buf github.com/bufbuild/buf/cmd/buf github.com/bufbuild/buf "$BUF_VERSION"
-	go_tool protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/protobuf "$PROTOBUF_VERSION"
-	go_tool staticcheck honnef.co/go/tools/cmd/staticcheck honnef.co/go/tools "$STATICCHECK_VERSION"
-	go_tool minio github.com/minio/minio github.com/minio/minio "$MINIO_VERSION"
-	go_tool nats-server github.com/nats-io/nats-server/v2 github.com/nats-io/nats-server/v2 "$NATS_SERVER_VERSION"
+	for name in "${tools[@]}"; do
+		read -ra rest <<<"$(tool_spec "$name")"
+		go_tool "$name" "${rest[@]}"
+	done
 	log "tools in $BIN: $(ls "$BIN" | tr '\n' ' ')"
 }
 

@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export PATH="$ROOT/.cache/bin:$PATH"
 command -v staticcheck >/dev/null || {
-	echo "lint: staticcheck missing: run scripts/install-deps.sh" >&2
+	echo "lint: staticcheck missing: run scripts/install-deps.sh lint" >&2
 	exit 1
 }
 

@@ -49,7 +49,7 @@ pg_sql() { runuser -u postgres -- psql -p "$PG_PORT" -v ON_ERROR_STOP=1 -qtAc "$
 pg_running() { pg_lsclusters -h "$PG_VERSION" "$PG_CLUSTER" 2>/dev/null | awk '{print $4}' | grep -q online; }
 
 start_postgres() {
-	command -v pg_ctlcluster >/dev/null || die "PostgreSQL missing: run scripts/install-deps.sh"
+	command -v pg_ctlcluster >/dev/null || die "PostgreSQL missing: run scripts/install-deps.sh test"
 	if ! pg_lsclusters -h 2>/dev/null | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c {f = 1} END {exit !f}'; then
 		log "creating PostgreSQL cluster $PG_VERSION/$PG_CLUSTER"
 		pg_createcluster "$PG_VERSION" "$PG_CLUSTER" --port "$PG_PORT" >/dev/null
@@ -107,7 +107,7 @@ start_minio() {
 		log "MinIO already running on $MINIO_ADDR (data: $(minio_dirs | tr '\n' ' '))"
 		return
 	fi
-	command -v minio >/dev/null || die "minio missing: run scripts/install-deps.sh"
+	command -v minio >/dev/null || die "minio missing: run scripts/install-deps.sh test"
 	mkdir -p "$DATA/minio"
 	log "starting MinIO on $MINIO_ADDR (console $MINIO_CONSOLE), logs in $DATA/minio.log"
 	MINIO_ROOT_USER="$MINIO_USER" MINIO_ROOT_PASSWORD="$MINIO_PASSWORD" \

@@ -43,12 +43,12 @@ prepare() {
 	local tool
 	for tool in curl ffprobe ffmpeg psql; do
 		command -v "$tool" >/dev/null || {
-			echo "smoke: $tool missing (scripts/install-deps.sh installs ffmpeg and postgresql; curl comes from apt)" >&2
+			echo "smoke: $tool missing (scripts/install-deps.sh smoke installs them)" >&2
 			exit 1
 		}
 	done
 	if ! command -v nats-server >/dev/null; then
-		scripts/install-deps.sh
+		scripts/install-deps.sh smoke
 	fi
 	log "make build"
 	make --no-print-directory build >/dev/null
