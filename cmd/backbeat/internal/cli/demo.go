@@ -39,7 +39,7 @@ func Demo(ctx context.Context, env Env, args []string) error {
 		return fmt.Errorf("state dir: %w", err)
 	}
 	logPath := filepath.Join(opts.Dir, "backbeat.log")
-	if opts.Log, err = logging.NewFile("backbeat-dev", "info", logPath); err != nil {
+	if opts.Log, err = logging.NewRoot("info", logPath); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stderr, "starting the dev stack (logs: %s)…\n", logPath)

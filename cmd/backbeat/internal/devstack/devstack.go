@@ -41,11 +41,13 @@ func Main(ctx context.Context, args []string) error {
 		}
 		return err
 	}
-	log, err := logging.New("backbeat-dev", *level)
+	// The root has no service: the stack names each service on its lines.
+	root, err := logging.NewRoot(*level, "stderr")
 	if err != nil {
 		return err
 	}
-	opts.Log = log
+	opts.Log = root
+	log := root.With(zap.String("service", "backbeat-dev"))
 	st, err := Start(ctx, *opts)
 	if err != nil {
 		return fmt.Errorf("start dev stack: %w", err)

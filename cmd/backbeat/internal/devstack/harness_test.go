@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,10 +20,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/logging"
 	"github.com/backbeat/backbeat/pkg/store"
 	"github.com/backbeat/backbeat/pkg/testenv"
 	"github.com/backbeat/backbeat/services/api"
@@ -122,8 +122,9 @@ func setup(t *testing.T, mod func(*Options)) *e2e {
 		e.alerts.mu.Unlock()
 	}))
 	t.Cleanup(e.alerts.srv.Close)
-	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
-	log := zap.New(zapcore.NewCore(enc, e.logs, zap.DebugLevel))
+	// The logger `backbeat dev` builds, into the buffer.
+	log, err := logging.NewTo("debug", e.logs)
+	require.NoError(t, err)
 	opts := Options{
 		Dir: t.TempDir(), NATSPort: -1, HTTPAddr: "127.0.0.1:0",
 		DatabaseURL: testenv.Postgres(t), Blob: testenv.MinIO(t),
@@ -147,10 +148,85 @@ func setup(t *testing.T, mod func(*Options)) *e2e {
 		if t.Failed() {
 			t.Logf("service logs:\n%s", tail(e.logs.String(), 60))
 		}
+		checkLogLines(t, e.logs.String())
 	})
 	e.st = st
 	e.tone = testenv.Tone(t, t.TempDir(), 8)
 	return e
+}
+
+// checkLogLines holds every line the stack logged to what operators parse:
+// one JSON object, no key twice at any depth, and the service it came from.
+func checkLogLines(t *testing.T, logs string) {
+	t.Helper()
+	for i, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if line == "" {
+			continue
+		}
+		keys, err := jsonKeys(line)
+		if err != nil {
+			t.Errorf("log line %d is not one JSON object (%v): %s", i+1, err, line)
+			continue
+		}
+		if keys["service"] != 1 {
+			t.Errorf("log line %d names its service %d times: %s", i+1, keys["service"], line)
+		}
+	}
+}
+
+// jsonKeys counts the keys of the top-level object of line, and fails on a
+// key repeated in any object of it.
+func jsonKeys(line string) (map[string]int, error) {
+	dec := json.NewDecoder(strings.NewReader(line))
+	var top map[string]int
+	var walk func() error
+	walk = func() error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]int{}
+			if top == nil {
+				top = seen
+			}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				key, _ := k.(string)
+				if seen[key]++; seen[key] > 1 && key != "service" {
+					return fmt.Errorf("key %q twice", key)
+				}
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // }
+			return err
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // ]
+			return err
+		}
+		return nil
+	}
+	if err := walk(); err != nil {
+		return nil, err
+	}
+	if top == nil {
+		return nil, errors.New("not an object")
+	}
+	if dec.More() {
+		return nil, errors.New("more than one value")
+	}
+	return top, nil
 }
 
 func tail(s string, n int) string {

@@ -50,7 +50,8 @@ type Options struct {
 	Renderer func(pool string, cfg *renderer.Config)
 	// Policies override delivery policies per step (tests shorten them).
 	Policies map[string]bus.Policy
-	// Log receives every service's JSON logs.
+	// Log receives every service's JSON logs. It must not carry a
+	// "service" field (logging.NewRoot): the stack adds one per service.
 	Log *zap.Logger
 	// APIKey for the dev user; read from Dir/api-key or minted when empty.
 	APIKey string
@@ -196,7 +197,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 func (s *Stack) startNATS() error {
 	if s.Opts.NATSURL != "" {
 		var err error
-		s.NC, s.JS, err = bus.Connect(s.Opts.NATSURL, s.Opts.Users["admin"], "backbeat-dev", s.log)
+		s.NC, s.JS, err = bus.Connect(s.Opts.NATSURL, s.Opts.Users["admin"], "backbeat-dev", s.logger("backbeat-dev"))
 		return err
 	}
 	ns, err := server.NewServer(&server.Options{

@@ -45,7 +45,7 @@ func realRun(ctx context.Context, o options) (string, error) {
 		}
 	}
 	logPath := filepath.Join(dir, "dev.log")
-	log, err := logging.NewFile("backbeat-dev", "info", logPath)
+	log, err := logging.NewRoot("info", logPath)
 	if err != nil {
 		return "", err
 	}
