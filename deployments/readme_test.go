@@ -79,16 +79,56 @@ func TestReadmeAlertsMatchTheCode(t *testing.T) {
 	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\|").FindAllStringSubmatch(section(t, readme(t), "Alerts"), -1) {
 		documented[m[1]] = true
 	}
-	for kind, where := range sent {
-		if !documented[kind] {
-			t.Errorf("alert %q (sent at %s) has no row in the README's Alerts table", kind, where)
+	sameSets(t, "alert", "Alerts", sent, documented)
+}
+
+// sameSets reports each name the code has (with where) and the README's
+// table does not, and each the table has that the code does not.
+func sameSets(t *testing.T, what, table string, code map[string]string, documented map[string]bool) {
+	t.Helper()
+	for n, where := range code {
+		if !documented[n] {
+			t.Errorf("%s %q (%s) has no row in the README's %s table", what, n, where, table)
 		}
 	}
-	for kind := range documented {
-		if _, ok := sent[kind]; !ok {
-			t.Errorf("the README's Alerts table explains %q, which no code sends", kind)
+	for n := range documented {
+		if _, ok := code[n]; !ok {
+			t.Errorf("the README's %s table lists %s %q, which is not in the code", table, what, n)
 		}
 	}
+}
+
+// TestReadmeMetricsMatchTheCode: the Metrics table names exactly the metrics
+// the code registers (every `Name: "backbeat_…"` in a non-test Go file).
+func TestReadmeMetricsMatchTheCode(t *testing.T) {
+	defined := map[string]string{}
+	name := regexp.MustCompile(`Name:\s*"(backbeat_[a-z_]+)"`)
+	for _, root := range []string{filepath.Join(repoRoot, "services"), filepath.Join(repoRoot, "pkg"), filepath.Join(repoRoot, "cmd")} {
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			for _, m := range name.FindAllStringSubmatch(string(b), -1) {
+				defined[m[1]] = p
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(defined) == 0 {
+		t.Fatal("found no metric in the code: the scan is broken")
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `(backbeat_[a-z_]+)` \\|").FindAllStringSubmatch(section(t, readme(t), "Metrics"), -1) {
+		documented[m[1]] = true
+	}
+	sameSets(t, "metric", "Metrics", defined, documented)
 }
 
 // alertKinds maps each string Kind of an Alert composite literal (alert.Alert

@@ -123,6 +123,7 @@ type Service struct {
 	log      *zap.Logger
 	tel      *telemetry.Server
 	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
 	progress *bus.ProgressReader
 }
 
@@ -153,17 +154,23 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			Name: "backbeat_api_requests_total",
 			Help: "HTTP API requests by route and status code.",
 		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "backbeat_api_request_duration_seconds",
+			Help: "HTTP API request time, from the request to the last byte of the answer, by route.",
+			// 1 ms to about 65 s: a status read is milliseconds, an upload minutes.
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 17),
+		}, []string{"route"}),
 	}
 	// The API takes requests from the Internet: its server must not let a
 	// client hold a connection by sending its headers slowly or by idling.
 	s.tel.ReadHeaderTimeout, s.tel.IdleTimeout = cfg.ReadHeaderTimeout, cfg.IdleTimeout
 	s.progress = bus.NewProgressReader(deps.JS, deps.Pub.Subjects())
-	if err := s.tel.Registry.Register(s.requests); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, fmt.Errorf("api: register metrics: %w", err)
-		}
-		s.requests = are.ExistingCollector.(*prometheus.CounterVec)
+	var err error
+	if s.requests, err = register(s.tel.Registry, s.requests); err != nil {
+		return nil, err
+	}
+	if s.latency, err = register(s.tel.Registry, s.latency); err != nil {
+		return nil, err
 	}
 	s.tel.AddCheck("database", s.store.Ping)
 	s.tel.AddCheck("blob", s.blob.Ping)
@@ -205,6 +212,19 @@ func (s *Service) Serve(ctx context.Context, addr string) error {
 // be written as JSON (see httpError) or nil after writing its own response.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, c caller) error
 
+// register registers c on reg, or returns the collector already registered
+// under its name (a second API on the same telemetry server).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return c, fmt.Errorf("api: register metrics: %w", err)
+		}
+		return are.ExistingCollector.(C), nil
+	}
+	return c, nil
+}
+
 // wrap authenticates, bounds the request's time when timed is set (uploads
 // run as long as the body takes, at the pace paceReader allows), recovers
 // panics, counts and logs. A timed request's body must also arrive within
@@ -220,6 +240,7 @@ func (s *Service) wrap(route string, timed bool, h handlerFunc) http.Handler {
 				writeError(rec, errorf(http.StatusInternalServerError, "internal error"))
 			}
 			s.requests.WithLabelValues(route, fmt.Sprint(rec.code)).Inc()
+			s.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
 			s.log.Debug("api request", zap.String("route", route), zap.String("method", r.Method),
 				zap.String("path", r.URL.Path), zap.Int("code", rec.code), zap.Duration("took", time.Since(start)))
 		}()

@@ -160,3 +160,19 @@ func TestUploadAndCreatePublishVideoCreate(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, call(t, "POST", e.URL+"/v1/videos", e.Key,
 		`{"video_id":"vid1","user_id":"u2","audio_key":"uploads/vid1/audio.wav","end_seconds":1,"template":"spectrum","format":"square"}`, nil))
 }
+
+// Every API request is timed by route: operators alert on its latency.
+func TestRequestLatencyIsMeasured(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t)
+	for i := 0; i < 3; i++ {
+		require.Equal(t, http.StatusOK, call(t, "GET", e.URL+"/v1/me", e.Key, nil, nil))
+	}
+	resp, err := http.Get(e.URL + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Contains(t, string(body), `backbeat_api_request_duration_seconds_count{route="me"} 3`)
+	require.Contains(t, string(body), `backbeat_api_request_duration_seconds_bucket{route="me",le="+Inf"} 3`)
+}
