@@ -9,10 +9,16 @@ import (
 // Metrics counts what workers do with messages, for /metrics: one counter per
 // step and outcome (OutcomeAck, OutcomeRetry, OutcomeTerm, OutcomePanic, …),
 // so that a handler that panics shows up as such and not as a plain failure.
+//
+// It also holds the few pipeline counters operators alert on that are not
+// about one message: stalled runs (the coordinator) and the edge's cache
+// (the cdn). Every method accepts a nil *Metrics and counts nothing.
 type Metrics struct {
 	handled  *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	wait     *prometheus.HistogramVec
+	stalled  *prometheus.CounterVec
+	edge     *prometheus.CounterVec
 }
 
 // NewMetrics registers the worker metrics on reg.
@@ -32,8 +38,37 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 12),
 		}, []string{"step", "consumer"}),
 	}
-	reg.MustRegister(m.handled, m.duration, m.wait)
+	m.stalled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "backbeat_runs_stalled_total",
+		Help: "Runs the coordinator's watchdog marked stalled, by stage and pool.",
+	}, []string{"stage", "pool"})
+	m.edge = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "backbeat_edge_requests_total",
+		Help: "Objects the edge served, by cache: hit (from its disk cache) or miss (from storage).",
+	}, []string{"cache"})
+	reg.MustRegister(m.handled, m.duration, m.wait, m.stalled, m.edge)
 	return m
+}
+
+// Stalled counts a run the watchdog marked stalled in stage on pool ("" for
+// a stage without a pool).
+func (m *Metrics) Stalled(stage, pool string) {
+	if m != nil {
+		m.stalled.WithLabelValues(stage, pool).Inc()
+	}
+}
+
+// EdgeServed counts an object the edge served from its cache (hit) or from
+// storage.
+func (m *Metrics) EdgeServed(hit bool) {
+	if m == nil {
+		return
+	}
+	cache := "miss"
+	if hit {
+		cache = "hit"
+	}
+	m.edge.WithLabelValues(cache).Inc()
 }
 
 func (m *Metrics) waited(step, consumer string, d time.Duration) {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backbeat/backbeat/pkg/blob"
+	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/keys"
 )
 
@@ -67,6 +68,8 @@ type Edge struct {
 	store blob.Store
 	log   *zap.Logger
 	cache *diskCache
+	// metrics, when set, counts cache hits and misses.
+	metrics *bus.Metrics
 }
 
 // NewEdge prepares the cache directory (emptying it) and returns the handler.
@@ -160,6 +163,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		h.Set("X-Cache", "MISS")
 	}
+	e.metrics.EdgeServed(res.hit)
 	http.ServeContent(w, r, "", res.info.ModTime, res.file)
 }
 

@@ -12,11 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/backbeat/backbeat/pkg/blob"
+	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/keys"
+	"github.com/backbeat/backbeat/pkg/testenv"
 )
 
 // edgeBundle is what the edge tests share.
@@ -24,6 +27,7 @@ type edgeBundle struct {
 	store *blob.Local
 	edge  *Edge
 	srv   *httptest.Server
+	reg   *prometheus.Registry
 }
 
 func setupEdge(t *testing.T, maxBytes int64) *edgeBundle {
@@ -32,9 +36,11 @@ func setupEdge(t *testing.T, maxBytes int64) *edgeBundle {
 	require.NoError(t, err)
 	edge, err := NewEdge(EdgeConfig{CacheDir: t.TempDir(), CacheMaxBytes: maxBytes}, store, zaptest.NewLogger(t))
 	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	edge.metrics = bus.NewMetrics(reg)
 	srv := httptest.NewServer(edge)
 	t.Cleanup(srv.Close)
-	return &edgeBundle{store: store, edge: edge, srv: srv}
+	return &edgeBundle{store: store, edge: edge, srv: srv, reg: reg}
 }
 
 func (b *edgeBundle) put(t *testing.T, key string, data []byte) {
@@ -92,6 +98,8 @@ func TestEdgeServesObjectThenHits(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, data, body)
 	require.Equal(t, "HIT", resp.Header.Get("X-Cache"))
+	require.Equal(t, 1.0, testenv.Counter(t, b.reg, "backbeat_edge_requests_total", "miss"), "operators see the miss")
+	require.Equal(t, 1.0, testenv.Counter(t, b.reg, "backbeat_edge_requests_total", "hit"), "and the hit")
 
 	n, size := b.edge.CacheStats()
 	require.Equal(t, 1, n)

@@ -100,6 +100,7 @@ func New(cfg Config, deps bus.Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	edge.metrics = deps.Metrics
 	s := &Service{cfg: cfg, edge: edge}
 	if cfg.ExternalPurgeURL != "" {
 		client := cfg.HTTPClient

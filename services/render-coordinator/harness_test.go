@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -47,7 +48,9 @@ func testBundles() map[string]coordinator.Bundle {
 // harness is one coordinator running against its own embedded JetStream
 // server and Postgres schema; the test plays every worker.
 type harness struct {
-	t    *testing.T
+	t *testing.T
+	// reg holds the coordinator's metrics.
+	reg  *prometheus.Registry
 	js   jetstream.JetStream
 	db   *store.Store
 	pub  *bus.Publisher
@@ -103,7 +106,9 @@ func setup(t *testing.T, mod func(*options)) *harness {
 	core, logs := observer.New(zap.InfoLevel)
 	log := zap.New(core)
 	pub := bus.NewPublisher(js, top.Subjects)
-	svc, err := coordinator.New(o.cfg, coordinator.Deps{Store: db, Pub: pub, Runs: runs, Blob: bl, Log: log, Topo: top, Name: "coordinator-test"})
+	reg := prometheus.NewRegistry()
+	svc, err := coordinator.New(o.cfg, coordinator.Deps{Store: db, Pub: pub, Runs: runs, Blob: bl, Log: log, Topo: top, Name: "coordinator-test",
+		Metrics: bus.NewMetrics(reg)})
 	require.NoError(t, err)
 
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -123,7 +128,7 @@ func setup(t *testing.T, mod func(*options)) *harness {
 			}
 		}
 	})
-	return &harness{t: t, js: js, db: db, pub: pub, subj: top.Subjects, runs: runs, blob: bl, svc: svc}
+	return &harness{t: t, reg: reg, js: js, db: db, pub: pub, subj: top.Subjects, runs: runs, blob: bl, svc: svc}
 }
 
 func (h *harness) ctx() context.Context { return ctxT(h.t, 15*time.Second) }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/store"
+	"github.com/backbeat/backbeat/pkg/testenv"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
 
@@ -125,6 +126,8 @@ func TestStalls(t *testing.T) {
 	v := h.waitStatus(stuck, store.StatusStalled)
 	require.GreaterOrEqual(t, time.Since(frozenAt), 900*time.Millisecond, "stalled before the timeout")
 	require.Contains(t, v.Reason, "no render progress")
+	require.Eventually(t, func() bool { return testenv.Counter(t, h.reg, "backbeat_runs_stalled_total", "gpu", "render") == 1 },
+		5*time.Second, 20*time.Millisecond, "the stall is counted once for operators (pool gpu, stage render)")
 	require.NoError(t, h.svc.CheckStalls(h.ctx()))
 	require.Equal(t, store.StatusProcessing, h.video(moving).Status)
 	require.Equal(t, bus.RunState{RunID: stuckRun, Attempt: 1, State: bus.RunStalled}, h.runState(stuck))

@@ -174,6 +174,7 @@ func (s *Service) stall(ctx context.Context, run store.Run, t Transition, reason
 		return endStep(tx, r.ID, step, stepAttempt, "", "stalled: "+reason, s.now())
 	}, nil)
 	if changed {
+		s.met.Stalled(string(r.Stage), r.Pool)
 		s.log.Warn("run stalled", zap.String("video_id", r.VideoID), zap.String("run_id", r.ID), zap.String("reason", reason))
 		s.alert.Send(alert.Alert{Kind: "run_stalled", VideoID: r.VideoID, RunID: r.ID, Step: string(r.Stage), Reason: reason})
 	}
