@@ -11,14 +11,16 @@ import (
 // so that a handler that panics shows up as such and not as a plain failure.
 //
 // It also holds the few pipeline counters operators alert on that are not
-// about one message: stalled runs (the coordinator) and the edge's cache
-// (the cdn). Every method accepts a nil *Metrics and counts nothing.
+// about one message: stalled runs and webhook deliveries (the coordinator),
+// the edge's cache (the cdn) and NVENC fallbacks (the renderer). Every method accepts a nil *Metrics and counts nothing.
 type Metrics struct {
 	handled  *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	wait     *prometheus.HistogramVec
 	stalled  *prometheus.CounterVec
 	edge     *prometheus.CounterVec
+	nvenc    *prometheus.CounterVec
+	webhooks *prometheus.CounterVec
 }
 
 // NewMetrics registers the worker metrics on reg.
@@ -46,8 +48,36 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "backbeat_edge_requests_total",
 		Help: "Objects the edge served, by cache: hit (from its disk cache) or miss (from storage).",
 	}, []string{"cache"})
-	reg.MustRegister(m.handled, m.duration, m.wait, m.stalled, m.edge)
+	m.nvenc = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "backbeat_nvenc_fallbacks_total",
+		Help: "Renders that asked for NVENC and ran on libx264 because NVENC could not be opened, by pool.",
+	}, []string{"pool"})
+	m.webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "backbeat_webhook_deliveries_total",
+		Help: "Notification webhooks the coordinator posted, by outcome: ok (2xx) or failed (no answer or not 2xx; retried).",
+	}, []string{"outcome"})
+	reg.MustRegister(m.handled, m.duration, m.wait, m.stalled, m.edge, m.nvenc, m.webhooks)
 	return m
+}
+
+// NVENCFallback counts a render of pool that asked for NVENC and ran on
+// libx264.
+func (m *Metrics) NVENCFallback(pool string) {
+	if m != nil {
+		m.nvenc.WithLabelValues(pool).Inc()
+	}
+}
+
+// WebhookDelivered counts a notification webhook post: ok or not.
+func (m *Metrics) WebhookDelivered(ok bool) {
+	if m == nil {
+		return
+	}
+	outcome := "failed"
+	if ok {
+		outcome = "ok"
+	}
+	m.webhooks.WithLabelValues(outcome).Inc()
 }
 
 // Stalled counts a run the watchdog marked stalled in stage on pool ("" for

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/backbeat/backbeat/pkg/bus"
 	"io"
 	"os"
 	"runtime"
@@ -43,6 +44,10 @@ type Renderer struct {
 	// ffmpegStarted is told ffmpeg's pid (tests check it is gone after a cancel).
 	ffmpegStarted func(pid int)
 	probe         encoderProbe
+	// metrics, when set, counts renders that asked for NVENC and ran on
+	// libx264, under the renderer's pool.
+	metrics *bus.Metrics
+	pool    string
 }
 
 // NewRenderer returns a renderer; beforeFrame may be nil.
@@ -118,6 +123,9 @@ func (r *Renderer) Render(ctx context.Context, job Job, progress func(done int))
 	if err != nil {
 		_, _ = waitScene()
 		return Result{}, err
+	}
+	if enc.Encoder == EncoderNVENC && encoder != EncoderNVENC {
+		r.metrics.NVENCFallback(r.pool)
 	}
 	if job.Encoding.Concurrency <= 0 {
 		enc.Concurrency = composeWorkers(encoder)

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/testenv"
+	"github.com/prometheus/client_golang/prometheus"
 	"path/filepath"
 	"testing"
 	"time"
@@ -113,12 +116,16 @@ func TestRenderNVENCFallsBack(t *testing.T) {
 	job := smallJob(t, template.LayoutSquare, 128, 128)
 	job.Encoding.Encoder = EncoderNVENC
 	core, logs := observer.New(zap.WarnLevel)
-	res, err := NewRenderer(zap.New(core), nil).Render(context.Background(), job, nil)
+	r := NewRenderer(zap.New(core), nil)
+	reg := prometheus.NewRegistry()
+	r.metrics, r.pool = bus.NewMetrics(reg), "gpu"
+	res, err := r.Render(context.Background(), job, nil)
 	require.NoError(t, err)
 	if res.Encoder == EncoderNVENC {
 		t.Log("this machine has a working NVENC")
 	} else {
 		require.Equal(t, EncoderX264, res.Encoder)
+		require.Equal(t, 1.0, testenv.Counter(t, reg, "backbeat_nvenc_fallbacks_total", "gpu"), "operators see the fallback")
 		// The fallback is logged with ffmpeg's reason.
 		warn := logs.FilterMessage("nvenc unavailable, falling back to libx264").All()
 		require.Len(t, warn, 1)

@@ -127,6 +127,7 @@ func New(cfg Config, deps bus.Deps) (*Service, error) {
 	deps.Log = deps.Log.With(zap.String("pool", cfg.Pool)) // the worker adds step
 	log := deps.Log.With(zap.String("step", bus.StepRender))
 	s := &Service{cfg: cfg, deps: deps, r: NewRenderer(log, cfg.BeforeFrame), log: log}
+	s.r.metrics, s.r.pool = deps.Metrics, cfg.Pool
 	s.step = &bus.Step[*backbeatv1.RenderJob, *backbeatv1.RenderDone]{
 		Name: bus.StepRender, Done: bus.KindRenderDone, Deps: deps, Work: s.work,
 		Check: func(job *backbeatv1.RenderJob) error { _, _, err := s.checkJob(job); return err },

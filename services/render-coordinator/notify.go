@@ -36,9 +36,11 @@ func (s *Service) notifier() *bus.Worker[*backbeatv1.NotifyJob] {
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := client.Do(req)
 				if err != nil {
+					s.met.WebhookDelivered(false)
 					return fmt.Errorf("post notification: %w", err)
 				}
 				_ = resp.Body.Close()
+				s.met.WebhookDelivered(resp.StatusCode < 300)
 				if resp.StatusCode >= 300 {
 					return fmt.Errorf("notification webhook answered %s", resp.Status)
 				}
