@@ -428,3 +428,58 @@ func TestEachWorkloadIsItsOwnNATSUser(t *testing.T) {
 		t.Errorf("backbeat-config BACKBEAT_NATS_URL=%q, want the nats client Service, nats://nats:4222", url)
 	}
 }
+
+// TestEachWorkloadHasItsFile: every service (../services/<s>/cmd/<s>) has its
+// manifest, services/<s>.yaml, and nats its nats/nats.yaml; each file defines
+// that workload (the renderer one Deployment per pool, gpu-renderer-<pool>)
+// and is a resource of kustomization.yaml, so `kubectl apply -k` deploys it.
+func TestEachWorkloadHasItsFile(t *testing.T) {
+	files := map[string]string{"nats/nats.yaml": "StatefulSet/nats"}
+	dirs, err := filepath.Glob(filepath.Join(repoRoot, "services", "*", "cmd"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no service mains under ../services: %v", err)
+	}
+	for _, d := range dirs {
+		svc := filepath.Base(filepath.Dir(d))
+		if _, err := os.Stat(filepath.Join(d, svc)); err != nil {
+			continue // tools only (no main named after the service)
+		}
+		files["services/"+svc+".yaml"] = "Deployment/" + svc
+	}
+	files["services/gpu-renderer.yaml"] = "Deployment/gpu-renderer-gpu"
+	var kust struct {
+		Resources []string `json:"resources"`
+	}
+	raw, err := os.ReadFile("kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, &kust); err != nil {
+		t.Fatalf("kustomization.yaml: %v", err)
+	}
+	for file, want := range files {
+		if !slices.Contains(kust.Resources, file) {
+			t.Errorf("%s is not a resource of kustomization.yaml", file)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Errorf("%s: %v", want, err)
+			continue
+		}
+		var found bool
+		for _, doc := range strings.Split(string(b), "\n---") {
+			var obj struct {
+				Kind     string `json:"kind"`
+				Metadata struct {
+					Name string `json:"name"`
+				} `json:"metadata"`
+			}
+			if yaml.Unmarshal([]byte(doc), &obj) == nil && obj.Kind+"/"+obj.Metadata.Name == want {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s does not define %s", file, want)
+		}
+	}
+}

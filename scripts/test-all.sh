@@ -35,9 +35,15 @@ done < <(go list -m -f '{{.Dir}}')
 # its Kubernetes, KEDA and BuildKit dependencies must not move the versions
 # the services build with). Its tests read every file it ships:
 # deployments/manifests_test.go renders deployments/kustomization.yaml
-# (namespace.yaml, deployments/config.yaml, nats/, services/,
-# deployments/keda/scaledobjects.yaml, nats/provision.yaml) and checks the
-# manifests and nats.conf; deployments/images_test.go parses every
+# (namespace.yaml, deployments/config.yaml, deployments/nats/nats.yaml,
+# deployments/nats/provision.yaml, deployments/services/api.yaml,
+# deployments/services/audio.yaml, deployments/services/cdn.yaml,
+# deployments/services/gpu-renderer.yaml,
+# deployments/services/render-coordinator.yaml,
+# deployments/services/thumbnail.yaml, deployments/keda/scaledobjects.yaml)
+# and checks the manifests and nats.conf, and TestEachWorkloadHasItsFile
+# that each of those files defines its workload and is applied;
+# deployments/images_test.go parses every
 # Dockerfile; deployments/readme_test.go holds deployments/README.md to the
 # code; deployments/doc.go is the package. No -race: nothing in them is
 # concurrent, and the race build of client-go costs minutes on a fresh machine.
