@@ -55,6 +55,35 @@ var migrations = []migration{
 		// work in flight. Postgres and SQLite both have partial indexes.
 		return tx.Exec("CREATE INDEX IF NOT EXISTS " + OpenStepsIndex + " ON steps (name, started_at) WHERE ended_at IS NULL").Error
 	}},
+	{5, "operators: runs.template, the steps' worker, queue wait and run time, the admin_actions audit trail", func(tx *gorm.DB) error {
+		for _, c := range []struct {
+			model any
+			table string
+			col   string
+		}{
+			{&Run{}, "runs", "Template"},
+			{&Step{}, "steps", "Worker"},
+			{&Step{}, "steps", "QueueWaitMS"},
+			{&Step{}, "steps", "RunMS"},
+		} {
+			if tx.Migrator().HasColumn(c.model, c.col) {
+				continue
+			}
+			if err := tx.Migrator().AddColumn(c.model, c.col); err != nil {
+				return fmt.Errorf("add %s.%s: %w", c.table, c.col, err)
+			}
+		}
+		if err := tx.Exec("CREATE INDEX IF NOT EXISTS idx_runs_template ON runs (template)").Error; err != nil {
+			return fmt.Errorf("index runs.template: %w", err)
+		}
+		if err := tx.Exec("CREATE INDEX IF NOT EXISTS idx_runs_created_at ON runs (created_at)").Error; err != nil {
+			return fmt.Errorf("index runs.created_at: %w", err)
+		}
+		if tx.Migrator().HasTable(&adminActionV5{}) {
+			return nil
+		}
+		return tx.Migrator().CreateTable(&adminActionV5{})
+	}},
 }
 
 // LatestSchemaVersion is the version of the last migration, the one a
@@ -75,6 +104,22 @@ type createRequestV3 struct {
 }
 
 func (createRequestV3) TableName() string { return "create_requests" }
+
+// adminActionV5 is AdminAction as migration 5 creates it.
+type adminActionV5 struct {
+	ID        uint   `gorm:"primaryKey"`
+	RequestID string `gorm:"size:128;uniqueIndex:idx_admin_actions_request_id;not null"`
+	Actor     string `gorm:"size:128;not null"`
+	Action    string `gorm:"size:16;not null;index:idx_admin_actions_action"`
+	Target    string `gorm:"size:64;index:idx_admin_actions_target"`
+	Filter    string `gorm:"type:text"`
+	DryRun    bool
+	Result    string `gorm:"type:text"`
+	Videos    int
+	CreatedAt time.Time `gorm:"index:idx_admin_actions_created_at"`
+}
+
+func (adminActionV5) TableName() string { return "admin_actions" }
 
 type schemaMigration struct {
 	Version   int `gorm:"primaryKey;autoIncrement:false"`

@@ -83,7 +83,10 @@ type Run struct {
 	Stage     Stage  `gorm:"size:16;not null"`
 	Reason    string `gorm:"size:1024"`
 	Bundle    string `gorm:"size:32;not null"`
-	Units     int64  `gorm:"not null"`
+	// Template is the visual template the create asked for (also in Spec),
+	// a column of its own so operators can filter runs by it.
+	Template string `gorm:"size:64;index"`
+	Units    int64  `gorm:"not null"`
 	// Attempt is the current render attempt (0 before the render).
 	Attempt int32
 	Pool    string `gorm:"size:32"`
@@ -128,6 +131,15 @@ type Step struct {
 	EndedAt   *time.Time
 	Output    string `gorm:"size:2048"`
 	Error     string `gorm:"size:2048"`
+	// Worker is the replica that did the step (BACKBEAT_WORKER_NAME), as
+	// the worker reported it with its result; empty for the coordinator's own
+	// steps and for results from before migration 5.
+	Worker string `gorm:"size:128"`
+	// QueueWaitMS is how long the step's job waited in its queue before a
+	// worker started it, and RunMS how long the worker then took, both as
+	// the worker measured them (milliseconds; zero when not reported).
+	QueueWaitMS int64
+	RunMS       int64
 }
 
 // LedgerEntry is one movement of credits. (RunID, Kind) is unique: one hold
@@ -161,4 +173,29 @@ type CreateRequest struct {
 	// BodyHash is the hex SHA-256 of the create as the API validated it.
 	BodyHash  string `gorm:"size:64;not null"`
 	CreatedAt time.Time
+}
+
+// AdminAction is one operator action (cancel, recover, retry, replay) as the
+// API's admin endpoints took it: the audit trail. RequestID makes an action
+// safe to repeat: the same request id returns the recorded result instead of
+// acting again. Dry runs are recorded too, so the trail shows what an
+// operator looked at before acting.
+type AdminAction struct {
+	ID uint `gorm:"primaryKey"`
+	// RequestID is the caller's key for this action (unique).
+	RequestID string `gorm:"size:128;uniqueIndex;not null"`
+	// Actor names who acted: "admin-key", or the dashboard session's name.
+	Actor string `gorm:"size:128;not null"`
+	// Action is cancel, recover, retry or replay.
+	Action string `gorm:"size:16;not null;index"`
+	// Target is the video id of a single action, empty for a bulk one.
+	Target string `gorm:"size:64;index"`
+	// Filter is the bulk selection as JSON (time range, status, user, reason).
+	Filter string `gorm:"type:text"`
+	DryRun bool
+	// Result is the outcome as JSON: each video and what was (or would be) done.
+	Result string `gorm:"type:text"`
+	// Videos is how many videos the action touched (or would touch).
+	Videos    int
+	CreatedAt time.Time `gorm:"index"`
 }

@@ -192,7 +192,7 @@ func (s *Service) createTx(tx repoTx, m *backbeatv1.VideoCreate, key, spec, forc
 	}
 	b := s.bundle(user.Bundle)
 	run := store.Run{ID: s.newRunID(), VideoID: m.VideoId, UserID: m.UserId, CreateKey: key,
-		Status: TCreate.To, Stage: TCreate.ToStage, StageAt: &now, Bundle: b.Name, Spec: spec}
+		Status: TCreate.To, Stage: TCreate.ToStage, StageAt: &now, Bundle: b.Name, Template: m.Template, Spec: spec}
 	var reason string
 	switch {
 	case !known:
