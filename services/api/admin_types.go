@@ -20,9 +20,9 @@ const (
 	ActionReplay = "replay"
 )
 
-// ActionRequest is POST /v1/admin/actions: one action on one video
+// AdminRequest is POST /v1/admin/actions: one action on one video
 // (VideoID), or on every video a filter selects (Filter; replay and retry).
-type ActionRequest struct {
+type AdminRequest struct {
 	// RequestID keys the action: the same id again returns the recorded
 	// result and acts no more. Required unless DryRun.
 	RequestID string      `json:"request_id,omitempty"`
