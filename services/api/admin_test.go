@@ -10,9 +10,9 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/store"
+	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 	"github.com/backbeat/backbeat/services/api"
 	"github.com/backbeat/backbeat/services/api/apitest"
-	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
 
 func act(t *testing.T, e *apitest.Env, req api.AdminRequest) (int, api.ActionResult) {
