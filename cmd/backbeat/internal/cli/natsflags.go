@@ -45,4 +45,3 @@ func (n *natsFlags) connect(env Env) (*nats.Conn, jetstream.JetStream, bus.Subje
 	}
 	return nc, js, subj, nil
 }
-

@@ -11,8 +11,8 @@ import (
 
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/store"
-	"github.com/backbeat/backbeat/services/api/apitest"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
+	"github.com/backbeat/backbeat/services/api/apitest"
 )
 
 func publish(t *testing.T, b *testBundle, vid, kind string, m proto.Message, msgID string) {
