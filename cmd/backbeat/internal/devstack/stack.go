@@ -55,6 +55,8 @@ type Options struct {
 	Log *zap.Logger
 	// APIKey for the dev user; read from Dir/api-key or minted when empty.
 	APIKey string
+	// AdminKey is the API's admin key (operators: the admin endpoints).
+	AdminKey string
 	// NATSURL, when set, is a NATS server the stack uses instead of
 	// embedding one (tests run the shipped nats.conf this way).
 	NATSURL string
