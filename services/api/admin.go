@@ -290,7 +290,7 @@ func (s *Service) retry(ctx context.Context, req AdminRequest, out VideoOutcome,
 	if err := protojson.Unmarshal([]byte(run.Spec), &m); err != nil || m.VideoId != out.VideoID {
 		return skipped(out, "the failed run kept no usable request to retry"), nil
 	}
-	m.RequestId = RetryRequestID(run.ID)
+	m.RequestId, m.RetryOf = RetryRequestID(run.ID), run.ID
 	out.Units = run.Units
 	if u, err := s.store.GetUser(ctx, run.UserID); err == nil && run.Units > 0 && u.Balance < run.Units {
 		return skipped(out, "user %s has %d units, the retry needs %d", run.UserID, u.Balance, run.Units), nil

@@ -127,6 +127,11 @@ func (s *Service) onCreate(ctx context.Context, m *backbeatv1.VideoCreate) error
 	if err != nil {
 		return err
 	}
+	if res.stale {
+		log.Info("retry not applied: the video's current run is no longer the failed one",
+			zap.String("retry_of", m.RetryOf), zap.String("create_key", key))
+		return nil
+	}
 	if res.duplicate != nil {
 		log.Info("create already handled", zap.String("run_id", res.duplicate.ID), zap.String("create_key", key))
 		// emit re-derives the effects only if that run is still current.
@@ -159,6 +164,9 @@ type createResult struct {
 	created    store.Run
 	superseded *store.Run
 	duplicate  *store.Run
+	// stale: a retry (RetryOf) of a run that is no longer current; nothing
+	// was written.
+	stale bool
 	// current: the created run is now the video's run.
 	current bool
 }
@@ -189,6 +197,12 @@ func (s *Service) createTx(tx repoTx, m *backbeatv1.VideoCreate, key, spec, forc
 	}
 	if video.UserID != m.UserId {
 		return bus.Permanentf("video %s belongs to another user", m.VideoId)
+	}
+	if m.RetryOf != "" && video.RunID != m.RetryOf {
+		// An operator's retry of a run that is no longer the video's own:
+		// the user asked again since, and the retry must not supersede that.
+		res.stale = true
+		return nil
 	}
 	b := s.bundle(user.Bundle)
 	run := store.Run{ID: s.newRunID(), VideoID: m.VideoId, UserID: m.UserId, CreateKey: key,

@@ -210,3 +210,33 @@ func TestReplayedCreateWithoutRequestID(t *testing.T) {
 	require.Equal(t, store.StatusPending, v.Status)
 	require.Equal(t, []string{aj.RunId + ":hold:2"}, h.ledger("u1"))
 }
+
+// TestRetryOfAnOldRunChangesNothing: an operator's retry names the failed
+// run it retries; handled after the user asked again (a new run is
+// current), it creates no run, holds nothing and leaves the new run alone.
+// While the failed run is current, the retry is a create like any other.
+func TestRetryOfAnOldRunChangesNothing(t *testing.T) {
+	t.Parallel()
+	h := setup(t, nil)
+	vid := h.vid("retryof")
+	runA, _ := h.toProcessing(vid, "q1")
+	runB, _ := h.toProcessing(vid, "q2") // the user's new request supersedes A
+	require.NotEqual(t, runA, runB)
+	runs, balance := h.countRuns(), h.balance("u1")
+
+	retry := h.create(vid, "retry-"+runA)
+	retry.RetryOf = runA
+	h.event(vid, bus.KindVideoCreate, retry)
+	h.settle()
+	require.Equal(t, runs, h.countRuns(), "a stale retry creates no run")
+	require.Equal(t, balance, h.balance("u1"), "and holds nothing")
+	require.Equal(t, runB, h.video(vid).RunID)
+	require.Equal(t, store.StatusProcessing, h.run(runB).Status)
+
+	current := h.create(vid, "retry-"+runB)
+	current.RetryOf = runB
+	h.event(vid, bus.KindVideoCreate, current)
+	h.settle()
+	require.Equal(t, runs+1, h.countRuns(), "a retry of the current run is a create")
+	require.NotEqual(t, runB, h.video(vid).RunID)
+}

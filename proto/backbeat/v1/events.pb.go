@@ -45,7 +45,11 @@ type VideoCreate struct {
 	// Object key of the cover art (optional).
 	CoverKey string `protobuf:"bytes,13,opt,name=cover_key,json=coverKey,proto3" json:"cover_key,omitempty"`
 	// Idempotency key chosen by the app; when empty the stream sequence is used.
-	RequestId     string `protobuf:"bytes,14,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,14,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// An operator's retry of this failed run (the admin API's retry): the
+	// create applies only while that run is still the video's current one, so
+	// a retry handled after the user's own new request never supersedes it.
+	RetryOf       string `protobuf:"bytes,15,opt,name=retry_of,json=retryOf,proto3" json:"retry_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -174,6 +178,13 @@ func (x *VideoCreate) GetCoverKey() string {
 func (x *VideoCreate) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
+	}
+	return ""
+}
+
+func (x *VideoCreate) GetRetryOf() string {
+	if x != nil {
+		return x.RetryOf
 	}
 	return ""
 }
@@ -1031,7 +1042,7 @@ var File_backbeat_v1_events_proto protoreflect.FileDescriptor
 
 const file_backbeat_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x18backbeat/v1/events.proto\x12\vbackbeat.v1\x1a\x18backbeat/v1/common.proto\"\xa8\x04\n" +
+	"\x18backbeat/v1/events.proto\x12\vbackbeat.v1\x1a\x18backbeat/v1/common.proto\"\xc3\x04\n" +
 	"\vVideoCreate\x12\x19\n" +
 	"\bvideo_id\x18\x01 \x01(\tR\avideoId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
@@ -1049,7 +1060,8 @@ const file_backbeat_v1_events_proto_rawDesc = "" +
 	"\x06artist\x18\f \x01(\tR\x06artist\x12\x1b\n" +
 	"\tcover_key\x18\r \x01(\tR\bcoverKey\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x0e \x01(\tR\trequestId\x1aC\n" +
+	"request_id\x18\x0e \x01(\tR\trequestId\x12\x19\n" +
+	"\bretry_of\x18\x0f \x01(\tR\aretryOf\x1aC\n" +
 	"\x15TemplateSettingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"v\n" +
