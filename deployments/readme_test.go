@@ -124,11 +124,17 @@ func TestReadmeMetricsMatchTheCode(t *testing.T) {
 	if len(defined) == 0 {
 		t.Fatal("found no metric in the code: the scan is broken")
 	}
+	sameSets(t, "metric", "Metrics", defined, readmeMetrics(t))
+}
+
+// readmeMetrics returns the metrics the README's Metrics table lists.
+func readmeMetrics(t *testing.T) map[string]bool {
+	t.Helper()
 	documented := map[string]bool{}
 	for _, m := range regexp.MustCompile("(?m)^\\| `(backbeat_[a-z_]+)` \\|").FindAllStringSubmatch(section(t, readme(t), "Metrics"), -1) {
 		documented[m[1]] = true
 	}
-	sameSets(t, "metric", "Metrics", defined, documented)
+	return documented
 }
 
 // alertKinds maps each string Kind of an Alert composite literal (alert.Alert

@@ -45,7 +45,10 @@ done < <(go list -m -f '{{.Dir}}')
 # that each of those files defines its workload and is applied;
 # deployments/images_test.go parses every
 # Dockerfile; deployments/readme_test.go holds deployments/README.md to the
-# code; deployments/doc.go is the package. No -race: nothing in them is
+# code; deployments/alerts_test.go loads deployments/prometheus/alerts.yaml
+# in Prometheus's rule parser, holds it to the README's Metrics and Alert
+# rules sections and evaluates every rule in Prometheus's engine;
+# deployments/doc.go is the package. No -race: nothing in them is
 # concurrent, and the race build of client-go costs minutes on a fresh machine.
 log="$LOGS/deployments.log"
 printf '==> go test deployments (GOWORK=off)\n'
