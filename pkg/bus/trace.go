@@ -85,13 +85,11 @@ const (
 // has and are set).
 func MessageAttributes(m proto.Message) []attribute.KeyValue {
 	var attrs []attribute.KeyValue
-	if j, ok := m.(Job); ok {
-		if v := j.GetVideoId(); v != "" {
-			attrs = append(attrs, AttrVideoID.String(v))
-		}
-		if r := j.GetRunId(); r != "" {
-			attrs = append(attrs, AttrRunID.String(r))
-		}
+	if v, ok := m.(interface{ GetVideoId() string }); ok && v.GetVideoId() != "" {
+		attrs = append(attrs, AttrVideoID.String(v.GetVideoId()))
+	}
+	if r, ok := m.(interface{ GetRunId() string }); ok && r.GetRunId() != "" {
+		attrs = append(attrs, AttrRunID.String(r.GetRunId()))
 	}
 	if a := attemptOf(m); a != 0 {
 		attrs = append(attrs, AttrAttempt.Int(int(a)))
