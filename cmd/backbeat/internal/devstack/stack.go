@@ -113,12 +113,12 @@ type Stack struct {
 	// tracers holds each service's provider, made once (a renderer that
 	// restarts keeps its own).
 	tracers map[string]trace.TracerProvider
-	ctx    context.Context
-	cancel context.CancelFunc
-	mu     sync.Mutex
-	svcs   map[string]*running
-	wg     sync.WaitGroup
-	conns  map[string]*conn
+	ctx     context.Context
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	svcs    map[string]*running
+	wg      sync.WaitGroup
+	conns   map[string]*conn
 }
 
 // conn is one service's NATS connection and what is built on it (pub is
