@@ -89,7 +89,7 @@ func TestTraceFollowsTheMessage(t *testing.T) {
 		require.True(t, p.Parent().IsRemote())
 		attrs := map[string]string{}
 		for _, a := range p.Attributes() {
-			attrs[string(a.Key)] = a.Value.Emit()
+			attrs[string(a.Key)] = a.Value.String()
 		}
 		require.Equal(t, "v1", attrs["backbeat.video_id"])
 		require.Equal(t, "r1", attrs["backbeat.run_id"])
