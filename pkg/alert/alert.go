@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/backbeat/backbeat/pkg/logging"
 )
 
 // Alert is one message for operators.
@@ -24,6 +26,9 @@ type Alert struct {
 	RunID   string `json:"run_id,omitempty"`
 	Step    string `json:"step,omitempty"`
 	Reason  string `json:"reason"`
+	// TraceID is the trace of the request, message or watchdog pass that
+	// raised the alert (logging.TraceID), so an operator can open it.
+	TraceID string `json:"trace_id,omitempty"`
 	// Text is the human line, also sent as "text" and "content" so Slack and
 	// Discord webhooks show it as is.
 	Text string    `json:"text"`
@@ -57,12 +62,16 @@ func (s *Sender) Send(a Alert) {
 	if a.Text == "" {
 		a.Text = fmt.Sprintf("[backbeat] %s video=%s run=%s step=%s: %s", a.Kind, a.VideoID, a.RunID, a.Step, a.Reason)
 	}
-	s.log.Warn("alert", zap.String("kind", a.Kind), zap.String("video_id", a.VideoID), zap.String("run_id", a.RunID),
+	log := s.log
+	if a.TraceID != "" {
+		log = log.With(zap.String(logging.KeyTraceID, a.TraceID))
+	}
+	log.Warn("alert", zap.String("kind", a.Kind), zap.String("video_id", a.VideoID), zap.String("run_id", a.RunID),
 		zap.String("step", a.Step), zap.String("reason", a.Reason))
 	select {
 	case s.queue <- a:
 	default:
-		s.log.Error("alert queue full; alert dropped", zap.String("kind", a.Kind), zap.String("video_id", a.VideoID))
+		log.Error("alert queue full; alert dropped", zap.String("kind", a.Kind), zap.String("video_id", a.VideoID))
 	}
 }
 
@@ -79,7 +88,8 @@ func (s *Sender) loop() {
 			continue
 		}
 		if err := s.post(a); err != nil {
-			s.log.Warn("alert webhook failed", zap.Error(err), zap.String("kind", a.Kind), zap.String("video_id", a.VideoID))
+			s.log.Warn("alert webhook failed", zap.Error(err), zap.String("kind", a.Kind), zap.String("video_id", a.VideoID),
+				zap.String(logging.KeyTraceID, a.TraceID))
 		}
 	}
 }

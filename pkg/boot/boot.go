@@ -1,6 +1,8 @@
 // Package boot wires what every Backbeat service process shares: the
-// environment, the JSON logger, NATS and the topology check, object storage, and the
-// /healthz, /readyz, /metrics server. A service's main only adds its own part.
+// environment, the JSON logger, NATS and the topology check, object storage, the
+// /healthz, /readyz, /metrics server, and the tracer provider (pkg/tracing:
+// spans always, exported over OTLP when the environment names a collector).
+// A service's main only adds its own part.
 package boot
 
 import (
@@ -9,9 +11,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/backbeat/backbeat/pkg/blob"
@@ -19,6 +23,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/config"
 	"github.com/backbeat/backbeat/pkg/logging"
 	"github.com/backbeat/backbeat/pkg/telemetry"
+	"github.com/backbeat/backbeat/pkg/tracing"
 )
 
 // Process is one running service's shared parts.
@@ -35,6 +40,11 @@ type Process struct {
 	Blob    blob.Store
 	HTTP    *telemetry.Server
 	Metrics *bus.Metrics
+	// Tracer is the service's tracer provider, also Pub's (so every worker
+	// and router on Pub makes its spans with it) and the global one.
+	Tracer trace.TracerProvider
+	// tracing is flushed and shut down by Serve on exit.
+	tracing *tracing.Providers
 }
 
 // Start reads the common configuration, connects, checks the topology and
@@ -90,9 +100,14 @@ func Start(ctx context.Context, name string) (*Process, error) {
 			return nil, err
 		}
 	}
+	traces, tp, err := tracing.Setup(ctx, name, log)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
 	return &Process{Name: name, Env: env, Common: common, Log: log, NC: nc, JS: js, Topo: topo,
-		Pub: bus.NewPublisher(js, topo.Subjects), Runs: runs, Blob: store, HTTP: tel,
-		Metrics: bus.NewMetrics(tel.Registry)}, nil
+		Pub: bus.NewPublisher(js, topo.Subjects, bus.WithTracerProvider(tp)), Runs: runs, Blob: store, HTTP: tel,
+		Metrics: bus.NewMetrics(tel.Registry), Tracer: tp, tracing: traces}, nil
 }
 
 // Deps are the dependencies of a worker service, for its New: the replica
@@ -102,15 +117,27 @@ func (p *Process) Deps() bus.Deps {
 		Name: p.Env.String("WORKER_NAME", "")}.WithDefaults()
 }
 
-// Serve serves HTTP and runs the service until ctx is done, then drains NATS.
+// Serve serves HTTP and runs the service until ctx is done, then drains NATS
+// and flushes the spans not yet exported (ShutdownTimeout at most).
 func (p *Process) Serve(ctx context.Context, run func(ctx context.Context) error) error {
 	go func() { _ = p.HTTP.Serve(ctx) }()
 	p.Log.Info("started", zap.String("addr", p.HTTP.Addr()))
 	err := run(ctx)
 	_ = p.NC.Drain()
+	if p.tracing != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		if terr := p.tracing.Shutdown(sctx); terr != nil {
+			p.Log.Warn("traces not flushed", zap.Error(terr))
+		}
+		cancel()
+	}
 	p.Log.Info("stopped", zap.Error(err))
 	return err
 }
+
+// ShutdownTimeout bounds how long Serve waits, on exit, for the last spans
+// to reach the collector.
+var ShutdownTimeout = 5 * time.Second
 
 // Main runs a service with a context cancelled by SIGINT/SIGTERM and exits
 // non-zero on error. It is the whole body of a service's main().

@@ -2,9 +2,6 @@ package bus
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,11 +9,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
-// Header names set on every publish.
+// Header names set on every publish. HeaderTraceparent is written by the
+// W3C trace-context propagator (Propagator), lower case as it names it.
 const (
 	HeaderType        = "Backbeat-Type"
 	HeaderTraceparent = "traceparent"
@@ -32,11 +31,26 @@ const (
 type Publisher struct {
 	js   jetstream.JetStream
 	subj Subjects
+	tp   trace.TracerProvider
+}
+
+// PublisherOption configures a Publisher.
+type PublisherOption func(*Publisher)
+
+// WithTracerProvider makes the publisher's spans, and those of the workers
+// and routers that publish through it (Tracer), with tp: the provider of the
+// service the publisher belongs to. Without it they use the global provider.
+func WithTracerProvider(tp trace.TracerProvider) PublisherOption {
+	return func(p *Publisher) { p.tp = tp }
 }
 
 // NewPublisher wraps a JetStream context with the subjects of one prefix.
-func NewPublisher(js jetstream.JetStream, s Subjects) *Publisher {
-	return &Publisher{js: js, subj: s}
+func NewPublisher(js jetstream.JetStream, s Subjects, opts ...PublisherOption) *Publisher {
+	p := &Publisher{js: js, subj: s}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
 }
 
 // Subjects returns the subject builder this publisher was made with.
@@ -48,16 +62,30 @@ func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
 // Publish sends m to subject and waits for the stream's ack. msgID must be
 // deterministic for anything that can be published twice (see MsgID): the
 // stream drops a duplicate inside its duplicate window.
-func (p *Publisher) Publish(ctx context.Context, subject string, m proto.Message, msgID string) error {
+//
+// Publish is a producer span, a child of the span in ctx (the request or
+// message being handled; a new trace when there is none), and the message's
+// traceparent names that span, so its consumer continues the trace. A
+// message the stream drops as a duplicate keeps the traceparent of the copy
+// it stored.
+func (p *Publisher) Publish(ctx context.Context, subject string, m proto.Message, msgID string) (err error) {
+	name := string(m.ProtoReflect().Descriptor().FullName())
+	ctx, span := Tracer(p).Start(ctx, "publish "+kindName(subject), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(append(MessageAttributes(m), AttrSystem.String("nats"), AttrOperation.String("send"),
+			AttrDestination.String(subject), AttrMessageID.String(msgID), AttrMsgType.String(name))...))
+	defer func() {
+		Fail(span, err)
+		span.End()
+	}()
 	data, err := proto.Marshal(m)
 	if err != nil {
-		return fmt.Errorf("marshal %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+		return fmt.Errorf("marshal %s: %w", name, err)
 	}
 	msg := nats.NewMsg(subject)
 	msg.Data = data
-	msg.Header.Set(HeaderType, string(m.ProtoReflect().Descriptor().FullName()))
+	msg.Header.Set(HeaderType, name)
 	msg.Header.Set(HeaderContentType, ContentTypeProto)
-	msg.Header.Set(HeaderTraceparent, childTraceparent(ctx, msgID))
+	Inject(ctx, msg.Header)
 	setReport(ctx, msg.Header)
 	var opts []jetstream.PublishOpt
 	if msgID != "" {
@@ -111,46 +139,4 @@ func Decode(data []byte, contentType string, m proto.Message) error {
 		return fmt.Errorf("decode %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
 	}
 	return nil
-}
-
-type traceKey struct{}
-
-// WithTraceparent returns a context carrying an incoming W3C traceparent, so
-// that what a handler publishes continues the same trace.
-func WithTraceparent(ctx context.Context, tp string) context.Context {
-	if tp == "" {
-		return ctx
-	}
-	return context.WithValue(ctx, traceKey{}, tp)
-}
-
-// TraceID returns the trace id carried by ctx, or "".
-func TraceID(ctx context.Context) string {
-	tp, _ := ctx.Value(traceKey{}).(string)
-	parts := strings.Split(tp, "-")
-	if len(parts) != 4 || len(parts[1]) != 32 {
-		return ""
-	}
-	return parts[1]
-}
-
-// childTraceparent continues the trace in ctx, or starts one, with a span id
-// derived from msgID so that a republished message carries the same span.
-func childTraceparent(ctx context.Context, msgID string) string {
-	trace := TraceID(ctx)
-	if trace == "" {
-		var b [16]byte
-		_, _ = rand.Read(b[:])
-		trace = hex.EncodeToString(b[:])
-	}
-	var span string
-	if msgID != "" {
-		sum := sha256.Sum256([]byte(trace + msgID))
-		span = hex.EncodeToString(sum[:8])
-	} else {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		span = hex.EncodeToString(b[:])
-	}
-	return "00-" + trace + "-" + span + "-01"
 }

@@ -70,7 +70,8 @@ func kindOf(subject string) string {
 	return parts[3]
 }
 
-// Process handles one message; a kind without a route is terminated.
+// Process handles one message, as the consumer span "<step> <kind>"
+// ("coordinator audio.done"); a kind without a route is terminated.
 func (r *Router) Process(ctx context.Context, msg jetstream.Msg) {
 	kind := kindOf(msg.Subject())
 	rt, ok := r.routes[kind]
@@ -81,7 +82,7 @@ func (r *Router) Process(ctx context.Context, msg jetstream.Msg) {
 			},
 		}
 	}
-	r.processor().process(ctx, msg, rt.decode, rt.handle)
+	r.processor().process(ctx, msg, r.Step+" "+kind, rt.decode, rt.handle)
 }
 
 // Run fetches and processes messages until ctx is done, at most concurrency at

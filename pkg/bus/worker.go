@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/logging"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
 
@@ -283,9 +285,10 @@ func (w *Worker[T]) log() *zap.Logger {
 }
 
 // Process handles one delivered message to the end: it is always acked,
-// nakked or terminated before Process returns.
+// nakked or terminated before Process returns. It is one consumer span,
+// "process <step>", a child of the span named by the message's traceparent.
 func (w *Worker[T]) Process(ctx context.Context, msg jetstream.Msg) {
-	w.processor().process(ctx, msg, func(data []byte, ct string) (proto.Message, error) {
+	w.processor().process(ctx, msg, "process "+w.Step, func(data []byte, ct string) (proto.Message, error) {
 		m := w.New()
 		return m, Decode(data, ct, m)
 	}, func(ctx context.Context, m proto.Message) error {
@@ -309,14 +312,21 @@ type processor struct {
 	onStuck  StuckFunc
 }
 
-func (w *processor) process(ctx context.Context, msg jetstream.Msg,
+// process handles one message as the consumer span spanName: the span's
+// parent is the one the message's traceparent names (Extract), so the trace
+// of the request or message that published it goes on, and ctx below
+// (handler, step.failed, OnStuck) carries the span and a logger with its
+// trace_id and span_id.
+func (w *processor) process(ctx context.Context, msg jetstream.Msg, spanName string,
 	decode func(data []byte, contentType string) (proto.Message, error),
 	handle func(ctx context.Context, m proto.Message) error) {
 	start := time.Now()
 	var delivered uint64 = 1
 	var wait time.Duration
+	consumer := ""
 	if meta, err := msg.Metadata(); err == nil {
 		delivered = meta.NumDelivered
+		consumer = meta.Consumer
 		if wait = start.Sub(meta.Timestamp); wait < 0 {
 			wait = 0 // clocks of server and worker disagree
 		}
@@ -324,8 +334,14 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 			w.metrics.waited(w.step, meta.Consumer, wait)
 		}
 	}
-	log := w.log.With(zap.String("step", w.step), zap.String("subject", msg.Subject()), zap.Uint64("delivery", delivered))
-	defer w.recoverRunner(msg, log, start)
+	ctx, span := Tracer(w.pub).Start(Extract(ctx, msg.Headers()), spanName, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(AttrSystem.String("nats"), AttrOperation.String("process"), AttrStep.String(w.step),
+			AttrDestination.String(msg.Subject()), AttrConsumer.String(consumer), AttrWorker.String(w.name),
+			AttrDelivery.Int64(int64(delivered))))
+	defer span.End()
+	log := w.log.With(append([]zap.Field{zap.String("step", w.step), zap.String("subject", msg.Subject()),
+		zap.Uint64("delivery", delivered)}, logging.TraceFields(ctx)...)...)
+	defer w.recoverRunner(msg, log, start, span)
 
 	var m proto.Message
 	err := protect(func() (derr error) {
@@ -335,14 +351,16 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 	var perr *panicError
 	if errors.As(err, &perr) {
 		w.fail(ctx, msg, log.With(zap.String("stack", perr.stack)), nil, delivered, err, true)
-		w.observe(OutcomePanic, start)
+		w.observe(span, OutcomePanic, start, err)
 		return
 	}
 	if err != nil {
-		w.fail(ctx, msg, log, nil, delivered, fmt.Errorf("undecodable %s message: %w", w.step, err), true)
-		w.observe(OutcomeDecode, start)
+		err = fmt.Errorf("undecodable %s message: %w", w.step, err)
+		w.fail(ctx, msg, log, nil, delivered, err, true)
+		w.observe(span, OutcomeDecode, start, err)
 		return
 	}
+	span.SetAttributes(MessageAttributes(m)...)
 	// Only ids the message has, so a handler that learns the run id (a create)
 	// can add it without a duplicate key.
 	if j, ok := m.(Job); ok {
@@ -354,8 +372,7 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 		}
 	}
 
-	hctx := WithTraceparent(ctx, msg.Headers().Get(HeaderTraceparent))
-	hctx = WithLogger(hctx, log)
+	hctx := WithLogger(ctx, log)
 	hctx = withDelivery(hctx, msg)
 	hctx = context.WithValue(hctx, queueWaitKey{}, wait)
 	stop := w.heartbeat(hctx, msg, log)
@@ -369,28 +386,28 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 		// Before every other case: a panic is a bug, even during shutdown or
 		// when its value wraps ErrNotCurrent, and the code would panic again.
 		w.fail(ctx, msg, log.With(zap.String("stack", perr.stack)), m, delivered, err, true)
-		w.observe(OutcomePanic, start)
+		w.observe(span, OutcomePanic, start, err)
 	case err == nil:
 		if aerr := msg.Ack(); aerr != nil {
 			log.Warn("ack failed", zap.Error(aerr))
 		}
 		log.Info("message handled", zap.Duration("took", time.Since(start)))
-		w.observe(OutcomeAck, start)
+		w.observe(span, OutcomeAck, start, nil)
 	case errors.Is(err, ErrNotCurrent):
 		_ = msg.Ack()
 		log.Info("message dropped: run no longer current", zap.Error(err))
-		w.observe(OutcomeStale, start)
+		w.observe(span, OutcomeStale, start, nil)
 	case ctx.Err() != nil:
 		// Shutting down: hand the job to another replica right away.
 		_ = msg.NakWithDelay(0)
 		log.Info("message released on shutdown", zap.Error(err))
-		w.observe(OutcomeAborted, start)
+		w.observe(span, OutcomeAborted, start, nil)
 	case IsPermanent(err):
 		w.fail(ctx, msg, log, m, delivered, err, true)
-		w.observe(OutcomeTerm, start)
+		w.observe(span, OutcomeTerm, start, err)
 	case w.escalate || w.policy.exhausted(delivered):
 		w.fail(ctx, msg, log, m, delivered, err, false)
-		w.observe(OutcomeTerm, start)
+		w.observe(span, OutcomeTerm, start, err)
 	default:
 		d := w.policy.Delay(delivered)
 		_ = msg.NakWithDelay(d)
@@ -402,7 +419,7 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 		} else {
 			log.Warn("handler failed, will retry", zap.Error(err), zap.Duration("retry_in", d))
 		}
-		w.observe(OutcomeRetry, start)
+		w.observe(span, OutcomeRetry, start, err)
 	}
 }
 
@@ -565,7 +582,7 @@ func isRuntimeFrame(fn string) bool {
 // the decoder and the handler (say, an error whose Error method panics):
 // the process survives and the message is terminated, without a step.failed,
 // since reporting is what may have panicked. Deferred by process.
-func (w *processor) recoverRunner(msg jetstream.Msg, log *zap.Logger, start time.Time) {
+func (w *processor) recoverRunner(msg jetstream.Msg, log *zap.Logger, start time.Time, span trace.Span) {
 	v := recover()
 	if v == nil {
 		return
@@ -579,10 +596,14 @@ func (w *processor) recoverRunner(msg jetstream.Msg, log *zap.Logger, start time
 	}
 	log.Error("panic in message runner; message terminated without a step.failed",
 		zap.String("panic", fmt.Sprint(v)), zap.String("stack", panicStack()))
-	w.observe(OutcomePanic, start)
+	w.observe(span, OutcomePanic, start, errors.New(reason))
 }
 
-func (w *processor) observe(outcome string, start time.Time) {
+// observe counts the outcome of one delivery and writes it on its span,
+// which is marked failed with err when there is one (a retry included).
+func (w *processor) observe(span trace.Span, outcome string, start time.Time, err error) {
+	span.SetAttributes(AttrOutcome.String(outcome))
+	Fail(span, err)
 	if w.metrics != nil {
 		w.metrics.observe(w.step, outcome, time.Since(start))
 	}

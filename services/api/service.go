@@ -17,10 +17,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/backbeat/backbeat/pkg/blob"
 	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/logging"
 	"github.com/backbeat/backbeat/pkg/store"
 	"github.com/backbeat/backbeat/pkg/telemetry"
 )
@@ -231,18 +235,39 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 // panics, counts and logs. A timed request's body must also arrive within
 // RequestTimeout: the context does not interrupt a blocked body read, the
 // connection's read deadline does.
+//
+// Each request is a server span, the root of a new trace (a traceparent the
+// client sends is not followed: the API faces the Internet), so a create's
+// trace starts here and follows the video through every step. The request's
+// context carries the span and a logger with its trace_id and span_id
+// (bus.Logger), which its log lines use.
 func (s *Service) wrap(route string, timed bool, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		name := r.Pattern
+		if name == "" {
+			name = r.Method + " " + route
+		}
+		ctx, span := bus.Tracer(s.pub).Start(r.Context(), name, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", r.Pattern),
+				attribute.String("url.path", r.URL.Path), attribute.String("backbeat.route", route)))
+		log := s.log.With(logging.TraceFields(ctx)...)
+		r = r.WithContext(bus.WithLogger(ctx, log))
 		defer func() {
 			if p := recover(); p != nil {
-				s.log.Error("api panic", zap.String("route", route), zap.Any("panic", p), zap.Stack("stack"))
+				log.Error("api panic", zap.String("route", route), zap.Any("panic", p), zap.Stack("stack"))
 				writeError(rec, errorf(http.StatusInternalServerError, "internal error"))
+				span.SetStatus(codes.Error, fmt.Sprintf("panic: %v", p))
 			}
+			span.SetAttributes(attribute.Int("http.response.status_code", rec.code))
+			if rec.code >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(rec.code))
+			}
+			span.End()
 			s.requests.WithLabelValues(route, fmt.Sprint(rec.code)).Inc()
 			s.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
-			s.log.Debug("api request", zap.String("route", route), zap.String("method", r.Method),
+			log.Debug("api request", zap.String("route", route), zap.String("method", r.Method),
 				zap.String("path", r.URL.Path), zap.Int("code", rec.code), zap.Duration("took", time.Since(start)))
 		}()
 		if timed {
@@ -251,7 +276,7 @@ func (s *Service) wrap(route string, timed bool, h handlerFunc) http.Handler {
 			r = r.WithContext(ctx)
 			err := http.NewResponseController(w).SetReadDeadline(start.Add(s.cfg.RequestTimeout))
 			if err != nil && !errors.Is(err, http.ErrNotSupported) {
-				s.log.Warn("set read deadline", zap.String("route", route), zap.Error(err))
+				log.Warn("set read deadline", zap.String("route", route), zap.Error(err))
 			}
 		}
 		c, err := s.authenticate(r)
@@ -261,7 +286,8 @@ func (s *Service) wrap(route string, timed bool, h handlerFunc) http.Handler {
 		if err != nil {
 			var he *httpError
 			if !errors.As(err, &he) || he.code >= 500 {
-				s.log.Error("api request failed", zap.String("route", route), zap.String("path", r.URL.Path), zap.Error(err))
+				log.Error("api request failed", zap.String("route", route), zap.String("path", r.URL.Path), zap.Error(err))
+				bus.Fail(span, err)
 			}
 			writeError(rec, err)
 		}

@@ -225,7 +225,7 @@ func (s *Service) createVideo(w http.ResponseWriter, r *http.Request, c caller) 
 	if err := s.pub.Publish(ctx, subj, m, "create:"+m.VideoId+":"+m.RequestId); err != nil {
 		return fmt.Errorf("publish create of %s: %w", m.VideoId, err)
 	}
-	s.log.Info("video create published", zap.String("video_id", m.VideoId),
+	bus.Logger(ctx, s.log).Info("video create published", zap.String("video_id", m.VideoId),
 		zap.String("user_id", m.UserId), zap.String("request_id", m.RequestId))
 	writeJSON(w, http.StatusAccepted, AcceptedResponse{VideoID: m.VideoId, RequestID: m.RequestId})
 	return nil
@@ -298,7 +298,7 @@ func (s *Service) cancelVideo(w http.ResponseWriter, r *http.Request, c caller) 
 	if err := s.pub.Publish(r.Context(), subj, m, "cancel:"+v.ID+":"+a.RequestID); err != nil {
 		return fmt.Errorf("publish cancel of %s: %w", v.ID, err)
 	}
-	s.log.Info("video cancel published", zap.String("video_id", v.ID), zap.String("run_id", run))
+	bus.Logger(r.Context(), s.log).Info("video cancel published", zap.String("video_id", v.ID), zap.String("run_id", run))
 	writeJSON(w, http.StatusAccepted, AcceptedResponse{VideoID: v.ID, RequestID: a.RequestID})
 	return nil
 }
@@ -324,7 +324,7 @@ func (s *Service) recoverVideo(w http.ResponseWriter, r *http.Request, c caller)
 	if err := s.pub.Publish(r.Context(), subj, m, "recover:"+v.ID+":"+a.RequestID); err != nil {
 		return fmt.Errorf("publish recover of %s: %w", v.ID, err)
 	}
-	s.log.Info("video recover published", zap.String("video_id", v.ID), zap.String("run_id", run))
+	bus.Logger(r.Context(), s.log).Info("video recover published", zap.String("video_id", v.ID), zap.String("run_id", run))
 	writeJSON(w, http.StatusAccepted, AcceptedResponse{VideoID: v.ID, RequestID: a.RequestID})
 	return nil
 }

@@ -207,7 +207,7 @@ func (s *Service) Router() *bus.Router {
 	r := &bus.Router{Step: bus.ConsumerCoordinator, Pub: s.busPublisher(), Log: s.log,
 		Policy: s.topo.Policy(bus.ConsumerCoordinator), Name: s.name, Metrics: s.met,
 		OnStuck: func(ctx context.Context, subject string, delivered uint64, err error) {
-			s.alert.Send(alert.Alert{Kind: "event_stuck", VideoID: s.subj.VideoIDOf(subject), Step: "coordinator",
+			s.sendAlert(ctx, alert.Alert{Kind: "event_stuck", VideoID: s.subj.VideoIDOf(subject), Step: "coordinator",
 				Reason: fmt.Sprintf("delivery %d still failing: %v", delivered, err)})
 		}}
 	bus.Route(r, bus.KindVideoCreate, func() *backbeatv1.VideoCreate { return &backbeatv1.VideoCreate{} }, s.onCreate)

@@ -220,7 +220,7 @@ func (s *Service) promote(ctx context.Context, run store.Run, also map[string]an
 		if errors.Is(err, blob.ErrNotFound) {
 			// A worker reported an object that is not there: retrying
 			// cannot make it appear. The run stays ready without that URL.
-			s.alertStep(run, "promote", fmt.Sprintf("%s is missing; %s not set", o.src, o.col))
+			s.alertStep(ctx, run, "promote", fmt.Sprintf("%s is missing; %s not set", o.src, o.col))
 			continue
 		}
 		if err != nil {

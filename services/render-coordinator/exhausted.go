@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/ids"
+	"github.com/backbeat/backbeat/pkg/logging"
 	backbeatv1 "github.com/backbeat/backbeat/proto/backbeat/v1"
 )
 
@@ -58,8 +60,10 @@ func (s *Service) watchExhausted(ctx context.Context, js jetstream.JetStream) er
 	return nil
 }
 
-// exhausted reports one exhausted job as a step failure.
-func (s *Service) exhausted(ctx context.Context, jobs jetstream.Stream, advisory []byte) error {
+// exhausted reports one exhausted job as a step failure. The report
+// continues the job's trace: its span, "coordinator exhausted", is a child of
+// the span that published the job (the job's traceparent).
+func (s *Service) exhausted(ctx context.Context, jobs jetstream.Stream, advisory []byte) (err error) {
 	var a maxDeliveries
 	if err := json.Unmarshal(advisory, &a); err != nil || a.StreamSeq == 0 {
 		s.log.Warn("unreadable max-deliveries advisory dropped", zap.ByteString("advisory", advisory))
@@ -72,6 +76,10 @@ func (s *Service) exhausted(ctx context.Context, jobs jetstream.Stream, advisory
 	if err != nil {
 		return fmt.Errorf("job %d: %w", a.StreamSeq, err)
 	}
+	ctx, span := s.tracer().Start(bus.Extract(ctx, raw.Header), "coordinator exhausted", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(bus.AttrDestination.String(raw.Subject)))
+	defer func() { endSpan(span, err) }()
+	log := s.log.With(logging.TraceFields(ctx)...)
 	step, job := jobOf(s.subj, raw.Subject)
 	sf := &backbeatv1.StepFailed{Step: step, VideoId: s.subj.VideoIDOf(raw.Subject),
 		Reason: fmt.Sprintf("no worker of %s acknowledged the job after %d deliveries (crashed or hung)", a.Consumer, a.Deliveries)}
@@ -92,7 +100,8 @@ func (s *Service) exhausted(ctx context.Context, jobs jetstream.Stream, advisory
 			return err
 		}
 	}
-	s.log.Warn("job exhausted its deliveries", zap.String("video_id", sf.VideoId), zap.String("run_id", sf.RunId),
+	span.SetAttributes(bus.MessageAttributes(sf)...)
+	log.Warn("job exhausted its deliveries", zap.String("video_id", sf.VideoId), zap.String("run_id", sf.RunId),
 		zap.String("step", step), zap.Uint64("deliveries", a.Deliveries))
 	if err := jobs.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("remove exhausted job %d: %w", a.StreamSeq, err)

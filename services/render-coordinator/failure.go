@@ -21,14 +21,14 @@ func (s *Service) onStepFailed(ctx context.Context, m *backbeatv1.StepFailed) er
 	log := s.logFor(ctx)
 	if m.RunId == "" {
 		// An undecodable message: nobody can say which run it belonged to.
-		s.alert.Send(alert.Alert{Kind: "message_rejected", VideoID: m.VideoId, Step: m.Step, Reason: m.Reason})
+		s.sendAlert(ctx, alert.Alert{Kind: "message_rejected", VideoID: m.VideoId, Step: m.Step, Reason: m.Reason})
 		return nil
 	}
 	switch m.Step {
 	case bus.StepCDN:
 		return s.ready(ctx, m.VideoId, m.RunId, "", "purge failed: "+m.Reason)
 	case bus.StepThumbnail, bus.StepNotify:
-		s.alert.Send(alert.Alert{Kind: "step_failed", VideoID: m.VideoId, RunID: m.RunId, Step: m.Step, Reason: m.Reason})
+		s.sendAlert(ctx, alert.Alert{Kind: "step_failed", VideoID: m.VideoId, RunID: m.RunId, Step: m.Step, Reason: m.Reason})
 		return s.endAfterReady(ctx, m.VideoId, m.RunId, m.Step, "", m.Reason)
 	case bus.StepRender:
 		return s.renderFailed(ctx, m)
@@ -43,7 +43,7 @@ func (s *Service) onStepFailed(ctx context.Context, m *backbeatv1.StepFailed) er
 	}, nil)
 	if changed {
 		log.Warn("run failed", zap.String("reason", reason))
-		s.alert.Send(alert.Alert{Kind: "run_failed", VideoID: run.VideoID, RunID: run.ID, Step: m.Step, Reason: reason})
+		s.sendAlert(ctx, alert.Alert{Kind: "run_failed", VideoID: run.VideoID, RunID: run.ID, Step: m.Step, Reason: reason})
 	}
 	return err
 }
@@ -91,7 +91,7 @@ func (s *Service) renderFailed(ctx context.Context, m *backbeatv1.StepFailed) er
 	if changed && retried {
 		s.logFor(ctx).Warn("render retried on the next pool", zap.Int32("attempt", run.Attempt), zap.String("pool", run.Pool), zap.String("cause", m.Reason))
 	} else if changed {
-		s.alert.Send(alert.Alert{Kind: "run_failed", VideoID: run.VideoID, RunID: run.ID, Step: bus.StepRender, Reason: reason})
+		s.sendAlert(ctx, alert.Alert{Kind: "run_failed", VideoID: run.VideoID, RunID: run.ID, Step: bus.StepRender, Reason: reason})
 	}
 	return err
 }
@@ -180,6 +180,6 @@ func (s *Service) commandApplies(ctx context.Context, what, runID string) bool {
 	return true
 }
 
-func (s *Service) alertStep(run store.Run, step, reason string) {
-	s.alert.Send(alert.Alert{Kind: "step_failed", VideoID: run.VideoID, RunID: run.ID, Step: step, Reason: reason})
+func (s *Service) alertStep(ctx context.Context, run store.Run, step, reason string) {
+	s.sendAlert(ctx, alert.Alert{Kind: "step_failed", VideoID: run.VideoID, RunID: run.ID, Step: step, Reason: reason})
 }

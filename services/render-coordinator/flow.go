@@ -103,7 +103,7 @@ func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr s
 	if changed {
 		s.logFor(ctx).Info("video ready", zap.Float64("render_seconds", run.RenderSeconds))
 		if cdnErr != "" {
-			s.alertStep(run, bus.StepCDN, cdnErr)
+			s.alertStep(ctx, run, bus.StepCDN, cdnErr)
 		}
 	}
 	return err

@@ -54,7 +54,10 @@ func (s *Service) Sweep(ctx context.Context) error {
 		return fmt.Errorf("list runs in flight: %w", err)
 	}
 	for _, run := range runs {
-		if err := s.emit(ctx, run); err != nil {
+		rctx, span := s.startRoot(ctx, TriggerSweep, run)
+		err := s.emit(rctx, run)
+		endSpan(span, err)
+		if err != nil {
 			return fmt.Errorf("sweep run %s: %w", run.ID, err)
 		}
 	}
@@ -123,13 +126,16 @@ func (s *Service) checkRender(ctx context.Context, run store.Run) error {
 	return nil
 }
 
-// moveQueued moves a render attempt nobody claimed to the next pool.
-func (s *Service) moveQueued(ctx context.Context, run store.Run, waited time.Duration) error {
+// moveQueued moves a render attempt nobody claimed to the next pool, in a
+// new trace (TriggerWatchdog).
+func (s *Service) moveQueued(ctx context.Context, run store.Run, waited time.Duration) (err error) {
 	b := s.bundle(run.Bundle)
 	next := run.Attempt + 1
 	if next > b.Attempts() || b.PoolFor(next) == run.Pool {
 		return nil // nowhere else to go: it keeps its place in the queue
 	}
+	ctx, span := s.startRoot(ctx, TriggerWatchdog, run)
+	defer func() { endSpan(span, err) }()
 	attempt := run.Attempt
 	changed, r, err := s.apply(ctx, run.VideoID, run.ID, func(tx repoTx, r *store.Run) error {
 		if r.Attempt != attempt || r.ProgressAttempt == attempt {
@@ -149,7 +155,7 @@ func (s *Service) moveQueued(ctx context.Context, run store.Run, waited time.Dur
 		return startStep(tx, *r, bus.StepRender, next, r.Pool, now)
 	}, nil)
 	if changed {
-		s.log.Warn("render moved to the next pool after waiting in its queue", zap.String("video_id", r.VideoID),
+		s.logFor(ctx).Warn("render moved to the next pool after waiting in its queue", zap.String("video_id", r.VideoID),
 			zap.String("run_id", r.ID), zap.Int32("attempt", r.Attempt), zap.String("pool", r.Pool))
 	}
 	return err
@@ -157,8 +163,10 @@ func (s *Service) moveQueued(ctx context.Context, run store.Run, waited time.Dur
 
 // stall marks a run that stopped moving in its stage as stalled: held, not
 // refunded, its worker stopped by the runs KV, an operator alerted; `backbeat
-// recover` resumes it.
-func (s *Service) stall(ctx context.Context, run store.Run, t Transition, reason string) error {
+// recover` resumes it. It is a new trace (TriggerWatchdog).
+func (s *Service) stall(ctx context.Context, run store.Run, t Transition, reason string) (err error) {
+	ctx, span := s.startRoot(ctx, TriggerWatchdog, run)
+	defer func() { endSpan(span, err) }()
 	attempt := run.Attempt
 	changed, r, err := s.apply(ctx, run.VideoID, run.ID, func(tx repoTx, r *store.Run) error {
 		if r.Attempt != attempt {
@@ -175,8 +183,8 @@ func (s *Service) stall(ctx context.Context, run store.Run, t Transition, reason
 	}, nil)
 	if changed {
 		s.met.Stalled(string(r.Stage), r.Pool)
-		s.log.Warn("run stalled", zap.String("video_id", r.VideoID), zap.String("run_id", r.ID), zap.String("reason", reason))
-		s.alert.Send(alert.Alert{Kind: "run_stalled", VideoID: r.VideoID, RunID: r.ID, Step: string(r.Stage), Reason: reason})
+		s.logFor(ctx).Warn("run stalled", zap.String("video_id", r.VideoID), zap.String("run_id", r.ID), zap.String("reason", reason))
+		s.sendAlert(ctx, alert.Alert{Kind: "run_stalled", VideoID: r.VideoID, RunID: r.ID, Step: string(r.Stage), Reason: reason})
 	}
 	return err
 }
@@ -208,10 +216,13 @@ func (s *Service) checkDeadlines(ctx context.Context) error {
 	}
 	for _, st := range steps {
 		reason := fmt.Sprintf("no thumbnails in %s", now.Sub(st.StartedAt).Round(time.Second))
-		if err := endStep(s.repo.Auto(ctx), st.RunID, bus.StepThumbnail, 0, "", reason, now); err != nil {
+		sctx, span := s.startRootOf(ctx, TriggerWatchdog, st.VideoID, st.RunID)
+		err := endStep(s.repo.Auto(sctx), st.RunID, bus.StepThumbnail, 0, "", reason, now)
+		endSpan(span, err)
+		if err != nil {
 			return err
 		}
-		s.alert.Send(alert.Alert{Kind: "step_failed", VideoID: st.VideoID, RunID: st.RunID, Step: bus.StepThumbnail, Reason: reason})
+		s.sendAlert(sctx, alert.Alert{Kind: "step_failed", VideoID: st.VideoID, RunID: st.RunID, Step: bus.StepThumbnail, Reason: reason})
 	}
 	return nil
 }

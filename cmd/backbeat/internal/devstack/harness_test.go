@@ -156,7 +156,12 @@ func setup(t *testing.T, mod func(*Options)) *e2e {
 }
 
 // checkLogLines holds every line the stack logged to what operators parse:
-// one JSON object, no key twice at any depth, and the service it came from.
+// one JSON object, no key twice at any depth, the service it came from, and
+// a trace id on every line that names a video (it was written while
+// handling a request or a message about the video, or by the watchdog or
+// sweeper acting on its run). Lines of one video carry the trace of the
+// command that caused them (TestOneTracePerVideo holds a video with one
+// command to one trace); start-up lines name no video and carry none.
 func checkLogLines(t *testing.T, logs string) {
 	t.Helper()
 	for i, line := range strings.Split(strings.TrimSpace(logs), "\n") {
@@ -170,6 +175,14 @@ func checkLogLines(t *testing.T, logs string) {
 		}
 		if keys["service"] != 1 {
 			t.Errorf("log line %d names its service %d times: %s", i+1, keys["service"], line)
+		}
+		if keys["video_id"] == 0 {
+			continue
+		}
+		var m map[string]any
+		_ = json.Unmarshal([]byte(line), &m)
+		if tid, _ := m[logging.KeyTraceID].(string); len(tid) != 32 {
+			t.Errorf("log line %d names a video but carries no trace_id: %s", i+1, line)
 		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/backbeat/backbeat/pkg/alert"
@@ -21,6 +23,7 @@ import (
 	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/store"
 	"github.com/backbeat/backbeat/pkg/telemetry"
+	"github.com/backbeat/backbeat/pkg/tracing"
 	"github.com/backbeat/backbeat/services/api"
 	renderer "github.com/backbeat/backbeat/services/gpu-renderer"
 	coordinator "github.com/backbeat/backbeat/services/render-coordinator"
@@ -67,6 +70,12 @@ type Options struct {
 	// DevBalance and DevBundle of the seeded dev user.
 	DevBalance int64
 	DevBundle  string
+	// Spans, when set, receives every service's ended spans (tests record
+	// them with tracetest.NewSpanRecorder); unset, the environment's
+	// processor (tracing.EnvProcessor: OTLP/HTTP when
+	// OTEL_EXPORTER_OTLP_ENDPOINT or …_TRACES_ENDPOINT is set, else none).
+	// Each service has its own tracer provider naming it (service.name).
+	Spans sdktrace.SpanProcessor
 	// GCPercent, when not 0, is the GOGC Start gives this process
 	// (debug.SetGCPercent) unless the environment sets GOGC; `backbeat dev`
 	// passes DevGCPercent.
@@ -102,15 +111,20 @@ type Stack struct {
 
 	log    *zap.Logger
 	alerts *alert.Sender
-	ctx    context.Context
-	cancel context.CancelFunc
-	mu     sync.Mutex
-	svcs   map[string]*running
-	wg     sync.WaitGroup
-	conns  map[string]*conn
+	traces *tracing.Providers
+	// tracers holds each service's provider, made once (a renderer that
+	// restarts keeps its own).
+	tracers map[string]trace.TracerProvider
+	ctx     context.Context
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	svcs    map[string]*running
+	wg      sync.WaitGroup
+	conns   map[string]*conn
 }
 
-// conn is one service's NATS connection and what is built on it.
+// conn is one service's NATS connection and what is built on it (pub is
+// the service's own, set by connFor).
 type conn struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
@@ -160,13 +174,24 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	s := &Stack{Opts: opts, log: opts.Log, svcs: map[string]*running{}, Health: map[string]string{},
-		conns: map[string]*conn{}}
+		conns: map[string]*conn{}, tracers: map[string]trace.TracerProvider{}}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
 			s.Stop()
 		}
 	}()
+	spans := opts.Spans
+	if spans == nil {
+		if spans, err = tracing.EnvProcessor(ctx); err != nil {
+			return nil, err
+		}
+		if spans != nil {
+			s.logger("backbeat-dev").Info("traces exported over OTLP/HTTP")
+		}
+	}
+	tracing.LogErrors(s.logger("backbeat-dev"))
+	s.traces = tracing.NewProviders(spans)
 	if err := s.startNATS(); err != nil {
 		return nil, err
 	}
@@ -271,6 +296,25 @@ func (s *Stack) Stop() {
 	if s.Store != nil {
 		_ = s.Store.Close()
 	}
+	if s.traces != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.traces.Shutdown(ctx); err != nil {
+			s.logger("backbeat-dev").Warn("traces not flushed", zap.Error(err))
+		}
+		cancel()
+	}
+}
+
+// tracerFor is the tracer provider of one service of the stack.
+func (s *Stack) tracerFor(service string) trace.TracerProvider {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tp := s.tracers[service]
+	if tp == nil {
+		tp = s.traces.For(service)
+		s.tracers[service] = tp
+	}
+	return tp
 }
 
 // logger returns the shared logger tagged with a service name.
@@ -306,9 +350,21 @@ func (s *Stack) StopService(name string) {
 	}
 }
 
-// connFor returns the NATS connection of a service: its own user's when
-// Options.Users names one, else the stack's shared one.
+// connFor returns the NATS connection of a service (its own user's when
+// Options.Users names one, else the stack's shared one) with a publisher of
+// its own, whose spans name the service.
 func (s *Stack) connFor(ctx context.Context, service string) (*conn, error) {
+	base, err := s.natsFor(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	c := *base
+	c.pub = bus.NewPublisher(c.js, s.Topo.Subjects, bus.WithTracerProvider(s.tracerFor(service)))
+	return &c, nil
+}
+
+// natsFor is connFor's connection, made once per NATS user.
+func (s *Stack) natsFor(ctx context.Context, service string) (*conn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := service
@@ -337,7 +393,7 @@ func (s *Stack) connFor(ctx context.Context, service string) (*conn, error) {
 		}
 		return nil, err
 	}
-	c.pub, c.runs = bus.NewPublisher(c.js, s.Topo.Subjects), runs
+	c.runs = runs
 	s.conns[key] = c
 	return c, nil
 }
