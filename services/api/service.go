@@ -207,6 +207,7 @@ func (s *Service) routes() {
 	m.Handle("POST /v1/videos/{id}/recover", s.wrap("recover", true, s.recoverVideo))
 	m.Handle("GET /v1/me", s.wrap("me", true, s.me))
 	m.Handle("POST /v1/admin/users", s.wrap("admin_users", true, s.createUser))
+	s.adminRoutes()
 }
 
 // Handler serves the API, /healthz, /readyz and /metrics.

@@ -85,13 +85,16 @@ type grant struct {
 	pulls    []string // durables on JOBS, or "STREAM/durable"
 	watches  []string // buckets it watches
 	bells    bool     // hears the doorbells of its JOBS durables (a worker over several)
+	history  bool     // reads a video's EVENTS history and the JOBS consumers (the admin endpoints)
 }
 
 var grants = map[string]grant{
 	"coordinator": {events: []string{bus.KindVideoStatus, bus.KindStepFailed, bus.KindNotifyDone}, jobs: true,
 		kvWrite: []string{bus.BucketRuns},
 		pulls:   []string{bus.StreamEvents + "/" + bus.ConsumerCoordinator, bus.StreamAdvisories + "/" + bus.ConsumerExhausted, bus.StepNotify}},
-	"api":   {events: []string{bus.KindVideoCreate, bus.KindVideoCancel, bus.KindVideoRecover}},
+	// The api re-publishes histories for operators (replay): every kind but the coordinator's video.status.
+	"api": {events: slices.DeleteFunc(slices.Clone(allKinds), func(k string) bool { return k == bus.KindVideoStatus }),
+		history: true},
 	"audio": {events: []string{bus.KindAudioDone, bus.KindStepFailed}, pulls: []string{bus.StepAudio}, watches: []string{bus.BucketRuns}},
 	"renderer": {events: []string{bus.KindRenderDone, bus.KindStepFailed}, progress: true, watches: []string{bus.BucketRuns},
 		pulls: renderDurables(), bells: true},
@@ -283,6 +286,20 @@ func probeUser(ctx context.Context, t *testing.T, ns *testenv.ShippedNATS, admin
 		require.Equal(t, "exhausted", string(m.Data))
 		require.NoError(t, jobs.DeleteMsg(ctx, ack.Sequence), "coordinator removes an exhausted job")
 		allowed = append(allowed, "read and delete a message of JOBS")
+	}
+	if g.history {
+		// What the admin endpoints do: read a video's history (an ordered
+		// consumer, removed after) and the JOBS consumers' state.
+		_, err := p.js.Publish(ctx, subj.Event(vid, bus.KindVideoCreate), []byte("history"))
+		require.NoError(t, err)
+		msgs, err := bus.ReadHistory(ctx, p.js, subj.Event(vid, "")+">")
+		require.NoError(t, err, "%s reads a video's history", user)
+		require.NotEmpty(t, msgs)
+		allowed = append(allowed, "read a video's EVENTS history (ordered consumer)")
+		cons, err := p.js.Consumer(ctx, bus.StreamJobs, bus.StepAudio)
+		require.NoError(t, err, "%s reads a JOBS consumer", user)
+		require.Equal(t, bus.StepAudio, cons.CachedInfo().Name)
+		allowed = append(allowed, "read JOBS consumers' info")
 	}
 	if user == "api" || user == "coordinator" {
 		// What the api's status and the coordinator's stall watchdog do.
