@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -291,67 +290,6 @@ func (s *Service) videoPage(fragment string) dashHandler {
 	}
 }
 
-// failureGroup is the failed steps that share a step name and a reason.
-type failureGroup struct {
-	Step     string
-	Reason   string
-	Count    int
-	LastSeen time.Time
-	Examples []store.FailedStep
-}
-
-var (
-	hexRunRE  = regexp.MustCompile(`\b[0-9a-fA-F]{8,}\b|\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b`)
-	numberRE  = regexp.MustCompile(`\d+(\.\d+)?`)
-	spacesRE  = regexp.MustCompile(`\s+`)
-	maxGroups = 100
-)
-
-// normalizeReason takes what differs between like failures out of a
-// reason: the video and run ids, hex ids, and numbers.
-func normalizeReason(reason, videoID, runID string) string {
-	// The run id first: it may contain the video id.
-	if runID != "" {
-		reason = strings.ReplaceAll(reason, runID, "<run>")
-	}
-	if videoID != "" {
-		reason = strings.ReplaceAll(reason, videoID, "<video>")
-	}
-	reason = hexRunRE.ReplaceAllString(reason, "<id>")
-	reason = numberRE.ReplaceAllString(reason, "N")
-	return strings.TrimSpace(spacesRE.ReplaceAllString(reason, " "))
-}
-
-// groupFailures groups failed steps (newest first) by step and normalized
-// reason, the largest group first.
-func groupFailures(steps []store.FailedStep) []failureGroup {
-	idx := map[string]int{}
-	var out []failureGroup
-	for _, st := range steps {
-		reason := normalizeReason(st.Error, st.VideoID, st.RunID)
-		k := st.Name + "\x00" + reason
-		i, ok := idx[k]
-		if !ok {
-			i = len(out)
-			idx[k] = i
-			out = append(out, failureGroup{Step: st.Name, Reason: reason, LastSeen: st.StartedAt})
-		}
-		g := &out[i]
-		g.Count++
-		if st.EndedAt != nil && st.EndedAt.After(g.LastSeen) {
-			g.LastSeen = *st.EndedAt
-		}
-		if len(g.Examples) < 5 {
-			g.Examples = append(g.Examples, st)
-		}
-	}
-	sort.SliceStable(out, func(a, b int) bool { return out[a].Count > out[b].Count })
-	if len(out) > maxGroups {
-		out = out[:maxGroups]
-	}
-	return out
-}
-
 // parseSince reads "since" as a duration back from now (24h) or a time.
 func parseSince(v, def string) (time.Time, string, error) {
 	if v == "" {
@@ -372,12 +310,12 @@ func (s *Service) failuresPage(w http.ResponseWriter, r *http.Request, ss sessio
 	if err != nil {
 		return err
 	}
-	steps, err := s.store.FailedSteps(r.Context(), since, store.MaxRunLimit)
+	res, err := s.Failures(r.Context(), since, store.MaxRunLimit)
 	if err != nil {
 		return err
 	}
 	s.render(w, r, http.StatusOK, "failures", "", ss, map[string]any{
-		"Since": sinceText, "From": since, "Steps": len(steps), "Groups": groupFailures(steps), "Capped": len(steps) == store.MaxRunLimit,
+		"Since": sinceText, "From": since, "Res": res, "Capped": res.Total == store.MaxRunLimit,
 	})
 	return nil
 }
