@@ -1,6 +1,6 @@
 // Command backbeat runs the whole pipeline locally (`backbeat dev`) and is
 // the client of a running one: submit, watch, status, cancel, recover, and
-// for operators replay, dlq and provision (the JetStream topology).
+// for operators recover, retry, replay and dlq (the API's admin endpoints) and provision (the JetStream topology).
 package main
 
 import (
@@ -24,6 +24,7 @@ var commands = map[string]func(context.Context, cli.Env, []string) error{
 	"cancel":    cli.Cancel,
 	"recover":   cli.Recover,
 	"replay":    cli.Replay,
+	"retry":     cli.Retry,
 	"dlq":       cli.DLQ,
 	"provision": cli.Provision,
 	"demo":      cli.Demo,
@@ -32,7 +33,7 @@ var commands = map[string]func(context.Context, cli.Env, []string) error{
 
 func main() {
 	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: backbeat dev|demo|frame|submit|watch|status|cancel|recover|replay|dlq|provision [flags] (-h: a command's flags)")
+		fmt.Fprintln(os.Stderr, "usage: backbeat dev|demo|frame|submit|watch|status|cancel|recover|retry|replay|dlq|provision [flags] (-h: a command's flags)")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

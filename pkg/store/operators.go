@@ -155,15 +155,27 @@ type FailedStep struct {
 // first: the dead-letter view (a step's error is the reason its worker or the
 // coordinator gave: permanent errors, retries spent, stalls, cdn purges).
 func (s *Store) FailedSteps(ctx context.Context, since time.Time, limit int) ([]FailedStep, error) {
+	return s.failedSteps(ctx, "", since, limit)
+}
+
+// FailedStepsOfVideo is FailedSteps of one video's runs (of every video when videoID is empty).
+func (s *Store) FailedStepsOfVideo(ctx context.Context, videoID string, since time.Time, limit int) ([]FailedStep, error) {
+	return s.failedSteps(ctx, videoID, since, limit)
+}
+
+func (s *Store) failedSteps(ctx context.Context, videoID string, since time.Time, limit int) ([]FailedStep, error) {
 	if limit <= 0 || limit > MaxRunLimit {
 		limit = MaxRunLimit
 	}
 	var out []FailedStep
-	err := s.DB.WithContext(ctx).Table("steps").
+	db := s.DB.WithContext(ctx).Table("steps").
 		Select("steps.*, runs.user_id AS user_id, runs.bundle AS bundle, runs.template AS template, runs.status AS run_status").
 		Joins("JOIN runs ON runs.id = steps.run_id").
-		Where("steps.error <> '' AND steps.started_at >= ?", since).
-		Order("steps.started_at DESC, steps.id DESC").Limit(limit).Scan(&out).Error
+		Where("steps.error <> '' AND steps.started_at >= ?", since)
+	if videoID != "" {
+		db = db.Where("steps.video_id = ?", videoID)
+	}
+	err := db.Order("steps.started_at DESC, steps.id DESC").Limit(limit).Scan(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("failed steps: %w", err)
 	}

@@ -165,7 +165,13 @@ func (s *Service) adminFailures(w http.ResponseWriter, r *http.Request, c caller
 	if err != nil {
 		return err
 	}
-	res, err := s.Failures(r.Context(), time.Now().Add(-window), limit)
+	vid := q.Get("video")
+	if vid != "" {
+		if err := ids.ValidateVideoID(vid); err != nil {
+			return badRequest("video: %v", err)
+		}
+	}
+	res, err := s.Failures(r.Context(), vid, time.Now().Add(-window), limit)
 	if err != nil {
 		return err
 	}
@@ -173,10 +179,10 @@ func (s *Service) adminFailures(w http.ResponseWriter, r *http.Request, c caller
 	return nil
 }
 
-// Failures reads the steps that failed since a time and groups them by
-// normalized reason, the largest group first.
-func (s *Service) Failures(ctx context.Context, since time.Time, limit int) (FailuresResponse, error) {
-	steps, err := s.store.FailedSteps(ctx, since, limit)
+// Failures reads the steps that failed since a time (of one video, or of
+// all) and groups them by normalized reason, the largest group first.
+func (s *Service) Failures(ctx context.Context, videoID string, since time.Time, limit int) (FailuresResponse, error) {
+	steps, err := s.store.FailedStepsOfVideo(ctx, videoID, since, limit)
 	if err != nil {
 		return FailuresResponse{}, err
 	}

@@ -134,11 +134,36 @@ func (c *Client) Cancel(ctx context.Context, id, reason string) (api.AcceptedRes
 	return out, nil
 }
 
-// Recover requeues a stalled render (admin key).
+// Recover requeues a stalled render (a user's own, in `backbeat dev`).
 func (c *Client) Recover(ctx context.Context, id string) (api.AcceptedResponse, error) {
 	var out api.AcceptedResponse
 	if err := c.doJSON(ctx, http.MethodPost, "/v1/videos/"+url.PathEscape(id)+"/recover", api.ActionRequest{}, &out); err != nil {
 		return out, fmt.Errorf("recover %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// Act takes an operator action (admin key): POST /v1/admin/actions.
+func (c *Client) Act(ctx context.Context, req api.AdminRequest) (api.ActionResult, error) {
+	var out api.ActionResult
+	if err := c.doJSON(ctx, http.MethodPost, "/v1/admin/actions", req, &out); err != nil {
+		return out, fmt.Errorf("%s: %w", req.Action, err)
+	}
+	return out, nil
+}
+
+// Failures reads the failed steps grouped by reason (admin key).
+func (c *Client) Failures(ctx context.Context, since string, video string) (api.FailuresResponse, error) {
+	q := url.Values{}
+	if since != "" {
+		q.Set("since", since)
+	}
+	if video != "" {
+		q.Set("video", video)
+	}
+	var out api.FailuresResponse
+	if err := c.doJSON(ctx, http.MethodGet, "/v1/admin/failures?"+q.Encode(), nil, &out); err != nil {
+		return out, fmt.Errorf("failures: %w", err)
 	}
 	return out, nil
 }

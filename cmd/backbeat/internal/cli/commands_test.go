@@ -210,7 +210,11 @@ func TestCancelAndRecover(t *testing.T) {
 	require.NoError(t, bus.Decode(msgs[0].Data(), "", &c))
 	require.Equal(t, "changed my mind", c.GetReason())
 
-	require.ErrorContains(t, Recover(t.Context(), b.env, []string{"v1"}), "admin key required (HTTP 403)")
-	require.NoError(t, Recover(t.Context(), b.env, []string{"--key", apitest.AdminKey, "v1"}))
+	require.ErrorContains(t, Recover(t.Context(), b.env, []string{"v1"}), "no admin key")
+	require.ErrorContains(t, Recover(t.Context(), b.env, []string{"--admin-key", b.api.Key, "v1"}), "admin key required (HTTP 403)")
+	require.NoError(t, Recover(t.Context(), b.env, []string{"--admin-key", apitest.AdminKey, "v1", "--dry-run"}))
+	require.Empty(t, b.api.Events(t, b.api.Pub.Subjects().Event("v1", bus.KindVideoRecover)))
+	require.NoError(t, Recover(t.Context(), b.env, []string{"--admin-key", apitest.AdminKey, "v1"}))
+	require.Regexp(t, `v1\s+r1\s+stalled\s+done\s+published video.recover of run r1`, b.stdout.String())
 	require.Len(t, b.api.Events(t, b.api.Pub.Subjects().Event("v1", bus.KindVideoRecover)), 1)
 }

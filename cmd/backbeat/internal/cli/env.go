@@ -30,6 +30,9 @@ type Env struct {
 	Poll time.Duration
 	// DevKeyFile is read for the API key when no flag or variable gives one.
 	DevKeyFile string
+	// DevAdminKeyFile is read for the admin key (the operator commands)
+	// when no flag or variable gives one.
+	DevAdminKeyFile string
 }
 
 // DefaultEnv is the process's real environment.
@@ -39,6 +42,7 @@ func DefaultEnv() Env {
 		StderrTTY: isTerminal(os.Stderr),
 		HTTP:      &http.Client{Timeout: 10 * time.Minute},
 		Poll:      500 * time.Millisecond, DevKeyFile: ".data/dev/api-key",
+		DevAdminKeyFile: ".data/dev/admin-key",
 	}
 }
 
@@ -84,6 +88,33 @@ func (a *apiFlags) client(env Env) (*Client, error) {
 	}
 	if key == "" {
 		return nil, errors.New("no API key: pass --key, set BACKBEAT_API_KEY, or run `backbeat dev` (it writes .data/dev/api-key)")
+	}
+	return &Client{BaseURL: strings.TrimRight(url, "/"), Key: key, HTTP: env.HTTP}, nil
+}
+
+// adminFlags are the connection flags of the operator commands, which call
+// the API's admin endpoints with the admin key.
+type adminFlags struct {
+	url, key string
+}
+
+func (a *adminFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.url, "api", "", "API base URL (default $BACKBEAT_API_URL or "+DefaultAPIURL+")")
+	fs.StringVar(&a.key, "admin-key", "", "the API's admin key (default $BACKBEAT_ADMIN_KEY, then .data/dev/admin-key)")
+}
+
+// client resolves flags, environment and the dev admin key file, in that order.
+func (a *adminFlags) client(env Env) (*Client, error) {
+	url := firstNonEmpty(a.url, env.Getenv("BACKBEAT_API_URL"), DefaultAPIURL)
+	key := firstNonEmpty(a.key, env.Getenv("BACKBEAT_ADMIN_KEY"))
+	if key == "" && env.DevAdminKeyFile != "" {
+		if b, err := os.ReadFile(env.DevAdminKeyFile); err == nil {
+			key = strings.TrimSpace(string(b))
+		}
+	}
+	if key == "" {
+		return nil, errors.New("no admin key: pass --admin-key, set BACKBEAT_ADMIN_KEY (the api's API_ADMIN_KEY), " +
+			"or run `backbeat dev` (it writes .data/dev/admin-key)")
 	}
 	return &Client{BaseURL: strings.TrimRight(url, "/"), Key: key, HTTP: env.HTTP}, nil
 }
