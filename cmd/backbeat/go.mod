@@ -14,8 +14,11 @@ replace github.com/backbeat/backbeat/services/api => ../../services/api
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op
 	github.com/cespare/xxhash/v2 v2.3.0
+	github.com/chromedp/cdproto v0.159.0 // indirect
+	github.com/chromedp/chromedp v0.23.0
 	github.com/dustin/go-humanize v1.0.1
 	github.com/glebarez/go-sqlite v1.21.2
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/glebarez/sqlite v1.11.0
 	github.com/google/go-tpm v0.9.8
 	github.com/google/uuid v1.6.0

@@ -376,13 +376,14 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request, _ session) error
 		return badRequest("invalid form: %v", err)
 	}
 	next := safeNext(r.PostFormValue("next"))
-	name := strings.TrimSpace(r.PostFormValue("name"))
+	typed := strings.TrimSpace(r.PostFormValue("name"))
+	fail := func(code int, msg string) error {
+		s.render(w, r, code, "login", "", session{}, map[string]any{"Next": next, "Name": typed, "Error": msg})
+		return nil
+	}
+	name := typed
 	if name == "" {
 		name = "operator"
-	}
-	fail := func(code int, msg string) error {
-		s.render(w, r, code, "login", "", session{}, map[string]any{"Next": next, "Name": name, "Error": msg})
-		return nil
 	}
 	if !operatorNameRE.MatchString(name) {
 		return fail(http.StatusBadRequest, "Your name may have letters, digits and . _ @ - (at most 64).")

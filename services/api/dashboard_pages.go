@@ -218,8 +218,12 @@ type videoData struct {
 	Actions  []store.AdminAction
 	Progress *ProgressView
 	Terminal bool
-	// Net is the sum of the ledger lines: what the video costs the user now.
-	Net int64
+	// Settled is Terminal with every step of the current run ended (the
+	// thumbnail and notify steps go on after ready): the page stops polling.
+	Settled bool
+	// Charged is what the video costs its user now: holds less refunds
+	// and grants (ledger amounts are positive; the kind says which way).
+	Charged int64
 }
 
 // videoOf reads the {id} of the path.
@@ -249,14 +253,24 @@ func (s *Service) videoData(ctx context.Context, v store.Video) (videoData, erro
 	if err != nil {
 		return d, err
 	}
+	d.Settled = d.Terminal
 	for _, run := range runs {
 		d.Runs = append(d.Runs, runView{Run: run, Steps: steps[run.ID], Current: run.ID == v.RunID})
+		for _, st := range steps[run.ID] {
+			if run.ID == v.RunID && st.EndedAt == nil {
+				d.Settled = false
+			}
+		}
 	}
 	if d.Ledger, err = s.store.RunLedger(ctx, runIDs); err != nil {
 		return d, err
 	}
 	for _, l := range d.Ledger {
-		d.Net += l.Amount
+		if l.Kind == store.LedgerHold {
+			d.Charged += l.Amount
+		} else {
+			d.Charged -= l.Amount
+		}
 	}
 	if d.Actions, err = s.store.ListActions(ctx, v.ID, 50); err != nil {
 		return d, err
@@ -310,7 +324,7 @@ func (s *Service) failuresPage(w http.ResponseWriter, r *http.Request, ss sessio
 	if err != nil {
 		return err
 	}
-	res, err := s.Failures(r.Context(), since, store.MaxRunLimit)
+	res, err := s.Failures(r.Context(), "", since, store.MaxRunLimit)
 	if err != nil {
 		return err
 	}

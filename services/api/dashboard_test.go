@@ -252,8 +252,8 @@ func seedDashboard(t *testing.T, e *apitest.Env) {
 		store.Step{Name: "render", Attempt: 1, Pool: "gpu", StartedAt: now})
 	db := e.Store.DB
 	require.NoError(t, db.Create(&[]store.LedgerEntry{
-		{RunID: "run-ok", Kind: store.LedgerHold, UserID: e.UserID, Amount: -3},
-		{RunID: "run-vbad1", Kind: store.LedgerHold, UserID: e.UserID, Amount: -2},
+		{RunID: "run-ok", Kind: store.LedgerHold, UserID: e.UserID, Amount: 3},
+		{RunID: "run-vbad1", Kind: store.LedgerHold, UserID: e.UserID, Amount: 2},
 		{RunID: "run-vbad1", Kind: store.LedgerRefund, UserID: e.UserID, Amount: 2},
 	}).Error)
 	require.NoError(t, db.Model(&store.Run{}).Where("id = ?", "run-ok").Update("template", "spectrum").Error)
@@ -311,14 +311,14 @@ func TestDashboardPagesShowTheDatabase(t *testing.T) {
 		require.Equal(t, http.StatusOK, code)
 		for _, want := range []string{"audio-7f9c", "1.234s", "5.678s", "renderer-gpu-0", "1m1s", "videos/vok.mp4",
 			`<video controls preload="metadata" src="http://edge.test/videos/vok/video.mp4"`, `src="http://edge.test/thumbnails/vok/t.jpg"`,
-			`<td>hold</td><td class="num">-3</td>`, `hx-trigger="refresh-video from:body"`, "act-retry", "act-cancel", "act-recover"} {
+			`<td>hold</td><td class="num">3</td>`, `hx-trigger="refresh-video from:body"`, "act-retry", "act-cancel", "act-recover"} {
 			require.Contains(t, page, want)
 		}
 		code, page = b.get("/dashboard/videos/vbad1")
 		require.Equal(t, http.StatusOK, code)
 		require.Contains(t, page, "encoder lost at frame 17")
 		require.Contains(t, page, `<td>refund</td><td class="num">2</td>`)
-		require.Contains(t, page, `<td class="num">0</td>`, "net of hold and refund")
+		require.Contains(t, page, `<td colspan="3">charged (holds less refunds)</td><td class="num">0</td>`)
 		require.Contains(t, page, "dashboard:bob", "the audit trail")
 		// In flight: polled, with the live progress of its run only.
 		e.PublishProgress(t, "vlive", &backbeatv1.RenderProgress{VideoId: "vlive", RunId: "run-live", Attempt: 1,
@@ -329,6 +329,11 @@ func TestDashboardPagesShowTheDatabase(t *testing.T) {
 		require.Contains(t, page, "frame 90/360")
 		require.Contains(t, page, "renderer-gpu-3")
 		require.NotContains(t, page, "<video")
+		// Ready with its thumbnail still running: still polled.
+		e.SeedVideo(t, store.Video{ID: "vthumb", UserID: e.UserID, RunID: "run-thumb", Status: store.StatusReady}, store.StageDone,
+			store.Step{Name: "thumbnail", StartedAt: time.Now()})
+		_, page = b.get("/dashboard/videos/vthumb/live")
+		require.Contains(t, page, `hx-trigger="every 1s, refresh-video from:body"`)
 		code, page = b.get("/dashboard/videos/nope")
 		require.Equal(t, http.StatusNotFound, code)
 		require.Contains(t, page, "video nope not found")
