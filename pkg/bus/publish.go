@@ -58,6 +58,7 @@ func (p *Publisher) Publish(ctx context.Context, subject string, m proto.Message
 	msg.Header.Set(HeaderType, string(m.ProtoReflect().Descriptor().FullName()))
 	msg.Header.Set(HeaderContentType, ContentTypeProto)
 	msg.Header.Set(HeaderTraceparent, childTraceparent(ctx, msgID))
+	setReport(ctx, msg.Header)
 	var opts []jetstream.PublishOpt
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))

@@ -142,6 +142,7 @@ func (s *Step[J, D]) Handle(ctx context.Context, job J) error {
 		}
 		defer release()
 	}
+	start := time.Now()
 	done, err := s.Work(gctx, job)
 	if err != nil {
 		return Cause(gctx, err)
@@ -150,7 +151,8 @@ func (s *Step[J, D]) Handle(ctx context.Context, job J) error {
 		return Cause(gctx, err)
 	}
 	msgID := MsgID(run, s.Name, attempt, s.Done)
-	if err := deps.Pub.Publish(gctx, deps.Pub.Subjects().Event(vid, s.Done), done, msgID); err != nil {
+	pctx := WithReport(gctx, Report{Worker: deps.Name, QueueWait: QueueWait(ctx), RunTime: time.Since(start)})
+	if err := deps.Pub.Publish(pctx, deps.Pub.Subjects().Event(vid, s.Done), done, msgID); err != nil {
 		return Cause(gctx, fmt.Errorf("publish %s: %w", s.Done, err))
 	}
 	return nil

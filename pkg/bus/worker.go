@@ -361,6 +361,8 @@ func (w *processor) process(ctx context.Context, msg jetstream.Msg,
 	stop := w.heartbeat(hctx, msg, log)
 	err = protect(func() error { return handle(hctx, m) })
 	stop()
+	// A step.failed this handler's error leads to carries the worker's report.
+	ctx = WithReport(ctx, Report{Worker: w.name, QueueWait: wait, RunTime: time.Since(start)})
 
 	switch {
 	case errors.As(err, &perr):

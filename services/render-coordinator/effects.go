@@ -309,7 +309,12 @@ func startStep(tx repoTx, run store.Run, name string, attempt int32, pool string
 }
 
 func endStep(tx repoTx, runID, name string, attempt int32, output, errText string, at time.Time) error {
-	if err := tx.EndStep(runID, name, attempt, at, truncate(output, 2000), truncate(errText, 2000)); err != nil {
+	return endStepBy(tx, runID, name, attempt, output, errText, at, bus.Report{})
+}
+
+// endStepBy ends a step a worker did, with its report (bus.ReportOf).
+func endStepBy(tx repoTx, runID, name string, attempt int32, output, errText string, at time.Time, by bus.Report) error {
+	if err := tx.EndStep(runID, name, attempt, at, truncate(output, 2000), truncate(errText, 2000), by); err != nil {
 		return fmt.Errorf("end step %s: %w", name, err)
 	}
 	return nil

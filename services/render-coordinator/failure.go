@@ -61,7 +61,11 @@ func (s *Service) renderFailed(ctx context.Context, m *backbeatv1.StepFailed) er
 		}
 		now := s.now()
 		b := s.bundle(run.Bundle)
-		if err := endStep(tx, run.ID, bus.StepRender, run.Attempt, "", m.Reason, now); err != nil {
+		by := bus.ReportOf(ctx)
+		if by.Worker == "" {
+			by.Worker = m.Worker
+		}
+		if err := endStepBy(tx, run.ID, bus.StepRender, run.Attempt, "", m.Reason, now, by); err != nil {
 			return err
 		}
 		if !m.Permanent && run.Attempt < b.Attempts() {

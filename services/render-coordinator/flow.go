@@ -36,7 +36,7 @@ func (s *Service) onAudioDone(ctx context.Context, m *backbeatv1.AudioDone) erro
 			return err
 		}
 		out := fmt.Sprintf("%s, %s (%.3fs)", m.AudioKey, m.AnalysisKey, m.DurationSeconds)
-		if err := endStep(tx, run.ID, bus.StepAudio, 0, out, "", now); err != nil {
+		if err := endStepBy(tx, run.ID, bus.StepAudio, 0, out, "", now, bus.ReportOf(ctx)); err != nil {
 			return err
 		}
 		return startStep(tx, *run, bus.StepRender, 1, run.Pool, now)
@@ -61,7 +61,7 @@ func (s *Service) onRenderDone(ctx context.Context, m *backbeatv1.RenderDone) er
 			return err
 		}
 		out := fmt.Sprintf("%s: %d frames in %.2fs with %s on %s", m.VideoKey, m.Frames, m.RenderSeconds, m.Encoder, m.Worker)
-		if err := endStep(tx, run.ID, bus.StepRender, m.Attempt, out, "", now); err != nil {
+		if err := endStepBy(tx, run.ID, bus.StepRender, m.Attempt, out, "", now, bus.ReportOf(ctx)); err != nil {
 			return err
 		}
 		return startStep(tx, *run, bus.StepCDN, 0, "", now)
@@ -85,7 +85,7 @@ func (s *Service) ready(ctx context.Context, videoID, runID, cdnOutput, cdnErr s
 		if err != nil {
 			return err
 		}
-		if err := endStep(tx, run.ID, bus.StepCDN, 0, cdnOutput, cdnErr, now); err != nil {
+		if err := endStepBy(tx, run.ID, bus.StepCDN, 0, cdnOutput, cdnErr, now, bus.ReportOf(ctx)); err != nil {
 			return err
 		}
 		// The URLs are set by the promotion (emit), once the objects exist.
@@ -145,6 +145,6 @@ func (s *Service) endAfterReady(ctx context.Context, videoID, runID, step, outpu
 		if err != nil {
 			return err
 		}
-		return endStep(tx, run.ID, step, 0, output, errText, s.now())
+		return endStepBy(tx, run.ID, step, 0, output, errText, s.now(), bus.ReportOf(ctx))
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/store"
 )
 
@@ -382,7 +383,7 @@ func (t *memTx) StartStep(st store.Step) error {
 	return nil
 }
 
-func (t *memTx) EndStep(runID, name string, attempt int32, at time.Time, output, errText string) error {
+func (t *memTx) EndStep(runID, name string, attempt int32, at time.Time, output, errText string, by bus.Report) error {
 	if err := t.enter(); err != nil {
 		return err
 	}
@@ -390,6 +391,7 @@ func (t *memTx) EndStep(runID, name string, attempt int32, at time.Time, output,
 	k := stepKey{runID, name, attempt}
 	if st, ok := get(t.w.steps, t.m.base.steps, k); ok && st.EndedAt == nil {
 		st.EndedAt, st.Output, st.Error = &at, output, errText
+		st.Worker, st.QueueWaitMS, st.RunMS = by.Worker, by.QueueWait.Milliseconds(), by.RunTime.Milliseconds()
 		put(&t.w.steps, k, st)
 		t.wrote()
 	}

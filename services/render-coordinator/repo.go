@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/store"
 )
 
@@ -65,8 +66,9 @@ type repoTx interface {
 	Refund(runID string) (bool, error)
 	// StartStep records a step of a run's timeline; the first start wins.
 	StartStep(st store.Step) error
-	// EndStep ends an open step; the first end wins.
-	EndStep(runID, name string, attempt int32, at time.Time, output, errText string) error
+	// EndStep ends an open step with what its worker reported; the first
+	// end wins.
+	EndStep(runID, name string, attempt int32, at time.Time, output, errText string, by bus.Report) error
 	// CloseSteps ends every open step of a run with an error.
 	CloseSteps(runID string, at time.Time, errText string) error
 	// Runs lists the runs matching w, by id.

@@ -8,6 +8,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/store"
 )
 
@@ -175,9 +176,10 @@ func (g gormTx) StartStep(st store.Step) error {
 	}).Create(&st).Error
 }
 
-func (g gormTx) EndStep(runID, name string, attempt int32, at time.Time, output, errText string) error {
+func (g gormTx) EndStep(runID, name string, attempt int32, at time.Time, output, errText string, by bus.Report) error {
 	return g.tx.Model(&store.Step{}).Where("run_id = ? AND name = ? AND attempt = ? AND ended_at IS NULL", runID, name, attempt).
-		Updates(map[string]any{"ended_at": at, "output": output, "error": errText}).Error
+		Updates(map[string]any{"ended_at": at, "output": output, "error": errText, "worker": by.Worker,
+			"queue_wait_ms": by.QueueWait.Milliseconds(), "run_ms": by.RunTime.Milliseconds()}).Error
 }
 
 func (g gormTx) CloseSteps(runID string, at time.Time, errText string) error {

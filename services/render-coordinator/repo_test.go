@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/store"
 )
 
@@ -78,8 +79,9 @@ func TestRepoConformance(t *testing.T) {
 			t0 := simEpoch
 			must(r.Auto(ctx).StartStep(store.Step{RunID: "r1", VideoID: "v1", Name: "audio", StartedAt: t0}))
 			must(r.Auto(ctx).StartStep(store.Step{RunID: "r1", VideoID: "v1", Name: "audio", StartedAt: t0.Add(time.Minute)}))
-			must(r.Auto(ctx).EndStep("r1", "audio", 0, t0.Add(time.Second), "first", ""))
-			must(r.Auto(ctx).EndStep("r1", "audio", 0, t0.Add(time.Hour), "second", ""))
+			must(r.Auto(ctx).EndStep("r1", "audio", 0, t0.Add(time.Second), "first", "",
+				bus.Report{Worker: "audio-7", QueueWait: 1500 * time.Millisecond, RunTime: 2 * time.Second}))
+			must(r.Auto(ctx).EndStep("r1", "audio", 0, t0.Add(time.Hour), "second", "", bus.Report{Worker: "audio-8"}))
 			var steps []store.Step
 			if sl.mem != nil {
 				steps = sl.mem.steps("r1")
@@ -88,6 +90,9 @@ func TestRepoConformance(t *testing.T) {
 			}
 			if len(steps) != 1 || !steps[0].StartedAt.Equal(t0) || steps[0].Output != "first" || !steps[0].EndedAt.Equal(t0.Add(time.Second)) {
 				t.Fatalf("steps %+v: want one, started at %s, ended first", steps, t0)
+			}
+			if st := steps[0]; st.Worker != "audio-7" || st.QueueWaitMS != 1500 || st.RunMS != 2000 {
+				t.Fatalf("step %+v: want the first end's report (audio-7, waited 1500 ms, ran 2000 ms)", st)
 			}
 		})
 	}

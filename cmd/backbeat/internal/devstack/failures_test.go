@@ -158,11 +158,9 @@ func TestPermanentRenderErrorIsNotRetried(t *testing.T) {
 	require.Equal(t, before, e.balance())
 }
 
-// TestRetriesExhaustedFailAndAlert: when every pool fails: error, refund,
-// and the alert webhook called.
-func TestRetriesExhaustedFailAndAlert(t *testing.T) {
-	e := setup(t, nil)
-	before := e.balance()
+// failEveryRender makes each pool's renders fail at frame 3 until the
+// faults are set again.
+func (e *e2e) failEveryRender() {
 	boom := func(ctx context.Context, frame int) error {
 		if frame == 3 {
 			return errors.New("encoder lost (injected)")
@@ -171,6 +169,14 @@ func TestRetriesExhaustedFailAndAlert(t *testing.T) {
 	}
 	e.faults.set("gpu", boom)
 	e.faults.set("cpu", boom)
+}
+
+// TestRetriesExhaustedFailAndAlert: when every pool fails: error, refund,
+// and the alert webhook called.
+func TestRetriesExhaustedFailAndAlert(t *testing.T) {
+	e := setup(t, nil)
+	before := e.balance()
+	e.failEveryRender()
 	vid := e.vid("exhausted")
 	e.submit(vid, 0, 2, "square")
 	v := e.waitStatus(vid, "error")
