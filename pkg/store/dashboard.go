@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // StepsOfRuns returns the timelines of several runs (the dashboard's video
@@ -46,4 +47,33 @@ func (s *Store) Facets(ctx context.Context) (RunFacets, error) {
 		}
 	}
 	return f, nil
+}
+
+// maxWorkerSteps bounds the steps RecentWorkers reads.
+const maxWorkerSteps = 20000
+
+// RecentWorkers is WorkersSeen aggregated in Go rather than with MAX(ended_at),
+// which SQLite (`backbeat dev`) returns as text that does not scan into a
+// time: the workers that ended a step since a time, the most recent first,
+// with how many steps each ended (of the newest 20,000).
+func (s *Store) RecentWorkers(ctx context.Context, since time.Time) ([]WorkerSeen, error) {
+	var steps []Step
+	err := s.DB.WithContext(ctx).Select("worker, pool, name, ended_at").
+		Where("worker <> '' AND ended_at >= ?", since).Order("ended_at DESC").Limit(maxWorkerSteps).Find(&steps).Error
+	if err != nil {
+		return nil, fmt.Errorf("recent workers: %w", err)
+	}
+	idx := map[[3]string]int{}
+	var out []WorkerSeen
+	for _, st := range steps {
+		k := [3]string{st.Worker, st.Pool, st.Name}
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			out = append(out, WorkerSeen{Worker: st.Worker, Pool: st.Pool, Name: st.Name, LastAt: *st.EndedAt})
+		}
+		out[i].Steps++
+	}
+	return out, nil
 }

@@ -386,7 +386,7 @@ func (s *Service) poolsPage(w http.ResponseWriter, r *http.Request, ss session) 
 		d["Consumers"] = rows
 	}
 	since := 15 * time.Minute
-	workers, err := s.store.WorkersSeen(ctx, time.Now().Add(-since))
+	workers, err := s.store.RecentWorkers(ctx, time.Now().Add(-since))
 	if err != nil {
 		return err
 	}

@@ -162,6 +162,9 @@ func browser(t *testing.T) context.Context {
 	t.Cleanup(cancelA)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(cancel)
+	// A wait that never ends fails the test instead of hanging it.
+	ctx, cancelT := context.WithTimeout(ctx, 4*time.Minute)
+	t.Cleanup(cancelT)
 	return ctx
 }
 
@@ -256,6 +259,9 @@ func TestDashboardInTheBrowser(t *testing.T) {
 	for _, step := range []string{"audio", "render", "cdn"} {
 		require.True(t, eval[bool](t, ctx, fmt.Sprintf(`document.querySelector('tr.step[data-step=%q]') !== null`, step)), step)
 	}
+	// Once the thumbnail and notify steps end, the page stops polling.
+	waitJS(t, ctx, `!document.querySelector("#video-live").getAttribute("hx-trigger").includes("every")`, time.Minute)
+	require.True(t, eval[bool](t, ctx, `document.querySelectorAll("#outputs img.thumb").length > 0`), "the thumbnails are shown")
 	shot(t, ctx, "video")
 
 	// With renders failing, a second video ends in error; retried from its
@@ -300,7 +306,7 @@ func TestDashboardInTheBrowser(t *testing.T) {
 	))
 	require.Contains(t, text("#consumers"), "render-gpu-normal")
 	// Workers are listed as the coordinator recorded them on the steps.
-	seen, err := s.st.Store.WorkersSeen(context.Background(), time.Now().Add(-15*time.Minute))
+	seen, err := s.st.Store.RecentWorkers(context.Background(), time.Now().Add(-15*time.Minute))
 	require.NoError(t, err)
 	if len(seen) == 0 {
 		require.Contains(t, text("#workers"), "No worker ended a step recently.")
