@@ -11,7 +11,8 @@
 #             trusts the system's roots; every target below includes it
 #   run       ffmpeg (the demo: `backbeat demo` embeds NATS, SQLite and a blob folder)
 #   test      + postgresql, MinIO and nats-server (scripts/services.sh, testenv's clusters),
-#             curl, jq and python3 (the bench scripts the tests run: devmem.sh, pipeline.sh)
+#             curl, jq and python3 (the bench scripts the tests run: devmem.sh, pipeline.sh),
+#             chromium (the dashboard's browser test, cmd/backbeat/internal/dashtest)
 #   smoke     + curl
 #   chaos     as test
 #   lint      staticcheck
@@ -44,7 +45,7 @@ PROTOBUF_VERSION="${PROTOBUF_VERSION:-v1.36.12}"
 declare -A NEEDS=(
 	[go]="ca-certificates"
 	[run]="ffmpeg"
-	[test]="ffmpeg postgresql curl jq python3 go:minio go:nats-server"
+	[test]="ffmpeg postgresql curl jq python3 chromium go:minio go:nats-server"
 	[smoke]="ffmpeg postgresql curl go:minio go:nats-server"
 	[chaos]="ffmpeg postgresql go:minio go:nats-server"
 	[lint]="go:staticcheck"

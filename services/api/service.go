@@ -63,6 +63,9 @@ type Config struct {
 	// cut off with a 408. Zero means the defaults.
 	UploadGrace   time.Duration
 	UploadMinRate int64
+	// Pools are the render pools whose JOBS consumers the dashboard's pools
+	// page shows (BACKBEAT_POOLS).
+	Pools []string
 }
 
 func (c *Config) setDefaults() {
@@ -99,6 +102,11 @@ func (c Config) validate() error {
 	if c.MaxAudioBytes < 0 || c.MaxCoverBytes < 0 {
 		return errors.New("api: upload limits must not be negative")
 	}
+	for _, p := range c.Pools {
+		if !poolRE.MatchString(p) {
+			return fmt.Errorf("api: %q is not a pool name", p)
+		}
+	}
 	if c.RequestTimeout < 0 || c.ReadHeaderTimeout < 0 || c.IdleTimeout < 0 || c.UploadGrace < 0 || c.UploadMinRate < 0 {
 		return errors.New("api: timeouts and the upload rate must not be negative")
 	}
@@ -129,6 +137,8 @@ type Service struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	progress *bus.ProgressReader
+	// dash is the operators' dashboard, nil without an admin key.
+	dash *dashboard
 }
 
 // New checks the configuration, mounts the routes on the telemetry mux, sets
@@ -185,6 +195,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil
 	})
 	s.routes()
+	if err := s.dashboardRoutes(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -20,7 +20,7 @@ import (
 // they fill.
 func Flags(fs *flag.FlagSet) *Options {
 	o := &Options{}
-	fs.StringVar(&o.Dir, "dir", ".data/dev", "state directory (NATS, SQLite, blobs, API key)")
+	fs.StringVar(&o.Dir, "dir", ".data/dev", "state directory (NATS, SQLite, blobs, API and admin keys)")
 	fs.IntVar(&o.NATSPort, "nats-port", 4222, "port of the embedded NATS server (-1: any free port)")
 	fs.StringVar(&o.HTTPAddr, "http", "127.0.0.1:8080", "address of the API and the edge")
 	fs.StringVar(&o.DatabaseURL, "database", "", "database URL (default sqlite://DIR/backbeat.db; postgres://… works too)")
@@ -68,8 +68,10 @@ Backbeat dev stack is up.
   state          %s
   dev API key    %s  (also in %s/api-key)
   user           %s (bundle %s, %d credits)
+  dashboard      %s/dashboard  (admin key %s, also in %s/admin-key)
 
 Try:  backbeat submit song.wav --start 10 --end 25 --template spectrum --format square --title T --artist A --wait
-`, st.BaseURL, st.NATS.ClientURL(), st.Opts.Dir, st.APIKey, st.Opts.Dir, DevUser, st.Opts.DevBundle, st.Opts.DevBalance)
+`, st.BaseURL, st.NATS.ClientURL(), st.Opts.Dir, st.APIKey, st.Opts.Dir, DevUser, st.Opts.DevBundle, st.Opts.DevBalance,
+		st.BaseURL, st.AdminKey, st.Opts.Dir)
 	st.log.Info("dev stack ready", zap.String("api", st.BaseURL), zap.String("nats", st.NATS.ClientURL()))
 }

@@ -104,7 +104,7 @@ func (s *Stack) startServices(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := api.New(api.Config{OwnersMayRecover: true, AdminKey: s.Opts.AdminKey}, api.Deps{Store: s.Store, Blob: s.Blob, Pub: pc.pub, JS: pc.js, Log: s.logger("api"), Telemetry: apiTel}); err != nil {
+	if _, err := api.New(api.Config{OwnersMayRecover: true, AdminKey: s.AdminKey, Pools: s.Opts.Pools}, api.Deps{Store: s.Store, Blob: s.Blob, Pub: pc.pub, JS: pc.js, Log: s.logger("api"), Telemetry: apiTel}); err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
 	for _, p := range cdn.PublicPrefixes {

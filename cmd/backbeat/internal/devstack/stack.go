@@ -58,7 +58,8 @@ type Options struct {
 	Log *zap.Logger
 	// APIKey for the dev user; read from Dir/api-key or minted when empty.
 	APIKey string
-	// AdminKey is the API's admin key (operators: the admin endpoints).
+	// AdminKey is the operators' key (the dashboard's login, the admin
+	// endpoints); read from Dir/admin-key or minted when empty.
 	AdminKey string
 	// NATSURL, when set, is a NATS server the stack uses instead of
 	// embedding one (tests run the shipped nats.conf this way).
@@ -106,6 +107,8 @@ type Stack struct {
 	// BaseURL serves the API (/v1/…) and the edge (/videos/…, /thumbnails/…).
 	BaseURL string
 	APIKey  string
+	// AdminKey logs an operator into BaseURL/dashboard.
+	AdminKey string
 	// Health maps each service to the base URL of its /healthz, /readyz, /metrics.
 	Health map[string]string
 
@@ -251,29 +254,41 @@ func (s *Stack) startNATS() error {
 	return nil
 }
 
-// seed creates the dev user and its API key.
+// seed creates the dev user and its API key, and the operators' admin key.
 func (s *Stack) seed(ctx context.Context) error {
 	if err := s.Store.UpsertUser(ctx, store.User{ID: DevUser, Balance: s.Opts.DevBalance, Bundle: s.Opts.DevBundle}); err != nil {
 		return err
 	}
-	key := s.Opts.APIKey
-	keyFile := filepath.Join(s.Opts.Dir, "api-key")
+	key, err := s.keyFile("api-key", s.Opts.APIKey)
+	if err != nil {
+		return err
+	}
+	if err := api.AddAPIKey(ctx, s.Store, DevUser, "dev", key); err != nil {
+		return err
+	}
+	if s.AdminKey, err = s.keyFile("admin-key", s.Opts.AdminKey); err != nil {
+		return err
+	}
+	s.APIKey = key
+	return nil
+}
+
+// keyFile returns key, else the key kept in Dir/name, else a new one, and
+// keeps it there (0600) so it survives restarts.
+func (s *Stack) keyFile(name, key string) (string, error) {
+	path := filepath.Join(s.Opts.Dir, name)
 	if key == "" {
-		if b, err := os.ReadFile(keyFile); err == nil {
+		if b, err := os.ReadFile(path); err == nil {
 			key = strings.TrimSpace(string(b))
 		}
 	}
 	if key == "" {
 		key = api.NewKey()
 	}
-	if err := api.AddAPIKey(ctx, s.Store, DevUser, "dev", key); err != nil {
-		return err
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", name, err)
 	}
-	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write api key: %w", err)
-	}
-	s.APIKey = key
-	return nil
+	return key, nil
 }
 
 // Stop stops every service, then NATS.

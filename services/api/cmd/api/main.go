@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"strings"
 
 	"github.com/backbeat/backbeat/pkg/boot"
 	"github.com/backbeat/backbeat/pkg/store"
@@ -20,6 +21,8 @@ func main() {
 			SpoolDir: p.Env.String("API_SPOOL_DIR", ""),
 			// Dev setups only: users may recover their own stalled videos.
 			OwnersMayRecover: p.Env.Bool("API_OWNERS_MAY_RECOVER", false),
+			// The dashboard's pools page shows these pools' JOBS consumers.
+			Pools: strings.Split(p.Env.String("BACKBEAT_POOLS", "gpu,cpu"), ","),
 		}
 		st, err := store.Open(ctx, p.Env.Required("DATABASE_URL"))
 		if err != nil {
