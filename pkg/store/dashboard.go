@@ -52,10 +52,10 @@ func (s *Store) Facets(ctx context.Context) (RunFacets, error) {
 // maxWorkerSteps bounds the steps RecentWorkers reads.
 const maxWorkerSteps = 20000
 
-// RecentWorkers is WorkersSeen aggregated in Go rather than with MAX(ended_at),
-// which SQLite (`backbeat dev`) returns as text that does not scan into a
-// time: the workers that ended a step since a time, the most recent first,
-// with how many steps each ended (of the newest 20,000).
+// RecentWorkers returns the workers that ended a step since a time, the most
+// recent first, with how many steps each ended (of the newest 20,000). It
+// groups in Go: SQLite (`backbeat dev`) returns MAX(ended_at) as text, which
+// does not scan into a time.
 func (s *Store) RecentWorkers(ctx context.Context, since time.Time) ([]WorkerSeen, error) {
 	var steps []Step
 	err := s.DB.WithContext(ctx).Select("worker, pool, name, ended_at").

@@ -191,20 +191,6 @@ type WorkerSeen struct {
 	Steps  int64
 }
 
-// WorkersSeen returns the workers that ended a step since a time, the most
-// recent first, with how many steps each ended.
-func (s *Store) WorkersSeen(ctx context.Context, since time.Time) ([]WorkerSeen, error) {
-	var out []WorkerSeen
-	err := s.DB.WithContext(ctx).Model(&Step{}).
-		Select("worker, pool, name, MAX(ended_at) AS last_at, COUNT(*) AS steps").
-		Where("worker <> '' AND ended_at >= ?", since).
-		Group("worker, pool, name").Order("last_at DESC").Scan(&out).Error
-	if err != nil {
-		return nil, fmt.Errorf("workers seen: %w", err)
-	}
-	return out, nil
-}
-
 // ErrActionExists is returned by RecordAction when the request id was taken
 // by an earlier action; the earlier action is returned with it.
 var ErrActionExists = errors.New("an action with this request id exists")
