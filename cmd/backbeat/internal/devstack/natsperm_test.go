@@ -299,7 +299,9 @@ func probeUser(ctx context.Context, t *testing.T, ns *testenv.ShippedNATS, admin
 		cons, err := p.js.Consumer(ctx, bus.StreamJobs, bus.StepAudio)
 		require.NoError(t, err, "%s reads a JOBS consumer", user)
 		require.Equal(t, bus.StepAudio, cons.CachedInfo().Name)
-		allowed = append(allowed, "read JOBS consumers' info")
+		_, err = p.js.Stream(ctx, bus.StreamJobs)
+		require.NoError(t, err, "%s reads the JOBS stream's info", user)
+		allowed = append(allowed, "read the JOBS stream's and consumers' info (the dashboard's pools page)")
 	}
 	if user == "api" || user == "coordinator" {
 		// What the api's status and the coordinator's stall watchdog do.
