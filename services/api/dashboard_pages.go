@@ -390,7 +390,7 @@ func (s *Service) poolsPage(w http.ResponseWriter, r *http.Request, ss session) 
 	if err != nil {
 		return err
 	}
-	d["Workers"], d["WorkersSince"] = workers, since.String()
+	d["Workers"], d["WorkersSince"] = workers, fmt.Sprintf("%d minutes", int(since.Minutes()))
 	s.render(w, r, http.StatusOK, "pools", "", ss, d)
 	return nil
 }
