@@ -127,6 +127,30 @@ func TestReadmeMetricsMatchTheCode(t *testing.T) {
 	sameSets(t, "metric", "Metrics", defined, readmeMetrics(t))
 }
 
+// TestFrontReadmeNamesEveryMetric: the repository's README names, under
+// "Operating it", exactly the metrics this README's table lists.
+func TestFrontReadmeNamesEveryMetric(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := map[string]string{}
+	for _, m := range regexp.MustCompile("`(backbeat_[a-z_]+)`").FindAllStringSubmatch(section(t, string(raw), "Operating it"), -1) {
+		named[m[1]] = "README.md"
+	}
+	table := readmeMetrics(t)
+	for m := range table {
+		if named[m] == "" {
+			t.Errorf("README.md (Operating it) does not name %s, which deployments/README.md lists", m)
+		}
+	}
+	for m := range named {
+		if !table[m] {
+			t.Errorf("README.md (Operating it) names %s, which deployments/README.md does not list", m)
+		}
+	}
+}
+
 // readmeMetrics returns the metrics the README's Metrics table lists.
 func readmeMetrics(t *testing.T) map[string]bool {
 	t.Helper()
