@@ -24,6 +24,12 @@ import (
 // is replayed in several ranges, each one reviewable as a dry run.
 const MaxBulkRange = 31 * 24 * time.Hour
 
+// ActionTimeout bounds one action. An action runs to its end even when its
+// caller goes away (an HTTP client that timed out, a closed dashboard tab):
+// a bulk action cut half-way would leave some videos done and others not,
+// and the caller could not tell which without the audit trail.
+const ActionTimeout = 5 * time.Minute
+
 // Act performs an operator action and records it in the audit trail
 // (store.AdminAction), under req.RequestID:
 //
@@ -38,6 +44,8 @@ const MaxBulkRange = 31 * 24 * time.Hour
 //
 // actor names the operator ("admin-key", or the dashboard's session).
 func (s *Service) Act(ctx context.Context, actor string, req AdminRequest) (ActionResult, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ActionTimeout)
+	defer cancel()
 	if err := s.checkAdminRequest(&req); err != nil {
 		return ActionResult{}, err
 	}

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -230,4 +231,23 @@ func TestFailuresGroupByReason(t *testing.T) {
 	require.Equal(t, "gpu-1", res.Groups[0].Failures[0].Worker)
 	require.Equal(t, "audio", res.Groups[1].Step)
 	require.Equal(t, http.StatusBadRequest, call(t, "GET", e.URL+"/v1/admin/failures?since=yesterday", apitest.AdminKey, nil, nil))
+}
+
+// TestActionOutlivesItsCaller: an action whose caller has gone away (its
+// context cancelled, as when an HTTP client times out) still runs to its
+// end and is recorded with its outcome.
+func TestActionOutlivesItsCaller(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t)
+	e.SeedVideo(t, store.Video{ID: "v1", UserID: e.UserID, RunID: "r1", Status: store.StatusProcessing}, store.StageRender)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	res, err := e.Service.Act(ctx, "test", api.AdminRequest{RequestID: "gone-1", Action: api.ActionCancel, VideoID: "v1"})
+	require.NoError(t, err)
+	require.Equal(t, api.OutcomeDone, res.Videos[0].Outcome)
+	require.Len(t, e.Events(t, e.Pub.Subjects().EventsOfKind(bus.KindVideoCancel)), 1)
+	trail, err := e.Service.AuditTrail(t.Context(), "v1", 10)
+	require.NoError(t, err)
+	require.Len(t, trail, 1)
+	require.Equal(t, api.OutcomeDone, trail[0].Videos[0].Outcome, "the outcome is recorded")
 }

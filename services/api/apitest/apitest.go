@@ -42,6 +42,8 @@ type Env struct {
 	Objects blob.Store
 	Blob    *blob.Local
 	Pub     *bus.Publisher
+	// Service is the API behind Server.
+	Service *api.Service
 	// UserID and Key are a seeded user with 100 credits and its API key.
 	UserID string
 	Key    string
@@ -89,7 +91,7 @@ func NewOn(t *testing.T, objects blob.Store, opts ...func(*api.Config)) *Env {
 	srv.Config = tel.HTTPServer()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	e := &Env{Server: srv, URL: srv.URL, JS: js, NC: nc, Store: st, Objects: objects, Pub: pub}
+	e := &Env{Server: srv, URL: srv.URL, JS: js, NC: nc, Store: st, Objects: objects, Pub: pub, Service: svc}
 	e.UserID, e.Key = e.AddUser(t, "u1")
 	return e
 }
