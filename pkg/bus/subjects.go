@@ -21,6 +21,9 @@ const (
 	KindNotifyDone    = "notify.done"
 	KindStepFailed    = "step.failed"
 	KindVideoStatus   = "video.status"
+	// KindAdminAction records an operator's action in the video's history
+	// (the api publishes it; nothing consumes it).
+	KindAdminAction = "admin.action"
 )
 
 // Steps name the workers; they appear in subjects, consumer names, message ids

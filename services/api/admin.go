@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -82,6 +83,9 @@ func (s *Service) Act(ctx context.Context, actor string, req AdminRequest) (Acti
 	}
 	for _, vid := range vids {
 		out, err := s.actOn(ctx, req, vid)
+		if err == nil && !req.DryRun {
+			err = s.recordInHistory(ctx, actor, req, out)
+		}
 		if err != nil {
 			// What was done so far is recorded; repeating the request id
 			// goes on from here (the publishes made are deduplicated).
@@ -101,6 +105,20 @@ func (s *Service) Act(ctx context.Context, actor string, req AdminRequest) (Acti
 	s.log.Info("admin action", zap.String("action", req.Action), zap.String("actor", actor),
 		zap.String("request_id", req.RequestID), zap.Bool("dry_run", req.DryRun), zap.Int("videos", len(res.Videos)))
 	return res, nil
+}
+
+// recordInHistory publishes the action's outcome for one video on the
+// video's EVENTS subject (admin.action), so its history shows what operators
+// did to it. Its message id is the action's and the video's: an action
+// repeated after being cut short records each video once.
+func (s *Service) recordInHistory(ctx context.Context, actor string, req AdminRequest, out VideoOutcome) error {
+	m := &backbeatv1.AdminAction{VideoId: out.VideoID, RunId: out.RunID, Action: req.Action, RequestId: req.RequestID,
+		Actor: actor, Outcome: out.Outcome, Detail: out.Detail, Reason: req.Reason}
+	subj := s.pub.Subjects().Event(out.VideoID, bus.KindAdminAction)
+	if err := s.pub.Publish(ctx, subj, m, "admin:audit:"+out.VideoID+":"+req.RequestID); err != nil {
+		return fmt.Errorf("record the action in the history of %s: %w", out.VideoID, err)
+	}
+	return nil
 }
 
 func decodeResult(rec store.AdminAction) (ActionResult, error) {
@@ -309,8 +327,16 @@ func (s *Service) retry(ctx context.Context, req AdminRequest, out VideoOutcome,
 	return s.publishOr(ctx, req, out, bus.KindVideoCreate, &m, "create:"+m.VideoId+":"+m.RequestId, what)
 }
 
-// replay re-publishes a video's history (video.status skipped: it is the
-// coordinator's output). The coordinator acts on no replayed command and
+// replayed says whether a replay re-publishes a stored event: not the
+// coordinator's output (video.status), nor the operators' records
+// (admin.action), nor the copies an earlier replay made (their originals
+// are in the history).
+func replayed(m jetstream.Msg, prefix string) bool {
+	kind := strings.TrimPrefix(m.Subject(), prefix)
+	return kind != bus.KindVideoStatus && kind != bus.KindAdminAction && m.Headers().Get(bus.HeaderReplayOf) == ""
+}
+
+// replay re-publishes a video's history (what replayed selects). The coordinator acts on no replayed command and
 // keys replayed creates by their original, so nothing changes but lost
 // effects being emitted again.
 func (s *Service) replay(ctx context.Context, req AdminRequest, out VideoOutcome) (VideoOutcome, error) {
@@ -321,7 +347,7 @@ func (s *Service) replay(ctx context.Context, req AdminRequest, out VideoOutcome
 	}
 	var todo int
 	for _, m := range msgs {
-		if strings.TrimPrefix(m.Subject(), prefix) != bus.KindVideoStatus {
+		if replayed(m, prefix) {
 			todo++
 		}
 	}
@@ -333,7 +359,7 @@ func (s *Service) replay(ctx context.Context, req AdminRequest, out VideoOutcome
 		return out, nil
 	}
 	for _, m := range msgs {
-		if strings.TrimPrefix(m.Subject(), prefix) == bus.KindVideoStatus {
+		if !replayed(m, prefix) {
 			continue
 		}
 		md, err := m.Metadata()

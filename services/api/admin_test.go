@@ -101,6 +101,12 @@ func TestAdminCancelIsSafeToRepeat(t *testing.T) {
 	require.True(t, again.Repeated)
 	require.Equal(t, res.Videos, again.Videos)
 	require.Len(t, e.Events(t, cancels), 1, "a repeated action publishes nothing")
+	history := e.Events(t, e.Pub.Subjects().Event("v1", bus.KindAdminAction))
+	require.Len(t, history, 1, "the cancel, not its dry run, is in the video's history, once")
+	rec := decode(t, &backbeatv1.AdminAction{}, history[0].Data())
+	require.Equal(t, api.ActionCancel, rec.GetAction())
+	require.Equal(t, "r1", rec.GetRunId())
+	require.Equal(t, "customer asked", rec.GetReason())
 
 	req.VideoID = "v2"
 	code, _ = act(t, e, req)
@@ -193,13 +199,22 @@ func TestAdminBulkReplay(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, code)
 	require.Equal(t, "replayed 2 events", res.Videos[0].Detail)
 	all := e.Events(t, subj.Events())
-	require.Len(t, all, 6)
-	for _, m := range all[4:] {
+	require.Len(t, all, 7, "two events replayed, and the action recorded in v1's history")
+	for _, m := range all[4:6] {
 		require.NotEmpty(t, m.Headers().Get(bus.HeaderReplayOf), m.Subject())
 	}
+	rec := decode(t, &backbeatv1.AdminAction{}, all[6].Data())
+	require.Equal(t, subj.Event("v1", bus.KindAdminAction), all[6].Subject())
+	require.Equal(t, "op-replay-1", rec.GetRequestId())
+	require.Equal(t, api.AdminActor, rec.GetActor())
+	require.Equal(t, "replayed 2 events", rec.GetDetail())
 	_, again := act(t, e, req)
 	require.True(t, again.Repeated)
-	require.Len(t, e.Events(t, subj.Events()), 6)
+	require.Len(t, e.Events(t, subj.Events()), 7)
+	// A second replay skips the operators' record, as it skips video.status,
+	// and the first replay's copies: it re-publishes the two originals.
+	_, res = act(t, e, api.AdminRequest{RequestID: "op-replay-2", Action: api.ActionReplay, VideoID: "v1"})
+	require.Equal(t, "replayed 2 events", res.Videos[0].Detail)
 
 	f2 := &api.BulkFilter{From: now.Add(-2 * time.Hour), To: now.Add(-time.Hour)}
 	_, none := act(t, e, api.AdminRequest{Action: api.ActionReplay, Filter: f2, DryRun: true})

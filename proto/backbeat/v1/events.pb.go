@@ -1038,6 +1038,116 @@ func (x *VideoStatusChanged) GetUserId() string {
 	return ""
 }
 
+// AdminAction records, in a video's history, an operator's action on it
+// through the admin API (cancel, recover, retry, replay) and what came of it.
+// The same record is a row of the admin_actions table. Nothing acts on it: a
+// replay skips it, and the coordinator does not consume it.
+type AdminAction struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	VideoId string                 `protobuf:"bytes,1,opt,name=video_id,json=videoId,proto3" json:"video_id,omitempty"`
+	// The video's current run when the action was taken.
+	RunId string `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// cancel, recover, retry or replay.
+	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// The action's request id (its key in admin_actions).
+	RequestId string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Who acted: "admin-key", or "dashboard:<name>".
+	Actor string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	// done or skipped.
+	Outcome string `protobuf:"bytes,6,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Detail  string `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The operator's note.
+	Reason        string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminAction) Reset() {
+	*x = AdminAction{}
+	mi := &file_backbeat_v1_events_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminAction) ProtoMessage() {}
+
+func (x *AdminAction) ProtoReflect() protoreflect.Message {
+	mi := &file_backbeat_v1_events_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminAction.ProtoReflect.Descriptor instead.
+func (*AdminAction) Descriptor() ([]byte, []int) {
+	return file_backbeat_v1_events_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AdminAction) GetVideoId() string {
+	if x != nil {
+		return x.VideoId
+	}
+	return ""
+}
+
+func (x *AdminAction) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *AdminAction) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AdminAction) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *AdminAction) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AdminAction) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *AdminAction) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *AdminAction) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_backbeat_v1_events_proto protoreflect.FileDescriptor
 
 const file_backbeat_v1_events_proto_rawDesc = "" +
@@ -1139,7 +1249,17 @@ const file_backbeat_v1_events_proto_rawDesc = "" +
 	"\rthumbnail_url\x18\x06 \x01(\tR\fthumbnailUrl\x120\n" +
 	"\x14square_thumbnail_url\x18\a \x01(\tR\x12squareThumbnailUrl\x12%\n" +
 	"\x0erender_seconds\x18\b \x01(\x01R\rrenderSeconds\x12\x17\n" +
-	"\auser_id\x18\t \x01(\tR\x06userIdB\xa6\x01\n" +
+	"\auser_id\x18\t \x01(\tR\x06userId\"\xd6\x01\n" +
+	"\vAdminAction\x12\x19\n" +
+	"\bvideo_id\x18\x01 \x01(\tR\avideoId\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\x12\x14\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x18\n" +
+	"\aoutcome\x18\x06 \x01(\tR\aoutcome\x12\x16\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reasonB\xa6\x01\n" +
 	"\x0fcom.backbeat.v1B\vEventsProtoP\x01Z9github.com/backbeat/backbeat/proto/backbeat/v1;backbeatv1\xa2\x02\x03BXX\xaa\x02\vBackbeat.V1\xca\x02\vBackbeat\\V1\xe2\x02\x17Backbeat\\V1\\GPBMetadata\xea\x02\fBackbeat::V1b\x06proto3"
 
 var (
@@ -1154,7 +1274,7 @@ func file_backbeat_v1_events_proto_rawDescGZIP() []byte {
 	return file_backbeat_v1_events_proto_rawDescData
 }
 
-var file_backbeat_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_backbeat_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_backbeat_v1_events_proto_goTypes = []any{
 	(*VideoCreate)(nil),        // 0: backbeat.v1.VideoCreate
 	(*VideoCancel)(nil),        // 1: backbeat.v1.VideoCancel
@@ -1167,14 +1287,15 @@ var file_backbeat_v1_events_proto_goTypes = []any{
 	(*NotifyDone)(nil),         // 8: backbeat.v1.NotifyDone
 	(*StepFailed)(nil),         // 9: backbeat.v1.StepFailed
 	(*VideoStatusChanged)(nil), // 10: backbeat.v1.VideoStatusChanged
-	nil,                        // 11: backbeat.v1.VideoCreate.TemplateSettingsEntry
-	(Format)(0),                // 12: backbeat.v1.Format
-	(VideoStatus)(0),           // 13: backbeat.v1.VideoStatus
+	(*AdminAction)(nil),        // 11: backbeat.v1.AdminAction
+	nil,                        // 12: backbeat.v1.VideoCreate.TemplateSettingsEntry
+	(Format)(0),                // 13: backbeat.v1.Format
+	(VideoStatus)(0),           // 14: backbeat.v1.VideoStatus
 }
 var file_backbeat_v1_events_proto_depIdxs = []int32{
-	11, // 0: backbeat.v1.VideoCreate.template_settings:type_name -> backbeat.v1.VideoCreate.TemplateSettingsEntry
-	12, // 1: backbeat.v1.VideoCreate.format:type_name -> backbeat.v1.Format
-	13, // 2: backbeat.v1.VideoStatusChanged.status:type_name -> backbeat.v1.VideoStatus
+	12, // 0: backbeat.v1.VideoCreate.template_settings:type_name -> backbeat.v1.VideoCreate.TemplateSettingsEntry
+	13, // 1: backbeat.v1.VideoCreate.format:type_name -> backbeat.v1.Format
+	14, // 2: backbeat.v1.VideoStatusChanged.status:type_name -> backbeat.v1.VideoStatus
 	3,  // [3:3] is the sub-list for method output_type
 	3,  // [3:3] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
@@ -1194,7 +1315,7 @@ func file_backbeat_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backbeat_v1_events_proto_rawDesc), len(file_backbeat_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -107,7 +107,7 @@ func TestReplayRepublishesHistory(t *testing.T) {
 	require.NoError(t, Replay(t.Context(), env, []string{"--video", "v1", "--request-id", "op-1"}))
 	require.Regexp(t, `v1\s+r1\s+ready\s+done\s+replayed 2 events`, b.stdout.String())
 	msgs := b.api.Events(t, s.Event("v1", ">"))
-	require.Len(t, msgs, 5)
+	require.Len(t, msgs, 6, "two replayed, and the action recorded")
 	require.Equal(t, s.Event("v1", bus.KindVideoCreate), msgs[3].Subject())
 	require.Equal(t, "1", msgs[3].Headers().Get(bus.HeaderReplayOf))
 	var c backbeatv1.VideoCreate
@@ -118,7 +118,7 @@ func TestReplayRepublishesHistory(t *testing.T) {
 	b.stderr.b.Reset()
 	require.NoError(t, Replay(t.Context(), env, []string{"--video", "v1", "--request-id", "op-1"}))
 	require.Contains(t, b.stderr.String(), "request op-1 was taken before: nothing done now")
-	require.Len(t, b.api.Events(t, s.Event("v1", ">")), 5)
+	require.Len(t, b.api.Events(t, s.Event("v1", ">")), 6)
 
 	b.stdout.b.Reset()
 	from := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)

@@ -115,7 +115,7 @@ func renderDurables() []string {
 }
 
 var allKinds = []string{bus.KindVideoCreate, bus.KindVideoCancel, bus.KindVideoRecover, bus.KindAudioDone,
-	bus.KindRenderDone, bus.KindCDNDone, bus.KindThumbnailDone, bus.KindNotifyDone, bus.KindStepFailed, bus.KindVideoStatus}
+	bus.KindRenderDone, bus.KindCDNDone, bus.KindThumbnailDone, bus.KindNotifyDone, bus.KindStepFailed, bus.KindVideoStatus, bus.KindAdminAction}
 
 func streamOf(durable string) (string, string) {
 	if s, d, ok := strings.Cut(durable, "/"); ok {
