@@ -195,6 +195,10 @@ func queueWait(consumer string, v float64, seq string) string {
 	return histogram("backbeat_job_queue_wait_seconds", `step="render",consumer="`+consumer+`"`, queueWaitBuckets, v, seq)
 }
 
+func stepWait(step, consumer string, v float64, seq string) string {
+	return histogram("backbeat_job_queue_wait_seconds", `step="`+step+`",consumer="`+consumer+`"`, queueWaitBuckets, v, seq)
+}
+
 func apiLatency(route string, v float64, seq string) string {
 	return histogram("backbeat_api_request_duration_seconds", `route="`+route+`"`, apiLatencyBuckets, v, seq)
 }
@@ -229,6 +233,19 @@ var alertCases = []struct {
 	labels:  map[string]string{"consumer": "render-cpu-low", "severity": "warning"},
 	bad:     []string{queueWait("render-cpu-low", 900, "0+1x90")},
 	healthy: []string{queueWait("render-cpu-low", 300, "0+1x90")},
+}, {
+	alert:  "BackbeatCoordinatorLagging",
+	labels: map[string]string{"severity": "critical"},
+	// Every event waits 20 s for the coordinator.
+	bad: []string{stepWait("coordinator", "coordinator", 20, "0+50x90")},
+	// Events handled in 100 ms; a notify job retried for minutes (a webhook down).
+	healthy: []string{stepWait("coordinator", "coordinator", 0.1, "0+50x90") + stepWait("notify", "notify", 600, "0+1x90")},
+}, {
+	alert:  "BackbeatStepQueueWaitHigh",
+	labels: map[string]string{"consumer": "audio", "severity": "warning"},
+	bad:    []string{stepWait("audio", "audio", 60, "0+2x90")},
+	// Audio and cdn jobs picked up at once.
+	healthy: []string{stepWait("audio", "audio", 0.05, "0+2x90") + stepWait("cdn", "cdn", 0.01, "0+2x90")},
 }, {
 	alert:  "BackbeatRunsStalling",
 	labels: map[string]string{"stage": "render", "pool": "gpu", "severity": "critical"},
