@@ -50,30 +50,38 @@ func TestOneTracePerVideo(t *testing.T) {
 		return false
 	}, 10*time.Second, 50*time.Millisecond, "the api's publish of video.create was recorded")
 
-	// Spans end a moment after the event they publish is handled: wait for
-	// the tree to be whole (every parent recorded) before judging it.
+	// A span ends when its handler returns, a moment after what the test
+	// waited for is in the database (the coordinator's thumbnail.done span
+	// ends after the thumbnails' promotion): wait for the tree to be whole
+	// (every parent recorded) and every expected span ended before judging.
+	wantNames := []string{"POST /v1/videos", "coordinator video.create", "process audio", "coordinator audio.done",
+		"process render", "coordinator render.done", "process cdn", "coordinator cdn.done", "process thumbnail",
+		"coordinator thumbnail.done", "process notify"}
 	var spans []sdktrace.ReadOnlySpan
 	var problems []string
+	services := map[string]int{}
+	names := map[string]bool{}
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		spans, problems = traceOf(rec.Ended(), tid)
-		if (len(problems) == 0 && covers(spans, "thumbnail")) || time.Now().After(deadline) {
+		clear(services)
+		clear(names)
+		for _, s := range spans {
+			services[service(s)]++
+			names[s.Name()] = true
+		}
+		whole := len(problems) == 0
+		for _, n := range wantNames {
+			whole = whole && names[n]
+		}
+		if whole || time.Now().After(deadline) {
 			break
 		}
 	}
 	require.Empty(t, problems, "trace %s is not one tree", tid)
-
-	services := map[string]int{}
-	names := map[string]bool{}
-	for _, s := range spans {
-		services[service(s)]++
-		names[s.Name()] = true
-	}
 	for _, want := range []string{"api", "render-coordinator", "audio", "gpu-renderer", "cdn", "thumbnail"} {
 		require.NotZero(t, services[want], "no span of %s in the video's trace (services: %v)", want, services)
 	}
-	for _, want := range []string{"POST /v1/videos", "coordinator video.create", "process audio", "coordinator audio.done",
-		"process render", "coordinator render.done", "process cdn", "coordinator cdn.done", "process thumbnail",
-		"coordinator thumbnail.done", "process notify"} {
+	for _, want := range wantNames {
 		require.True(t, names[want], "no span %q in the video's trace (%v)", want, names)
 	}
 	for _, s := range rec.Ended() {
@@ -112,16 +120,6 @@ func traceOf(all []sdktrace.ReadOnlySpan, tid trace.TraceID) ([]sdktrace.ReadOnl
 		problems = append(problems, fmt.Sprintf("%d roots, want one", roots))
 	}
 	return spans, problems
-}
-
-// covers says whether a span of service is among spans.
-func covers(spans []sdktrace.ReadOnlySpan, svc string) bool {
-	for _, s := range spans {
-		if service(s) == svc {
-			return true
-		}
-	}
-	return false
 }
 
 func service(s sdktrace.ReadOnlySpan) string {
