@@ -89,7 +89,7 @@ func (s *Service) Act(ctx context.Context, actor string, req AdminRequest) (Acti
 		if err != nil {
 			// What was done so far is recorded; repeating the request id
 			// goes on from here (the publishes made are deduplicated).
-			s.log.Error("admin action failed", zap.String("action", req.Action), zap.String("request_id", req.RequestID),
+			bus.Logger(ctx, s.log).Error("admin action failed", zap.String("action", req.Action), zap.String("request_id", req.RequestID),
 				zap.String("video_id", vid), zap.Error(err))
 			return res, fmt.Errorf("%s of %s: %w", req.Action, vid, err)
 		}
@@ -102,7 +102,7 @@ func (s *Service) Act(ctx context.Context, actor string, req AdminRequest) (Acti
 	if err := s.store.UpdateActionResult(ctx, rec.ID, string(b), len(res.Videos)); err != nil {
 		return res, err
 	}
-	s.log.Info("admin action", zap.String("action", req.Action), zap.String("actor", actor),
+	bus.Logger(ctx, s.log).Info("admin action", zap.String("action", req.Action), zap.String("actor", actor),
 		zap.String("request_id", req.RequestID), zap.Bool("dry_run", req.DryRun), zap.Int("videos", len(res.Videos)))
 	return res, nil
 }

@@ -27,7 +27,13 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+
+	"github.com/backbeat/backbeat/pkg/bus"
+	"github.com/backbeat/backbeat/pkg/logging"
 )
 
 //go:embed dashboard/templates/*.html dashboard/static/*
@@ -255,12 +261,19 @@ func (s *Service) dashServe(route string, h func(w http.ResponseWriter, r *http.
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		securityHeaders(rec)
-		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		// A server span per page, as the API's routes have (wrap), so the
+		// lines a page logs carry its trace id.
+		ctx, span := bus.Tracer(s.pub).Start(r.Context(), r.Method+" "+route, trace.WithNewRoot(),
+			trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("http.request.method", r.Method),
+				attribute.String("url.path", r.URL.Path), attribute.String("backbeat.route", route)))
+		defer span.End()
+		ctx, cancel := context.WithTimeout(bus.WithLogger(ctx, s.log.With(logging.TraceFields(ctx)...)), s.cfg.RequestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 		defer func() {
 			if p := recover(); p != nil {
-				s.log.Error("dashboard panic", zap.String("route", route), zap.Any("panic", p), zap.Stack("stack"))
+				bus.Logger(ctx, s.log).Error("dashboard panic", zap.String("route", route), zap.Any("panic", p), zap.Stack("stack"))
+				span.SetStatus(codes.Error, fmt.Sprintf("panic: %v", p))
 				s.dashError(rec, r, errorf(http.StatusInternalServerError, "internal error"))
 			}
 			s.requests.WithLabelValues(route, fmt.Sprint(rec.code)).Inc()
@@ -270,7 +283,8 @@ func (s *Service) dashServe(route string, h func(w http.ResponseWriter, r *http.
 		if err := h(rec, r); err != nil {
 			var he *httpError
 			if !errors.As(err, &he) || he.code >= 500 {
-				s.log.Error("dashboard request failed", zap.String("route", route), zap.String("path", r.URL.Path), zap.Error(err))
+				bus.Logger(ctx, s.log).Error("dashboard request failed", zap.String("route", route), zap.String("path", r.URL.Path), zap.Error(err))
+				span.SetStatus(codes.Error, err.Error())
 			}
 			s.dashError(rec, r, err)
 		}

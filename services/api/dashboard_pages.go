@@ -278,7 +278,7 @@ func (s *Service) videoData(ctx context.Context, v store.Video) (videoData, erro
 	if !d.Terminal && v.RunID != "" {
 		p, _, err := s.progress.Last(ctx, v.ID)
 		if err != nil {
-			s.log.Warn("read progress", zap.String("video_id", v.ID), zap.Error(err))
+			bus.Logger(ctx, s.log).Warn("read progress", zap.String("video_id", v.ID), zap.Error(err))
 		} else if p != nil && p.GetRunId() == v.RunID {
 			d.Progress = &ProgressView{Attempt: p.GetAttempt(), FramesDone: p.GetFramesDone(), FramesTotal: p.GetFramesTotal(),
 				Percent: p.GetPercent(), Pool: p.GetPool(), Worker: p.GetWorker()}

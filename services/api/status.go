@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/backbeat/backbeat/pkg/bus"
 	"github.com/backbeat/backbeat/pkg/store"
 )
 
@@ -113,7 +114,7 @@ func (s *Service) view(ctx context.Context, v store.Video) (VideoView, error) {
 		p, _, err := s.progress.Last(ctx, v.ID)
 		if err != nil {
 			// Progress is a nicety: the status without it is still right.
-			s.log.Warn("read progress", zap.String("video_id", v.ID), zap.Error(err))
+			bus.Logger(ctx, s.log).Warn("read progress", zap.String("video_id", v.ID), zap.Error(err))
 		} else if p != nil && p.GetRunId() == v.RunID {
 			out.Progress = &ProgressView{
 				Attempt: p.GetAttempt(), FramesDone: p.GetFramesDone(), FramesTotal: p.GetFramesTotal(),
