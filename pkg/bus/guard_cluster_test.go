@@ -108,7 +108,10 @@ func TestPublishRidesOutALeaderElection(t *testing.T) {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// Two minutes: the R3 topology may take its 30 s under load, and the
+	// election after the kill its own; the test once failed on a one-minute
+	// deadline right after heavy test runs.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	topo := testenv.Topology()
 	topo.Replicas = 3
