@@ -130,3 +130,24 @@ func TestReplayRepublishesHistory(t *testing.T) {
 	require.ErrorIs(t, Replay(t.Context(), env, []string{"--from", "yesterday"}), ErrUsage)
 	require.ErrorContains(t, Replay(t.Context(), env, []string{"--from", from, "--status", "done"}), `unknown status "done" (HTTP 400)`)
 }
+
+// TestRecoverAfterAnOutage: `backbeat recover --from … --status stalled`
+// requeues every stalled run of the range, and only those.
+func TestRecoverAfterAnOutage(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	env := admin(b)
+	for _, v := range []string{"s1", "s2"} {
+		b.api.SeedVideo(t, store.Video{ID: v, UserID: b.api.UserID, RunID: "r-" + v, Status: store.StatusStalled}, store.StageRender)
+	}
+	b.api.SeedVideo(t, store.Video{ID: "ok", UserID: b.api.UserID, RunID: "r-ok", Status: store.StatusReady}, store.StageDone)
+	from := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	require.NoError(t, Recover(t.Context(), env, []string{"--from", from, "--status", "stalled", "--request-id", "outage-1"}))
+	t.Log("\n" + b.stdout.String())
+	require.Regexp(t, `s1\s+r-s1\s+stalled\s+done\s+published video.recover of run r-s1`, b.stdout.String())
+	require.Regexp(t, `s2\s+r-s2\s+stalled\s+done`, b.stdout.String())
+	require.NotContains(t, b.stdout.String(), "r-ok")
+	require.Contains(t, b.stderr.String(), "recover: 2 videos acted on, 0 skipped (request outage-1")
+	require.Len(t, b.api.Events(t, b.api.Pub.Subjects().EventsOfKind(bus.KindVideoRecover)), 2)
+	require.ErrorIs(t, Recover(t.Context(), env, []string{"a", "b"}), ErrUsage)
+}

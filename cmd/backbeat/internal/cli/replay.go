@@ -34,10 +34,21 @@ func Retry(ctx context.Context, env Env, args []string) error {
 	return bulkAction(ctx, env, "retry", api.ActionRetry, args)
 }
 
-// bulkAction parses the flags of an action on one video or on a filter,
-// takes it and prints what it did to each video.
+// Recover requeues stalled runs (each stage's job again; a render as a new
+// attempt): one video, or, after an outage, every video with a run in a time
+// range (usually --status stalled):
+//
+//	backbeat recover VIDEO_ID [--dry-run]
+//	backbeat recover --from T [--to T] --status stalled [--pool P] … [--dry-run]
+func Recover(ctx context.Context, env Env, args []string) error {
+	return bulkAction(ctx, env, "recover", api.ActionRecover, args)
+}
+
+// bulkAction parses the flags of an action on one video (--video, or the
+// one argument) or on a filter, takes it and prints what it did to each
+// video.
 func bulkAction(ctx context.Context, env Env, name, action string, args []string) error {
-	fs := newFlagSet(env, name, "--video VIDEO_ID | --from RFC3339 --to RFC3339 [--status S,S] [--user U] "+
+	fs := newFlagSet(env, name, "VIDEO_ID | --video VIDEO_ID | --from RFC3339 --to RFC3339 [--status S,S] [--user U] "+
 		"[--template T] [--pool P] [--reason TEXT] [--limit N]  [--dry-run] [--request-id ID]")
 	var af adminFlags
 	af.register(fs)
@@ -56,7 +67,10 @@ func bulkAction(ctx context.Context, env Env, name, action string, args []string
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
+	switch {
+	case len(pos) == 1 && *vid == "":
+		*vid = pos[0] // `backbeat recover VIDEO_ID`
+	case len(pos) != 0:
 		return usageError("unexpected arguments %q", pos)
 	}
 	req := api.AdminRequest{Action: action, DryRun: *dry, RequestID: *reqID}
