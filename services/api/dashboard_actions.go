@@ -82,10 +82,10 @@ func (s *Service) videoAction(w http.ResponseWriter, r *http.Request, ss session
 	return nil
 }
 
-// bulkFields are the bulk replay form's fields.
+// bulkFields are the bulk form's filter fields.
 var bulkFields = []string{"from", "to", "status", "user", "template", "pool", "reason"}
 
-// bulkFilter reads the bulk replay form; from and to are required.
+// bulkFilter reads the bulk form's filter; from and to are required.
 func bulkFilter(r *http.Request) (BulkFilter, map[string]string, error) {
 	vals := map[string]string{}
 	q := map[string][]string{}
@@ -94,7 +94,7 @@ func bulkFilter(r *http.Request) (BulkFilter, map[string]string, error) {
 		q[k] = []string{vals[k]}
 	}
 	if vals["from"] == "" || vals["to"] == "" {
-		return BulkFilter{}, vals, badRequest("from and to are required: a bulk replay covers a time range")
+		return BulkFilter{}, vals, badRequest("from and to are required: a bulk action covers a time range")
 	}
 	f, _, err := runFilter(q)
 	if err != nil {
@@ -120,14 +120,26 @@ func (s *Service) replayPage(w http.ResponseWriter, r *http.Request, ss session)
 	return nil
 }
 
-// replayAction is the bulk replay: a dry run, or, with confirm set, for real.
+// replayAction is the bulk action (replay by default, recover or retry): a
+// dry run, or, with confirm set, for real.
 func (s *Service) replayAction(w http.ResponseWriter, r *http.Request, ss session) error {
 	bf, vals, err := bulkFilter(r)
 	if err != nil {
 		return err
 	}
-	d := actionData{Action: ActionReplay, Filter: vals}
-	if _, err := s.act(r, ss, AdminRequest{Action: ActionReplay, Filter: &bf}, &d); err != nil {
+	// The bulk form replays by default; after an outage it also recovers
+	// every stalled run of the range, or retries every failed one.
+	action := strings.TrimSpace(r.PostFormValue("action"))
+	switch action {
+	case "":
+		action = ActionReplay
+	case ActionReplay, ActionRecover, ActionRetry:
+	default:
+		return badRequest("a bulk action is replay, recover or retry; got %q", action)
+	}
+	vals["action"] = action
+	d := actionData{Action: action, Filter: vals}
+	if _, err := s.act(r, ss, AdminRequest{Action: action, Filter: &bf}, &d); err != nil {
 		return err
 	}
 	s.render(w, r, http.StatusOK, "replay", "replay_result", ss, d)

@@ -382,6 +382,33 @@ func TestDashboardPagesShowTheDatabase(t *testing.T) {
 		require.Contains(t, body, "from and to are required")
 	})
 
+	t.Run("bulk recover after an outage", func(t *testing.T) {
+		e.SeedVideo(t, store.Video{ID: "vstall", UserID: e.UserID, RunID: "run-stall", Status: store.StatusStalled}, store.StageRender)
+		_, page := b.get("/dashboard/replay")
+		token := csrfOf(t, page)
+		now := time.Now().UTC()
+		form := url.Values{"csrf": {token}, "action": {"recover"}, "status": {"stalled"},
+			"from": {now.Add(-time.Hour).Format("2006-01-02T15:04")}, "to": {now.Add(time.Hour).Format("2006-01-02T15:04")}}
+		resp, body := b.do("POST", "/dashboard/replay", form, map[string]string{"HX-Request": "true"})
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		require.Contains(t, body, "Dry run of recover: 1 videos selected")
+		require.Contains(t, body, "vstall")
+		require.NotContains(t, body, "vok", "the status filter keeps only the stalled run")
+		require.Empty(t, e.Events(t, e.Pub.Subjects().Event("vstall", "video.recover")), "a dry run publishes nothing")
+		m := regexp.MustCompile(`name="request_id" value="([^"]+)"`).FindStringSubmatch(body)
+		require.NotNil(t, m, "the dry run offers a confirm form")
+		require.Contains(t, body, `name="action" value="recover"`, "the confirm form repeats the action")
+		form.Set("request_id", m[1])
+		form.Set("confirm", "1")
+		resp, body = b.do("POST", "/dashboard/replay", form, map[string]string{"HX-Request": "true"})
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		require.Contains(t, body, "Done: recover")
+		require.Len(t, e.Events(t, e.Pub.Subjects().Event("vstall", "video.recover")), 1)
+		form.Set("action", "delete")
+		resp, _ = b.do("POST", "/dashboard/replay", form, nil)
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	})
+
 	t.Run("cancel: dry run, confirm, a second submit does nothing", func(t *testing.T) {
 		_, page := b.get("/dashboard/videos/vlive")
 		token := csrfOf(t, page)
