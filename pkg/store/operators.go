@@ -151,19 +151,11 @@ type FailedStep struct {
 	RunStatus Status
 }
 
-// FailedSteps returns the steps that ended with an error since a time, newest
-// first: the dead-letter view (a step's error is the reason its worker or the
+// FailedSteps returns the steps that ended with an error since a time (of
+// one video's runs, or of every video when videoID is empty), newest first:
+// the dead-letter view (a step's error is the reason its worker or the
 // coordinator gave: permanent errors, retries spent, stalls, cdn purges).
-func (s *Store) FailedSteps(ctx context.Context, since time.Time, limit int) ([]FailedStep, error) {
-	return s.failedSteps(ctx, "", since, limit)
-}
-
-// FailedStepsOfVideo is FailedSteps of one video's runs (of every video when videoID is empty).
-func (s *Store) FailedStepsOfVideo(ctx context.Context, videoID string, since time.Time, limit int) ([]FailedStep, error) {
-	return s.failedSteps(ctx, videoID, since, limit)
-}
-
-func (s *Store) failedSteps(ctx context.Context, videoID string, since time.Time, limit int) ([]FailedStep, error) {
+func (s *Store) FailedSteps(ctx context.Context, videoID string, since time.Time, limit int) ([]FailedStep, error) {
 	if limit <= 0 || limit > MaxRunLimit {
 		limit = MaxRunLimit
 	}

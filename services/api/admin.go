@@ -75,8 +75,7 @@ func (s *Service) Act(ctx context.Context, actor string, req AdminRequest) (Acti
 	} else if err != nil {
 		return ActionResult{}, err
 	}
-	res := ActionResult{ID: rec.ID, RequestID: rec.RequestID, Action: rec.Action, Actor: rec.Actor,
-		DryRun: rec.DryRun, At: rec.CreatedAt, Videos: []VideoOutcome{}}
+	res := resultOf(rec)
 	vids, err := s.selectVideos(ctx, req)
 	if err != nil {
 		return res, err
@@ -121,11 +120,21 @@ func (s *Service) recordInHistory(ctx context.Context, actor string, req AdminRe
 	return nil
 }
 
+// resultOf is a recorded action's outcome without its videos.
+func resultOf(rec store.AdminAction) ActionResult {
+	return ActionResult{ID: rec.ID, RequestID: rec.RequestID, Action: rec.Action, Actor: rec.Actor,
+		DryRun: rec.DryRun, At: rec.CreatedAt, Videos: []VideoOutcome{}}
+}
+
+// decodeResult is resultOf with the videos the action recorded (none while
+// it is not finished).
 func decodeResult(rec store.AdminAction) (ActionResult, error) {
-	res := ActionResult{ID: rec.ID, RequestID: rec.RequestID, Action: rec.Action, Actor: rec.Actor,
-		DryRun: rec.DryRun, At: rec.CreatedAt}
+	res := resultOf(rec)
+	if rec.Result == "" {
+		return res, nil
+	}
 	if err := json.Unmarshal([]byte(rec.Result), &res.Videos); err != nil {
-		return res, fmt.Errorf("decode result of action %s: %w", rec.RequestID, err)
+		return resultOf(rec), fmt.Errorf("decode result of action %s: %w", rec.RequestID, err)
 	}
 	return res, nil
 }

@@ -88,13 +88,8 @@ func (s *Service) AuditTrail(ctx context.Context, videoID string, limit int) ([]
 	}
 	out := make([]ActionResult, 0, len(recs))
 	for _, rec := range recs {
-		res := ActionResult{ID: rec.ID, RequestID: rec.RequestID, Action: rec.Action, Actor: rec.Actor,
-			DryRun: rec.DryRun, At: rec.CreatedAt, Videos: []VideoOutcome{}}
-		if rec.Result != "" {
-			if r, err := decodeResult(rec); err == nil {
-				res.Videos = r.Videos
-			}
-		}
+		// An undecodable result still shows the action, without its videos.
+		res, _ := decodeResult(rec)
 		out = append(out, res)
 	}
 	return out, nil
@@ -182,7 +177,7 @@ func (s *Service) adminFailures(w http.ResponseWriter, r *http.Request, c caller
 // Failures reads the steps that failed since a time (of one video, or of
 // all) and groups them by normalized reason, the largest group first.
 func (s *Service) Failures(ctx context.Context, videoID string, since time.Time, limit int) (FailuresResponse, error) {
-	steps, err := s.store.FailedStepsOfVideo(ctx, videoID, since, limit)
+	steps, err := s.store.FailedSteps(ctx, videoID, since, limit)
 	if err != nil {
 		return FailuresResponse{}, err
 	}

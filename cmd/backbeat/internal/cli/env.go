@@ -79,15 +79,23 @@ func (a *apiFlags) register(fs *flag.FlagSet) {
 
 // client resolves flags, environment and the dev key file, in that order.
 func (a *apiFlags) client(env Env) (*Client, error) {
-	url := firstNonEmpty(a.url, env.Getenv("BACKBEAT_API_URL"), DefaultAPIURL)
-	key := firstNonEmpty(a.key, env.Getenv("BACKBEAT_API_KEY"))
-	if key == "" && env.DevKeyFile != "" {
-		if b, err := os.ReadFile(env.DevKeyFile); err == nil {
+	return newClient(env, a.url, a.key, "BACKBEAT_API_KEY", env.DevKeyFile,
+		"no API key: pass --key, set BACKBEAT_API_KEY, or run `backbeat dev` (it writes .data/dev/api-key)")
+}
+
+// newClient is a client of the API at url (else $BACKBEAT_API_URL, else
+// DefaultAPIURL) with key (else the variable keyVar, else the contents of
+// keyFile); missing is the error when none gives a key.
+func newClient(env Env, url, key, keyVar, keyFile, missing string) (*Client, error) {
+	url = firstNonEmpty(url, env.Getenv("BACKBEAT_API_URL"), DefaultAPIURL)
+	key = firstNonEmpty(key, env.Getenv(keyVar))
+	if key == "" && keyFile != "" {
+		if b, err := os.ReadFile(keyFile); err == nil {
 			key = strings.TrimSpace(string(b))
 		}
 	}
 	if key == "" {
-		return nil, errors.New("no API key: pass --key, set BACKBEAT_API_KEY, or run `backbeat dev` (it writes .data/dev/api-key)")
+		return nil, errors.New(missing)
 	}
 	return &Client{BaseURL: strings.TrimRight(url, "/"), Key: key, HTTP: env.HTTP}, nil
 }
@@ -105,18 +113,9 @@ func (a *adminFlags) register(fs *flag.FlagSet) {
 
 // client resolves flags, environment and the dev admin key file, in that order.
 func (a *adminFlags) client(env Env) (*Client, error) {
-	url := firstNonEmpty(a.url, env.Getenv("BACKBEAT_API_URL"), DefaultAPIURL)
-	key := firstNonEmpty(a.key, env.Getenv("BACKBEAT_ADMIN_KEY"))
-	if key == "" && env.DevAdminKeyFile != "" {
-		if b, err := os.ReadFile(env.DevAdminKeyFile); err == nil {
-			key = strings.TrimSpace(string(b))
-		}
-	}
-	if key == "" {
-		return nil, errors.New("no admin key: pass --admin-key, set BACKBEAT_ADMIN_KEY (the api's API_ADMIN_KEY), " +
+	return newClient(env, a.url, a.key, "BACKBEAT_ADMIN_KEY", env.DevAdminKeyFile,
+		"no admin key: pass --admin-key, set BACKBEAT_ADMIN_KEY (the api's API_ADMIN_KEY), "+
 			"or run `backbeat dev` (it writes .data/dev/admin-key)")
-	}
-	return &Client{BaseURL: strings.TrimRight(url, "/"), Key: key, HTTP: env.HTTP}, nil
 }
 
 func firstNonEmpty(vs ...string) string {
